@@ -1,0 +1,1 @@
+"""graphc's backends: each runs graphs; `reference` interprets them on numpy."""

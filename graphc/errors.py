@@ -1,0 +1,41 @@
+"""The errors graphc raises at people.
+
+Every message names the op, the shapes involved and, where known, the user's
+source line, so that a failure points at the user's code and not at graphc's.
+"""
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises on purpose."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """An op was given inputs or attributes whose shapes or dtypes do not fit."""
+
+
+class TraceError(GraphcError, RuntimeError):
+    """User code did something that cannot be recorded into a graph."""
+
+
+class BackendError(GraphcError, RuntimeError):
+    """A backend failed to compile or run a graph."""
+
+
+class CheckpointError(GraphcError, IOError):
+    """A checkpoint could not be written or read back."""
+
+
+class VerifyError(GraphcError, ValueError):
+    """A graph broke one of the IR's invariants."""
+
+
+class ParseError(GraphcError, ValueError):
+    """Text IR did not parse; the message names the line and column."""
+
+    def __init__(self, message: str, line: int, column: int, source_line: str = ""):
+        self.line = line
+        self.column = column
+        text = f"line {line}, column {column}: {message}"
+        if source_line:
+            text += f"\n    {source_line}\n    {' ' * (column - 1)}^"
+        super().__init__(text)

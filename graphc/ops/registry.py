@@ -1,0 +1,217 @@
+"""The op registry: one OpDef per primitive, the only place an op is defined.
+
+An OpDef carries everything graphc knows about a primitive: its inputs and
+attributes, its shape/dtype rule, its numpy reference implementation and its
+gradient rule.  The builder, the verifier, the reference backend and autodiff
+all look ops up here, so adding an op is adding one ``register(OpDef(...))``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import GraphcError, ShapeError
+from ..ir.dtypes import DType, dtype_from_name
+from ..ir.types import TensorType
+
+
+class OpError(GraphcError, ValueError):
+    """An unknown op, an unknown or missing attribute, or the wrong number of inputs."""
+
+
+class ShapeMismatch(Exception):
+    """Raised by shape rules with a short reason; the registry adds the context."""
+
+
+REQUIRED = object()
+
+# Attribute kinds and how a given value is coerced into its canonical form.
+ATTR_KINDS = ("int", "float", "bool", "str", "dtype", "ints", "scalar", "tensor", "graph")
+
+
+@dataclass(frozen=True)
+class Attr:
+    kind: str
+    default: Any = REQUIRED
+    optional: bool = False        # None is a valid value
+
+    def coerce(self, op: str, name: str, value):
+        if value is None and self.optional:
+            return None
+        try:
+            return _COERCE[self.kind](value)
+        except (TypeError, ValueError):
+            raise OpError(f"{op}: attribute {name}={value!r} is not a valid {self.kind}") from None
+
+
+def _to_int(v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError
+    return int(v)
+
+
+def _to_float(v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError
+    return float(v)
+
+
+def _to_bool(v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError
+    return bool(v)
+
+
+def _to_str(v):
+    if not isinstance(v, str):
+        raise TypeError
+    return v
+
+
+def _to_dtype(v):
+    if isinstance(v, DType):
+        return v
+    if isinstance(v, str):
+        return dtype_from_name(v)
+    raise TypeError
+
+
+def _to_ints(v):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        raise TypeError
+    return tuple(_to_int(x) for x in v)
+
+
+def _to_scalar(v):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    raise TypeError
+
+
+def _to_tensor(v):
+    if not isinstance(v, np.ndarray):
+        raise TypeError
+    return v
+
+
+def _to_graph(v):
+    from ..ir.graph import Graph
+    if not isinstance(v, Graph):
+        raise TypeError
+    return v
+
+
+_COERCE = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": _to_str, "dtype": _to_dtype,
+           "ints": _to_ints, "scalar": _to_scalar, "tensor": _to_tensor, "graph": _to_graph}
+
+# Rules take (input types, canonical attrs); references take (arrays, attrs);
+# gradient rules take (builder, node, grad of node) and return one gradient
+# value (or None) per input, built as new nodes through the builder.
+ShapeRule = Callable[[Sequence[TensorType], dict], TensorType]
+Reference = Callable[[Sequence[np.ndarray], dict], np.ndarray]
+GradRule = Callable[[Any, Any, Any], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    family: str                              # elementwise, reduction, movement, contraction, window, index, random, source
+    inputs: tuple[str, ...]                  # names used in messages; "*name" marks a variadic tail
+    shape_rule: ShapeRule
+    reference: Reference
+    attrs: dict[str, Attr] = field(default_factory=dict)
+    grad: GradRule | None = None
+    differentiable: bool = True              # False for ops with no gradient at all (comparisons, argmax, ...)
+    canonicalize: Callable[[Sequence[TensorType], dict], dict] | None = None
+    doc: str = ""
+
+    @property
+    def variadic(self) -> bool:
+        return bool(self.inputs) and self.inputs[-1].startswith("*")
+
+    def input_label(self, i: int) -> str:
+        if self.variadic and i >= len(self.inputs) - 1:
+            return f"{self.inputs[-1][1:]}[{i - len(self.inputs) + 1}]"
+        return self.inputs[i]
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in OPS:
+        raise ValueError(f"op {opdef.name} is registered twice")
+    for name, attr in opdef.attrs.items():
+        assert attr.kind in ATTR_KINDS, f"{opdef.name}.{name}: unknown attribute kind {attr.kind}"
+    OPS[opdef.name] = opdef
+    return opdef
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise OpError(f"unknown op {name!r}; `graphc ops` lists the registered primitives") from None
+
+
+def format_attrs(attrs: dict) -> str:
+    from ..ir.text import format_attr_dict
+    return format_attr_dict(attrs)
+
+
+def describe_inputs(opdef: OpDef, types: Sequence[TensorType]) -> str:
+    return ", ".join(f"{opdef.input_label(i)} {t}" for i, t in enumerate(types))
+
+
+def infer_node(op: str, input_types: Sequence[TensorType], attrs: dict) -> tuple[dict, TensorType]:
+    """Validate ``attrs`` and input count, canonicalize attrs, apply the shape rule.
+
+    Returns (canonical attrs, output type).  Raises OpError for unknown ops or
+    attributes and ShapeError, naming the op, its attributes and every input
+    type, when the inputs do not fit.
+    """
+    opdef = get_op(op)
+    n_fixed = len(opdef.inputs) - (1 if opdef.variadic else 0)
+    if (len(input_types) != n_fixed) if not opdef.variadic else (len(input_types) < n_fixed + 1):
+        expected = ", ".join(opdef.inputs) or "no inputs"
+        raise OpError(f"{op}: takes ({expected}) but was given {len(input_types)} input(s)")
+
+    canonical = {}
+    for name in attrs:
+        if name not in opdef.attrs:
+            known = ", ".join(opdef.attrs) or "none"
+            raise OpError(f"{op}: unknown attribute {name!r} (its attributes: {known})")
+    for name, spec in opdef.attrs.items():
+        if name in attrs:
+            canonical[name] = spec.coerce(op, name, attrs[name])
+        elif spec.default is REQUIRED:
+            raise OpError(f"{op}: missing required attribute {name!r}")
+        else:
+            canonical[name] = spec.default
+    try:
+        if opdef.canonicalize is not None:
+            canonical = opdef.canonicalize(input_types, canonical)
+        out = opdef.shape_rule(input_types, canonical)
+    except ShapeMismatch as err:
+        shown = format_attrs(canonical)
+        raise ShapeError(f"{op}: {err} ({describe_inputs(opdef, input_types)})"
+                         + (f" {shown}" if canonical else "")) from None
+    return canonical, out
+
+
+def run_reference(op: str, arrays: Sequence[np.ndarray], attrs: dict, out_type: TensorType) -> np.ndarray:
+    """Run an op's numpy reference and check it honoured its shape rule."""
+    with np.errstate(all="ignore"):
+        result = get_op(op).reference(arrays, attrs)
+    result = np.asarray(result)
+    if result.dtype != out_type.dtype.numpy:
+        result = result.astype(out_type.dtype.numpy)
+    if result.shape != out_type.shape:
+        raise AssertionError(f"{op}: reference produced shape {result.shape}, shape rule says {out_type.shape}")
+    return result

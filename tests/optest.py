@@ -1,0 +1,95 @@
+"""Helpers for testing single ops: run them, differentiate them, check them.
+
+Every op test builds a one-op graph with the GraphBuilder, runs it on the
+reference backend, and compares against PyTorch (the oracle, skipped with a
+reason where it is not installed) or against central finite differences.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from graphc.backends.reference import run_graph
+from graphc.ir import GraphBuilder, dtype_from_numpy
+from graphc.ir.types import TensorType
+from graphc.passes.autodiff import gradients
+
+
+def require_torch():
+    """The torch module, or skip: torch==2.13.0 is the oracle, installed in CI."""
+    return pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed; "
+                                               "pip install torch==2.13.0")
+
+
+def _input_types(arrays):
+    return [TensorType(a.shape, dtype_from_numpy(a.dtype)) for a in arrays]
+
+
+def run_op(op: str, arrays: Sequence[np.ndarray], **attrs) -> np.ndarray:
+    """Build a one-node graph of ``op`` over ``arrays`` and run it on the reference backend."""
+    arrays = [np.asarray(a) for a in arrays]
+    b = GraphBuilder(f"{op}_test")
+    xs = [b.input(f"x{i}", t) for i, t in enumerate(_input_types(arrays))]
+    b.output(b.op(op, *xs, **attrs))
+    return run_graph(b.build(), arrays).outputs[0]
+
+
+def op_gradients(op: str, arrays: Sequence[np.ndarray], seed: np.ndarray, **attrs) -> list[np.ndarray | None]:
+    """Gradients of sum(op(arrays) * seed) w.r.t. each array, through graphc's autodiff."""
+    arrays = [np.asarray(a) for a in arrays]
+    b = GraphBuilder(f"{op}_grad_test")
+    xs = [b.input(f"x{i}", t) for i, t in enumerate(_input_types(arrays))]
+    out = b.op(op, *xs, **attrs)
+    s = b.input("seed", TensorType(out.shape, out.dtype))
+    nodes = list(b.nodes)
+    grads = gradients(b, nodes, [out], [s], xs)
+    present = [g for g in grads if g is not None]
+    b.output(*present)
+    values = iter(run_graph(b.build(), [*arrays, seed.astype(out.dtype.numpy)]).outputs)
+    return [next(values) if g is not None else None for g in grads]
+
+
+def check_grad_fd(op: str, arrays: Sequence[np.ndarray], rtol=1e-5, atol=1e-7, eps=1e-6,
+                  check: Sequence[int] | None = None, **attrs) -> None:
+    """Compare autodiff gradients with central finite differences (use float64 arrays)."""
+    arrays = [np.asarray(a) for a in arrays]
+    out = run_op(op, arrays, **attrs)
+    rng = np.random.default_rng(0)
+    seed = rng.standard_normal(out.shape).astype(out.dtype)
+    grads = op_gradients(op, arrays, seed, **attrs)
+    for i, a in enumerate(arrays):
+        if (check is not None and i not in check) or a.dtype.kind != "f":
+            continue
+        numeric = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            plus, minus = [x.copy() for x in arrays], [x.copy() for x in arrays]
+            plus[i][idx] += eps
+            minus[i][idx] -= eps
+            f_plus = np.sum(run_op(op, plus, **attrs) * seed)
+            f_minus = np.sum(run_op(op, minus, **attrs) * seed)
+            numeric[idx] = (f_plus - f_minus) / (2 * eps)
+        assert grads[i] is not None, f"{op}: no gradient for input {i}"
+        np.testing.assert_allclose(grads[i], numeric, rtol=rtol, atol=atol,
+                                   err_msg=f"{op} {attrs}: gradient of input {i} vs finite differences")
+
+
+def check_grad_torch(op: str, arrays: Sequence[np.ndarray], torch_fn: Callable, rtol=1e-4, atol=1e-5,
+                     check: Sequence[int] | None = None, **attrs) -> None:
+    """Compare autodiff gradients with PyTorch's for ``torch_fn`` (the same computation in torch)."""
+    torch = require_torch()
+    arrays = [np.asarray(a) for a in arrays]
+    out = run_op(op, arrays, **attrs)
+    seed = np.random.default_rng(1).standard_normal(out.shape).astype(out.dtype)
+    grads = op_gradients(op, arrays, seed, **attrs)
+    ts = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    t_out = torch_fn(*ts)
+    (t_out * torch.tensor(seed)).sum().backward()
+    for i, t in enumerate(ts):
+        if (check is not None and i not in check) or not t.requires_grad:
+            continue
+        expected = t.grad.numpy() if t.grad is not None else np.zeros_like(arrays[i])
+        assert grads[i] is not None, f"{op}: no gradient for input {i}"
+        np.testing.assert_allclose(grads[i], expected, rtol=rtol, atol=atol,
+                                   err_msg=f"{op} {attrs}: gradient of input {i} vs PyTorch")
