@@ -40,11 +40,16 @@ def bind_inputs(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.nd
     return env
 
 
-def evaluate(graph: Graph, env: dict[Node, np.ndarray]) -> dict[Node, np.ndarray]:
-    """Compute every node of ``graph`` given its bound inputs; returns the extended env."""
-    for node in graph.nodes:
+def evaluate_nodes(nodes: Sequence[Node], env: dict[Node, np.ndarray]) -> dict[Node, np.ndarray]:
+    """Compute ``nodes`` in order, reading their inputs from (and adding them to) ``env``."""
+    for node in nodes:
         env[node] = run_reference(node.op, [env[i] for i in node.inputs], node.attrs, node.type)
     return env
+
+
+def evaluate(graph: Graph, env: dict[Node, np.ndarray]) -> dict[Node, np.ndarray]:
+    """Compute every node of ``graph`` given its bound inputs; returns the extended env."""
+    return evaluate_nodes(graph.nodes, env)
 
 
 def run_graph(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]") -> RunResult:

@@ -53,14 +53,18 @@ class GraphBuilder:
         return b
 
     # -- names --------------------------------------------------------------
-    def fresh_name(self, hint: str | None = None) -> str:
+    def unique_name(self, hint: str | None = None) -> str:
+        """A name not yet used in this graph: ``hint`` itself if free, else ``hint_N`` (or ``N``)."""
         if hint and hint not in self._names:
-            name = hint
-        else:
-            while True:
-                name = f"{hint}_{next(self._counter)}" if hint else str(next(self._counter))
-                if name not in self._names:
-                    break
+            return hint
+        while True:
+            name = f"{hint}_{next(self._counter)}" if hint else str(next(self._counter))
+            if name not in self._names:
+                return name
+
+    def fresh_name(self, hint: str | None = None) -> str:
+        """Reserve and return a unique name."""
+        name = self.unique_name(hint)
         self._names.add(name)
         return name
 

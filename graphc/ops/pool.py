@@ -1,1 +1,314 @@
-"""(being written)"""
+"""Pooling primitives over NCHW images: max_pool2d, avg_pool2d and their gradients.
+
+Window geometry follows PyTorch exactly.  Along each spatial axis, window ``o``
+starts at ``o * stride - padding`` and its taps sit ``dilation`` apart.  The
+output size is ``floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1``;
+with ``ceil_mode`` the division rounds up instead, but the last window must
+still start inside the input or its left padding, so ceil_mode never adds a
+window that would see only right padding.  Padding may be at most half the
+(undilated) kernel, as PyTorch requires.
+
+References walk the few kernel taps and handle every window at once: for each
+tap they fetch, for all windows together, the input element it lands on and
+whether that element is real (not padding, not ceil_mode overhang).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from ..ir.dtypes import bool_, f32, f64, i64
+from ..ir.types import TensorType
+from .registry import Attr, OpDef, ShapeMismatch, register
+
+# -- window geometry ------------------------------------------------------------------
+
+
+def _pair(name: str, values: tuple[int, ...]) -> tuple[int, int]:
+    """(height, width) from one value for both or one value each, as PyTorch accepts."""
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) != 2:
+        raise ShapeMismatch(f"{name} must have 1 or 2 values (height, width), got {len(values)}")
+    return values
+
+
+def _canonicalize_pairs(*names: str):
+    def canonicalize(types, attrs):
+        return {**attrs, **{name: _pair(name, attrs[name]) for name in names}}
+    return canonicalize
+
+
+def _dilation(attrs) -> tuple[int, int]:
+    # avg_pool2d has no dilation attribute: its taps are adjacent.
+    return attrs.get("dilation", (1, 1))
+
+
+def _check_window_attrs(attrs):
+    """The checks PyTorch makes on the window itself, in its order."""
+    kernel, padding = attrs["kernel_size"], attrs["padding"]
+    for name, values in (("kernel_size", kernel), ("stride", attrs["stride"]), ("dilation", _dilation(attrs))):
+        if min(values) <= 0:
+            raise ShapeMismatch(f"{name} must be positive, got {list(values)}")
+    if min(padding) < 0:
+        raise ShapeMismatch(f"padding must be non-negative, got {list(padding)}")
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ShapeMismatch(f"padding {list(padding)} is more than half of kernel_size {list(kernel)}")
+
+
+def _output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's pooled size along one axis (may be < 1; the caller rejects that)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1      # that window would start in the right padding
+    return out
+
+
+def _pooled_shape(input_shape: tuple[int, ...], attrs) -> tuple[int, int, int, int]:
+    """The output shape of pooling an input of ``input_shape``, after checking both."""
+    _check_window_attrs(attrs)
+    if len(input_shape) != 4:
+        raise ShapeMismatch(f"input must be 4-d (N, C, H, W), got rank {len(input_shape)}")
+    n, c, h, w = input_shape
+    if 0 in (c, h, w):
+        raise ShapeMismatch(f"input {list(input_shape)} has an empty channel or spatial dimension")
+    out_h, out_w = (_output_size(size, k, s, p, d, attrs["ceil_mode"])
+                    for size, k, s, p, d in zip((h, w), attrs["kernel_size"], attrs["stride"],
+                                                attrs["padding"], _dilation(attrs)))
+    if out_h < 1 or out_w < 1:
+        extent = [d * (k - 1) + 1 for k, d in zip(attrs["kernel_size"], _dilation(attrs))]
+        raise ShapeMismatch(f"output size would be {out_h}x{out_w}: a {extent[0]}x{extent[1]} window does not "
+                            f"fit the {h}x{w} input padded by {list(attrs['padding'])}")
+    return n, c, out_h, out_w
+
+
+def _axis_taps(size: int, out_size: int, kernel: int, stride: int, pad: int, dilation: int):
+    """Where tap ``t`` of window ``o`` lands along one axis, as two [kernel, out_size] arrays:
+    the input coordinate (clipped into the input, so it is always a safe index) and
+    whether it is a real input element rather than padding or ceil_mode overhang."""
+    coord = np.arange(kernel)[:, None] * dilation + np.arange(out_size)[None, :] * stride - pad
+    return np.clip(coord, 0, size - 1), (coord >= 0) & (coord < size)
+
+
+def _window_taps(input_hw, output_hw, attrs) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each kernel tap in row-major scan order: (rows [OH,1], cols [1,OW], inside [OH,OW])."""
+    rows, rows_inside = _axis_taps(input_hw[0], output_hw[0], attrs["kernel_size"][0], attrs["stride"][0],
+                                   attrs["padding"][0], _dilation(attrs)[0])
+    cols, cols_inside = _axis_taps(input_hw[1], output_hw[1], attrs["kernel_size"][1], attrs["stride"][1],
+                                   attrs["padding"][1], _dilation(attrs)[1])
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            yield rows[i][:, None], cols[j][None, :], rows_inside[i][:, None] & cols_inside[j][None, :]
+
+
+# -- max_pool2d -------------------------------------------------------------------------
+
+def _check_numeric(dtype, what: str):
+    if dtype == bool_:
+        raise ShapeMismatch(f"{what} must be numeric, got bool")
+
+
+def _max_pool2d_shape(types, attrs):
+    x = types[0]
+    _check_numeric(x.dtype, "input")
+    return TensorType(_pooled_shape(x.shape, attrs), x.dtype)
+
+
+def _lowest(dtype: np.dtype):
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _max_windows(x: np.ndarray, attrs):
+    """Each window's maximum and the (row, col) of the element PyTorch picks as its argmax.
+
+    Like PyTorch, the first real element of a window is taken whatever its value
+    and a later one only if it is strictly greater or NaN: ties go to the first
+    maximal element in scan order, NaN wins (the last NaN), and a window of -inf
+    points at its first real element.  Padding is never picked; a window with no
+    real element at all (dilation can step over a small input) keeps row -1.
+    """
+    n, c, out_h, out_w = _pooled_shape(x.shape, attrs)
+    best = np.full((n, c, out_h, out_w), _lowest(x.dtype), x.dtype)
+    best_row = np.full(best.shape, -1)
+    best_col = np.full(best.shape, -1)
+    for rows, cols, inside in _window_taps(x.shape[2:], (out_h, out_w), attrs):
+        value = x[:, :, rows, cols]
+        take = inside & ((best_row < 0) | (value > best) | np.isnan(value))
+        best = np.where(take, value, best)
+        best_row = np.where(take, rows, best_row)
+        best_col = np.where(take, cols, best_col)
+    return best, best_row, best_col
+
+
+def _max_pool2d_reference(xs, attrs):
+    return _max_windows(xs[0], attrs)[0]
+
+
+register(OpDef(
+    name="max_pool2d", family="window", inputs=("input",),
+    attrs={"kernel_size": Attr("ints"), "stride": Attr("ints"), "padding": Attr("ints", (0, 0)),
+           "dilation": Attr("ints", (1, 1)), "ceil_mode": Attr("bool", False)},
+    canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
+    shape_rule=_max_pool2d_shape, reference=_max_pool2d_reference,
+    grad=lambda b, node, g: [b.max_pool2d_grad(node.inputs[0], g, **node.attrs)],
+    doc="maximum over each (dilated) window of an NCHW input; padding counts as -inf",
+))
+
+
+# -- max_pool2d_grad ----------------------------------------------------------------------
+
+def _max_pool2d_grad_shape(types, attrs):
+    x, grad_output = types
+    pooled = _pooled_shape(x.shape, attrs)
+    if grad_output.dtype != x.dtype or not x.dtype.is_float:
+        raise ShapeMismatch(f"input and grad_output must share one floating-point dtype, "
+                            f"got {x.dtype} and {grad_output.dtype}")
+    if grad_output.shape != pooled:
+        raise ShapeMismatch(f"grad_output has shape {list(grad_output.shape)} but max_pool2d "
+                            f"of this input gives {list(pooled)}")
+    return x
+
+
+def _max_pool2d_grad_reference(xs, attrs):
+    x, grad_output = xs
+    _, best_row, best_col = _max_windows(x, attrs)
+    found = best_row >= 0
+    image, channel, _, _ = np.nonzero(found)
+    grad = np.zeros_like(x)
+    # Overlapping windows may pick the same element: add.at accumulates them.
+    np.add.at(grad, (image, channel, best_row[found], best_col[found]), grad_output[found])
+    return grad
+
+
+register(OpDef(
+    name="max_pool2d_grad", family="window", inputs=("input", "grad_output"),
+    attrs={"kernel_size": Attr("ints"), "stride": Attr("ints"), "padding": Attr("ints", (0, 0)),
+           "dilation": Attr("ints", (1, 1)), "ceil_mode": Attr("bool", False)},
+    canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
+    shape_rule=_max_pool2d_grad_shape, reference=_max_pool2d_grad_reference,
+    # Not differentiable: w.r.t. input it is piecewise constant, and w.r.t. grad_output
+    # its adjoint would read the incoming gradient at each window's argmax, positions
+    # that no primitive produces as a tensor.  So max pooling has no second derivative.
+    differentiable=False,
+    doc="gradient of max_pool2d: each window's grad_output goes to its first maximal input "
+        "element (PyTorch's choice among ties), summed where windows overlap",
+))
+
+
+# -- avg_pool2d ------------------------------------------------------------------------------
+
+AVG_DTYPES = (f32, f64, i64)     # the dtypes PyTorch's CPU avg_pool2d accepts
+
+
+def _check_avg_attrs(dtype, attrs, what: str):
+    if dtype not in AVG_DTYPES:
+        raise ShapeMismatch(f"{what} must be f32, f64 or i64 (as PyTorch's avg_pool2d), got {dtype}")
+    if attrs["divisor_override"] == 0:
+        raise ShapeMismatch("divisor_override must not be zero")
+
+
+def _avg_pool2d_shape(types, attrs):
+    x = types[0]
+    _check_avg_attrs(x.dtype, attrs, "input")
+    return TensorType(_pooled_shape(x.shape, attrs), x.dtype)
+
+
+def _axis_divisors(size: int, out_size: int, kernel: int, stride: int, pad: int, count_include_pad: bool):
+    """Each window's element count along one axis: within the padded input if
+    count_include_pad, else within the input; ceil_mode overhang never counts."""
+    start = np.arange(out_size) * stride - pad
+    end = np.minimum(start + kernel, size + pad)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, size) - np.maximum(start, 0)
+
+
+def _avg_divisors(input_hw, output_hw, attrs) -> np.ndarray:
+    """The [OH, OW] numbers PyTorch divides each window's sum by."""
+    if attrs["divisor_override"] is not None:
+        return np.full(output_hw, attrs["divisor_override"])
+    rows, cols = (_axis_divisors(size, out, k, s, p, attrs["count_include_pad"])
+                  for size, out, k, s, p in zip(input_hw, output_hw, attrs["kernel_size"],
+                                                attrs["stride"], attrs["padding"]))
+    return np.outer(rows, cols)
+
+
+def _divide_like_torch(total: np.ndarray, divisor: np.ndarray) -> np.ndarray:
+    """total / divisor in total's dtype; integers truncate toward zero, as C++ division does."""
+    if total.dtype.kind == "f":
+        return total / divisor.astype(total.dtype)
+    return (total - np.fmod(total, divisor)) // divisor
+
+
+def _avg_pool2d_reference(xs, attrs):
+    x = xs[0]
+    n, c, out_h, out_w = _pooled_shape(x.shape, attrs)
+    total = np.zeros((n, c, out_h, out_w), x.dtype)
+    zero = np.zeros((), x.dtype)
+    for rows, cols, inside in _window_taps(x.shape[2:], (out_h, out_w), attrs):
+        total += np.where(inside, x[:, :, rows, cols], zero)
+    return _divide_like_torch(total, _avg_divisors(x.shape[2:], (out_h, out_w), attrs))
+
+
+AVG_ATTRS = {"kernel_size": Attr("ints"), "stride": Attr("ints"), "padding": Attr("ints", (0, 0)),
+             "ceil_mode": Attr("bool", False), "count_include_pad": Attr("bool", True),
+             "divisor_override": Attr("int", None, optional=True)}
+
+
+def _avg_pool2d_grad_rule(b, node, g):
+    return [b.avg_pool2d_grad(g, input_shape=node.inputs[0].shape, **node.attrs)]
+
+
+register(OpDef(
+    name="avg_pool2d", family="window", inputs=("input",),
+    attrs=AVG_ATTRS,
+    canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding"),
+    shape_rule=_avg_pool2d_shape, reference=_avg_pool2d_reference, grad=_avg_pool2d_grad_rule,
+    doc="mean over each window of an NCHW input: the sum of its real elements divided by "
+        "divisor_override, else by its size counting padding (count_include_pad) or not; "
+        "i64 divides toward zero",
+))
+
+
+# -- avg_pool2d_grad --------------------------------------------------------------------------
+
+def _avg_pool2d_grad_shape(types, attrs):
+    grad_output, input_shape = types[0], attrs["input_shape"]
+    _check_avg_attrs(grad_output.dtype, attrs, "grad_output")
+    pooled = _pooled_shape(input_shape, attrs)
+    if grad_output.shape != pooled:
+        raise ShapeMismatch(f"grad_output has shape {list(grad_output.shape)} but avg_pool2d of an "
+                            f"input of shape {list(input_shape)} gives {list(pooled)}")
+    return TensorType(input_shape, grad_output.dtype)
+
+
+def _avg_pool2d_grad_reference(xs, attrs):
+    grad_output, input_shape = xs[0], attrs["input_shape"]
+    input_hw, output_hw = input_shape[2:], grad_output.shape[2:]
+    share = _divide_like_torch(grad_output, _avg_divisors(input_hw, output_hw, attrs))
+    zero = np.zeros((), share.dtype)
+    grad = np.zeros(input_shape, grad_output.dtype)
+    everything = slice(None)
+    for rows, cols, inside in _window_taps(input_hw, output_hw, attrs):
+        # Taps outside the input were clipped onto its border; they add zero there.
+        np.add.at(grad, (everything, everything, rows, cols), np.where(inside, share, zero))
+    return grad
+
+
+def _avg_pool2d_grad_grad_rule(b, node, g):
+    # avg_pool2d is linear, and this op is its transpose; the transpose of that is avg_pool2d.
+    pool_attrs = {name: value for name, value in node.attrs.items() if name != "input_shape"}
+    return [b.avg_pool2d(g, **pool_attrs)]
+
+
+register(OpDef(
+    name="avg_pool2d_grad", family="window", inputs=("grad_output",),
+    attrs={**AVG_ATTRS, "input_shape": Attr("ints")},
+    canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding"),
+    shape_rule=_avg_pool2d_grad_shape, reference=_avg_pool2d_grad_reference,
+    grad=_avg_pool2d_grad_grad_rule,
+    doc="gradient of avg_pool2d: each window's grad_output, divided by the window's divisor, "
+        "spread over its real input elements (an input of shape input_shape)",
+))

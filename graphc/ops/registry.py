@@ -199,9 +199,9 @@ def infer_node(op: str, input_types: Sequence[TensorType], attrs: dict) -> tuple
             canonical = opdef.canonicalize(input_types, canonical)
         out = opdef.shape_rule(input_types, canonical)
     except ShapeMismatch as err:
-        shown = format_attrs(canonical)
-        raise ShapeError(f"{op}: {err} ({describe_inputs(opdef, input_types)})"
-                         + (f" {shown}" if canonical else "")) from None
+        context = [f"({describe_inputs(opdef, input_types)})"] if input_types else []
+        context += [format_attrs(canonical)] if canonical else []
+        raise ShapeError(f"{op}: {err} " + " ".join(context) if context else f"{op}: {err}") from None
     return canonical, out
 
 

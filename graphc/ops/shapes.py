@@ -22,7 +22,7 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
 
 def normalize_axis(axis: int, rank: int) -> int:
     """An axis in [-rank, rank) as a non-negative index."""
-    if not -rank <= axis < max(rank, 1):
+    if not -max(rank, 1) <= axis < max(rank, 1):
         raise ShapeMismatch(f"axis {axis} is out of range for a rank-{rank} tensor")
     return axis % max(rank, 1)
 

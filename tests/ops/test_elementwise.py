@@ -111,7 +111,9 @@ def test_cast_matches_torch(src, dst):
 
 
 def test_cast_gradient_between_floats():
-    check_grad_fd("cast", [np.random.default_rng(6).standard_normal((2, 3))], dtype="f32", rtol=1e-3, atol=1e-4)
+    # f32 rounding swamps a tiny step, so difference over a wide one.
+    check_grad_fd("cast", [np.random.default_rng(6).standard_normal((2, 3))], dtype="f32", eps=1e-2,
+                  rtol=1e-3, atol=1e-4)
 
 
 def test_binary_dtype_mismatch_is_a_shape_error_naming_everything():

@@ -1,0 +1,136 @@
+"""Process-wide frontend state: grad mode, the active trace, the module call stack,
+and where in the user's code an op was called from."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+import graphc
+import graphc.backends
+
+from graphc.ir.graph import SourceLoc
+
+_state = threading.local()
+
+# Frames from these directories are graphc's own; the first frame outside them is the user's line.
+_PACKAGE_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep
+                      for path in (__file__, graphc.__file__, graphc.backends.__file__))
+
+
+def _get(name, default):
+    if not hasattr(_state, name):
+        setattr(_state, name, default() if callable(default) else default)
+    return getattr(_state, name)
+
+
+# -- grad mode ----------------------------------------------------------------------
+
+def is_grad_enabled() -> bool:
+    return _get("grad_enabled", True)
+
+
+def set_grad_enabled(mode: bool) -> None:
+    _state.grad_enabled = bool(mode)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator that stops ops from recording gradients."""
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        set_grad_enabled(False)
+        return self
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._prev)
+        return False
+
+
+class enable_grad(no_grad):
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        set_grad_enabled(True)
+        return self
+
+
+# -- the active trace ---------------------------------------------------------------
+
+def current_trace():
+    """The TraceContext being recorded into, or None in eager mode."""
+    stack = _get("traces", list)
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def tracing(ctx):
+    stack = _get("traces", list)
+    stack.append(ctx)
+    try:
+        yield ctx
+    finally:
+        stack.pop()
+
+
+# -- module call stack (for error messages) ---------------------------------------------
+
+def module_stack() -> list:
+    return _get("modules", list)
+
+
+@contextlib.contextmanager
+def calling_module(module):
+    stack = module_stack()
+    stack.append(module)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def current_module_path() -> str | None:
+    """``features.3 (Conv2d)`` for the innermost module being called, named from the outermost."""
+    stack = module_stack()
+    if not stack:
+        return None
+    root, inner = stack[0], stack[-1]
+    if inner is root:
+        return f"{type(inner).__name__}"
+    for name, module in root.named_modules():
+        if module is inner:
+            return f"{name} ({type(inner).__name__})"
+    return f"({type(inner).__name__})"
+
+
+# -- source locations ---------------------------------------------------------------
+
+def user_location() -> SourceLoc | None:
+    """The first frame on the stack outside graphc's own code."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_PACKAGE_DIRS) and not filename.startswith("<frozen"):
+            return SourceLoc(_short_path(filename), frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def _short_path(filename: str) -> str:
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return rel if not rel.startswith("..") else filename
+
+
+def error_context() -> str:
+    """`` in features.3 (Conv2d) at train.py:41`` — appended to errors raised at the user."""
+    parts = []
+    path = current_module_path()
+    if path:
+        parts.append(f" in {path}")
+    loc = user_location()
+    if loc:
+        parts.append(f" at {loc}")
+    return "".join(parts)

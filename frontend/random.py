@@ -1,0 +1,87 @@
+"""The default random generator: Philox counter-based, so eager, traced and every backend agree.
+
+Its state is an i64[2] tensor (seed, offset).  Every draw reads the state,
+runs the ``rand``/``randn`` op at that counter, and advances the offset by the
+blocks it used; in a compiled step the state is a ``state`` input written back
+each call, so successive steps draw fresh numbers and a fixed seed reproduces a run.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.ir.dtypes import f32
+from graphc.ops.random import blocks_used
+
+from . import dtypes as _dt
+from .dispatch import apply
+from .context import no_grad
+
+
+class Generator:
+    def __init__(self, seed: int = 0):
+        from .tensor import Tensor
+        self.state = Tensor._wrap(np.array([seed, 0], np.int64))
+        self.state._kind = "state"
+
+    def manual_seed(self, seed: int) -> "Generator":
+        self.state._value[...] = (int(seed), 0)
+        return self
+
+    def initial_seed(self) -> int:
+        return int(self.state._value[0])
+
+    def get_state(self):
+        from .tensor import Tensor
+        return Tensor._wrap(self.state._value.copy())
+
+    def set_state(self, state) -> None:
+        self.state._value[...] = np.asarray(state, np.int64)
+
+
+default_generator = Generator(0)
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seed the default generator (offset back to 0)."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> int:
+    return default_generator.initial_seed()
+
+
+def _draw(op: str, size, dtype, generator):
+    from .tensor import as_tensor
+    from .tensor import _shape_args
+    generator = generator or default_generator
+    dtype = _dt.as_dtype(dtype) if dtype is not None else f32
+    shape = _shape_args(size)
+    with no_grad():
+        out = apply(op, [generator.state], shape=shape, dtype=dtype)
+        advance = as_tensor(np.array([0, blocks_used(op, int(np.prod(shape)), dtype)], np.int64))
+        generator.state._assign(generator.state + advance)
+    return out
+
+
+def rand(*size, dtype=None, generator=None, requires_grad: bool = False):
+    """Uniform samples in [0, 1)."""
+    return _draw("rand", size, dtype, generator).requires_grad_(requires_grad)
+
+
+def randn(*size, dtype=None, generator=None, requires_grad: bool = False):
+    """Standard normal samples."""
+    return _draw("randn", size, dtype, generator).requires_grad_(requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, generator=None):
+    """Integers uniform in [low, high)."""
+    if high is None:
+        low, high = 0, low
+    u = rand(*size, dtype=_dt.f64, generator=generator)
+    return (u * (high - low) + low).type_as_dtype(_dt.as_dtype(dtype) if dtype else _dt.i64)
+
+
+def randperm(n: int, generator=None):
+    from .tensor import Tensor
+    keys = rand(n, dtype=_dt.f64, generator=generator)
+    return Tensor._wrap(np.argsort(keys.numpy(), kind="stable").astype(np.int64))

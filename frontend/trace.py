@@ -1,0 +1,173 @@
+"""Tracing: run user code on symbolic tensors and record every op into a Graph.
+
+While a TraceContext is active, ops on symbolic tensors append nodes to its
+GraphBuilder.  Concrete tensors the code touches (parameters, buffers,
+optimizer state, anything captured) are *lifted*: they become graph inputs
+tagged param/buffer/state and named by their module path.  In-place updates
+of a lifted tensor (BatchNorm's running stats, an optimizer's step) do not
+touch the real tensor; they rebind its current value in the trace, and every
+lifted tensor whose value changed becomes a write-back when the trace ends.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from graphc.errors import TraceError
+from graphc.ir.builder import GraphBuilder
+from graphc.ir.graph import Graph, Node
+
+from .context import tracing, user_location
+
+
+@dataclass
+class Lifted:
+    """A concrete tensor seen by the trace: its graph input and its current value node."""
+    tensor: object
+    input: Node
+    current: Node
+    grad: object = None        # the symbolic .grad a traced backward() gave it
+
+
+class TraceContext:
+    def __init__(self, name: str, names: dict[int, str] | None = None):
+        self.builder = GraphBuilder(name)
+        self.lifted: dict[int, Lifted] = {}
+        self.names = dict(names or {})       # id(tensor) -> qualified name, for lifted inputs
+        # Python-side facts the graph was specialised on (a module's training flag, the keys of an
+        # optimizer's state): a compiled graph is reused only while every guard still holds.
+        self.guards: list[tuple[Callable[[], object], object]] = []
+        # Run before every execution of the compiled graph (e.g. an optimizer copying its current
+        # learning rate into the state tensor the graph reads).
+        self.prepare_hooks: list[Callable[[], None]] = []
+        self._anonymous = 0
+
+    def add_guard(self, read: Callable[[], object]) -> None:
+        """Specialise on ``read()``'s current value; a later change means a retrace."""
+        self.guards.append((read, read()))
+
+    def add_prepare_hook(self, hook: Callable[[], None]) -> None:
+        if hook not in self.prepare_hooks:
+            self.prepare_hooks.append(hook)
+
+    # -- values ---------------------------------------------------------------
+    def node_of(self, tensor) -> Node:
+        """The node holding ``tensor``'s current value in this trace (lifting it if concrete)."""
+        if tensor._trace is self:
+            return tensor._node
+        if tensor._trace is not None:
+            raise TraceError("a tensor from another (or a finished) trace was used here"
+                             + _at_user_line() + "; tensors created while tracing only live inside that trace")
+        tensor = tensor._storage_owner()
+        lifted = self.lifted.get(id(tensor))
+        if lifted is None:
+            tag = tensor._kind or "state"
+            node = self.builder.input(self._name_for(tensor, tag), tensor._type, tag=tag)
+            lifted = self.lifted[id(tensor)] = Lifted(tensor, node, node)
+        return lifted.current
+
+    def assign(self, tensor, node: Node) -> None:
+        """Record an in-place update: ``tensor`` now holds ``node``."""
+        if tensor._trace is self:
+            tensor._node = node
+            return
+        self.node_of(tensor)                 # lift it if needed
+        self.lifted[id(tensor._storage_owner())].current = node
+
+    def lifted_record(self, tensor) -> Lifted | None:
+        return self.lifted.get(id(tensor._storage_owner()))
+
+    def _name_for(self, tensor, tag: str) -> str:
+        name = self.names.get(id(tensor))
+        if name is None:
+            self._anonymous += 1
+            name = f"{tag}{self._anonymous}"
+        return self.builder.unique_name(name)
+
+    # -- finishing ------------------------------------------------------------------
+    def data_input(self, name: str, type) -> Node:
+        return self.builder.input(self.builder.unique_name(name), type, tag="data")
+
+    def finish(self, outputs: list[Node]) -> Graph:
+        self.builder.output(*outputs)
+        for lifted in self.lifted.values():
+            if lifted.current is not lifted.input:
+                self.builder.write(lifted.input, lifted.current)
+        return self.builder.build()
+
+
+def _at_user_line() -> str:
+    loc = user_location()
+    return f" at {loc}" if loc else ""
+
+
+def _argument_names(fn, count: int) -> list[str]:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        names = [p.name for p in params[:count]]
+    except (TypeError, ValueError):
+        names = []
+    names += [f"input{i}" for i in range(len(names), count)]
+    return names
+
+
+def module_tensor_names(module, prefix: str = "") -> dict[int, str]:
+    """id(tensor) -> qualified name for every parameter and buffer of ``module``."""
+    names = {}
+    for name, t in module.named_parameters():
+        names.setdefault(id(t), prefix + name)
+    for name, t in module.named_buffers():
+        names.setdefault(id(t), prefix + name)
+    return names
+
+
+def trace(fn, *example_inputs, name: str | None = None) -> Graph:
+    """Trace ``fn`` (a function or an nn.Module) on example inputs into a Graph.
+
+    The graph's data inputs are the example inputs (named after ``fn``'s
+    arguments); every parameter and buffer the code touches becomes an input
+    tagged param or buffer and named by its module path (``layer1.0.conv1.weight``).
+    Python control flow is specialised to the example inputs, as
+    torch.jit.trace does.
+    """
+    from .nn.module import Module
+    from .tensor import Tensor, as_tensor
+
+    names: dict[int, str] = {}
+    target = fn.forward if isinstance(fn, Module) else fn
+    if isinstance(fn, Module):
+        names.update(module_tensor_names(fn))
+    graph_name = name or (type(fn).__name__ if isinstance(fn, Module) else getattr(fn, "__name__", "traced"))
+    ctx = TraceContext(_identifier(graph_name), names)
+    arg_names = _argument_names(target, len(example_inputs))
+    with tracing(ctx):
+        symbolic = []
+        for arg_name, value in zip(arg_names, example_inputs):
+            value = as_tensor(value) if not isinstance(value, Tensor) else value
+            node = ctx.data_input(arg_name, value._type)
+            symbolic.append(Tensor._symbolic(node, ctx, value.requires_grad))
+        result = fn(*symbolic)
+        outputs = [ctx.node_of(t) for t in flatten_outputs(result)]
+        return ctx.finish(outputs)
+
+
+def flatten_outputs(result) -> list:
+    """The tensors in a (nested) tuple/list/dict result, in order."""
+    from .tensor import Tensor
+    if isinstance(result, Tensor):
+        return [result]
+    if isinstance(result, (list, tuple)):
+        return [t for item in result for t in flatten_outputs(item)]
+    if isinstance(result, dict):
+        return [t for key in result for t in flatten_outputs(result[key])]
+    if result is None:
+        return []
+    raise TraceError(f"a traced function may return tensors and tuples/lists/dicts of them, "
+                     f"not {type(result).__name__}")
+
+
+def _identifier(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return cleaned or "traced"

@@ -1,0 +1,29 @@
+"""Every registered primitive is complete: shape rule, reference, doc, and a gradient rule if differentiable."""
+import pytest
+
+from graphc.ops.registry import OPS
+
+FAMILIES = {"elementwise", "reduction", "movement", "contraction", "window", "index", "random", "source"}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_is_complete(name):
+    op = OPS[name]
+    assert op.family in FAMILIES, f"{name}: unknown family {op.family}"
+    assert callable(op.shape_rule), f"{name} has no shape rule"
+    assert callable(op.reference), f"{name} has no numpy reference"
+    assert op.doc, f"{name} has no doc line"
+    if op.differentiable:
+        assert callable(op.grad), f"{name} is differentiable but has no gradient rule"
+
+
+def test_the_primitive_set_is_the_designed_one():
+    expected = {
+        "neg", "abs", "exp", "log", "sqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu",
+        "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+        "where", "cast", "stop_gradient", "sum", "max", "min", "argmax", "reshape", "permute", "expand",
+        "slice", "pad", "concat", "matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
+        "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad", "gather", "scatter_add",
+        "one_hot", "rand", "randn", "full", "constant",
+    }
+    assert set(OPS) == expected
