@@ -57,3 +57,17 @@ def run_graph(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndar
     env = evaluate(graph, bind_inputs(graph, inputs))
     return RunResult(outputs=[env[n] for n in graph.outputs],
                      writes={t.name: env[v] for t, v in graph.writes})
+
+
+class ReferenceExecutable:
+    """A graph bound to the reference interpreter: the oracle every compiled backend is checked against."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+
+    def run(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]") -> RunResult:
+        return run_graph(self.graph, inputs)
+
+
+def build_executable(graph: Graph) -> ReferenceExecutable:
+    return ReferenceExecutable(graph)

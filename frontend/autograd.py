@@ -138,3 +138,10 @@ def backward(tensor, gradient=None, retain_graph: bool = False, create_graph: bo
             Tensor._wrap(tensor.grad._value + seed)
         return
     run_backward(tensor, seed, retain_graph)
+
+
+def Variable(tensor, requires_grad: bool = False):
+    """The identity wrapper PyTorch keeps for old code: returns ``tensor`` (marked if asked)."""
+    if requires_grad:
+        tensor.requires_grad_(True)
+    return tensor

@@ -69,7 +69,7 @@ class Tensor:
         self._kind: str | None = None       # "param", "buffer" or "state" when lifted into a trace
         self._base: Tensor | None = None    # the tensor whose storage .data aliases
         self.requires_grad = bool(requires_grad)
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
 
     @classmethod
     def _wrap(cls, value: np.ndarray, requires_grad: bool = False) -> "Tensor":
@@ -197,6 +197,24 @@ class Tensor:
         return id(self)
 
     # -- grad bookkeeping -------------------------------------------------------------
+    @property
+    def grad(self) -> "Tensor | None":
+        """The accumulated gradient.  While tracing, a concrete tensor's gradient lives in the trace."""
+        ctx = current_trace()
+        if ctx is not None and self._trace is None:
+            found, grad = ctx.grad_of(self)
+            if found:
+                return grad
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: "Tensor | None"):
+        ctx = current_trace()
+        if ctx is not None and self._trace is None:
+            ctx.set_grad(self, value)
+        else:
+            self._grad = value
+
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if self._tape is not None and not requires_grad:
             raise RuntimeError("you can only change requires_grad flags of leaf variables")
@@ -234,9 +252,9 @@ class Tensor:
     @data.setter
     def data(self, other: "Tensor"):
         other = as_tensor(other)
-        if other.shape != self.shape or other.dtype != self.dtype:
-            self._check_same_type(other, "data assignment")
-        self._assign(other)
+        self._check_same_type(other, "data assignment")
+        with no_grad():                  # assigning .data is not an op autograd sees, as in PyTorch
+            self._assign(other)
 
     def clone(self) -> "Tensor":
         return apply("mul", [self, _scalar(1, self.dtype)]) if self.dtype != bool_ else \

@@ -27,21 +27,36 @@ class Lifted:
     tensor: object
     input: Node
     current: Node
-    grad: object = None        # the symbolic .grad a traced backward() gave it
 
 
 class TraceContext:
-    def __init__(self, name: str, names: dict[int, str] | None = None):
+    def __init__(self, name: str, names: dict[int, str] | None = None,
+                 name_source: Callable[[], dict[int, str]] | None = None):
         self.builder = GraphBuilder(name)
         self.lifted: dict[int, Lifted] = {}
         self.names = dict(names or {})       # id(tensor) -> qualified name, for lifted inputs
+        from .random import default_generator
+        self.names.setdefault(id(default_generator.state), "rng")
+        # Re-read for tensors created during the trace (an optimizer's state on its first step).
+        self._name_source = name_source
         # Python-side facts the graph was specialised on (a module's training flag, the keys of an
         # optimizer's state): a compiled graph is reused only while every guard still holds.
         self.guards: list[tuple[Callable[[], object], object]] = []
         # Run before every execution of the compiled graph (e.g. an optimizer copying its current
         # learning rate into the state tensor the graph reads).
         self.prepare_hooks: list[Callable[[], None]] = []
+        # .grad of concrete tensors while tracing: id(tensor) -> symbolic Tensor or None.
+        # Gradients live only inside the traced step; the real tensors' .grad is untouched.
+        self.grads: dict[int, object] = {}
+        self.symbolic_leaves: list = []      # traced inputs created with requires_grad=True
         self._anonymous = 0
+
+    def grad_of(self, tensor) -> tuple[bool, object]:
+        key = id(tensor._storage_owner())
+        return (key in self.grads, self.grads.get(key))
+
+    def set_grad(self, tensor, grad) -> None:
+        self.grads[id(tensor._storage_owner())] = grad
 
     def add_guard(self, read: Callable[[], object]) -> None:
         """Specialise on ``read()``'s current value; a later change means a retrace."""
@@ -79,6 +94,8 @@ class TraceContext:
         return self.lifted.get(id(tensor._storage_owner()))
 
     def _name_for(self, tensor, tag: str) -> str:
+        if id(tensor) not in self.names and self._name_source is not None:
+            self.names.update(self._name_source())
         name = self.names.get(id(tensor))
         if name is None:
             self._anonymous += 1
@@ -88,6 +105,13 @@ class TraceContext:
     # -- finishing ------------------------------------------------------------------
     def data_input(self, name: str, type) -> Node:
         return self.builder.input(self.builder.unique_name(name), type, tag="data")
+
+    def symbolic_input(self, node: Node, requires_grad: bool):
+        from .tensor import Tensor
+        tensor = Tensor._symbolic(node, self, requires_grad)
+        if requires_grad:
+            self.symbolic_leaves.append(tensor)
+        return tensor
 
     def finish(self, outputs: list[Node]) -> Graph:
         self.builder.output(*outputs)
@@ -147,7 +171,7 @@ def trace(fn, *example_inputs, name: str | None = None) -> Graph:
         for arg_name, value in zip(arg_names, example_inputs):
             value = as_tensor(value) if not isinstance(value, Tensor) else value
             node = ctx.data_input(arg_name, value._type)
-            symbolic.append(Tensor._symbolic(node, ctx, value.requires_grad))
+            symbolic.append(ctx.symbolic_input(node, value.requires_grad))
         result = fn(*symbolic)
         outputs = [ctx.node_of(t) for t in flatten_outputs(result)]
         return ctx.finish(outputs)

@@ -12,6 +12,24 @@ from .ir import Graph, GraphBuilder, Node, TensorType, parse_graph, print_graph
 
 from .frontend import *  # noqa: E402,F401,F403
 from .frontend import __all__ as _frontend_all  # noqa: E402
+from .compiler import compile  # noqa: E402
+
+
+def _expose(public: str, private: str) -> None:
+    """Make ``graphc.<public>`` the very module ``graphc.frontend.<private>`` (one module object,
+    so ``import graphc.nn.functional as F`` and isinstance checks see the same classes)."""
+    import importlib
+    import sys
+    module = importlib.import_module(f"graphc.frontend.{private}")
+    sys.modules[f"graphc.{public}"] = module
+    parent, _, attr = f"graphc.{public}".rpartition(".")
+    setattr(sys.modules[parent], attr, module)
+
+
+for _public, _private in [("nn", "nn"), ("nn.functional", "nn.functional"), ("nn.init", "nn.init"),
+                          ("optim", "optim"), ("optim.lr_scheduler", "optim.lr_scheduler"),
+                          ("autograd", "autograd")]:
+    _expose(_public, _private)
 
 __all__ = ["BackendError", "CheckpointError", "GraphcError", "ParseError", "ShapeError", "TraceError",
-           "VerifyError", "Graph", "GraphBuilder", "Node", "TensorType", "parse_graph", "print_graph", *_frontend_all]
+           "VerifyError", "Graph", "GraphBuilder", "Node", "TensorType", "parse_graph", "print_graph", "compile", *_frontend_all]

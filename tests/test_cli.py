@@ -1,8 +1,10 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import graphc
 from graphc import cli
 from graphc.ops.registry import OPS, Attr, OpDef
 
@@ -61,3 +63,48 @@ def test_python_dash_m_runs_the_command():
     assert result.returncode == 0, result.stderr
     assert "  rand(key) {shape: ints, dtype: dtype = f32}" in result.stdout
     assert len(listed_ops(result.stdout)) == len(OPS)
+
+
+# -- graphc dump -------------------------------------------------------------------------------
+
+MODELS = str(Path(__file__).resolve().parents[1] / "examples" / "models.py")
+
+
+def test_dump_prints_the_traced_graph_of_a_model_class(capsys):
+    assert cli.main(["dump", f"{MODELS}:LeNet", "--input", "2x3x32x32", "--eval"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("graph LeNet(")
+    assert "%conv1.weight: f32[6,3,5,5] param" in text
+    assert "conv2d(" in text and "max_pool2d(" in text
+    graph = graphc.parse_graph(text)
+    assert [n.name for n in graph.inputs_tagged("data")] == ["x"]
+
+
+def test_dump_in_train_mode_shows_batchnorm_write_backs_and_takes_kwargs(capsys):
+    assert cli.main(["dump", f"{MODELS}:ResNet", "--input", "2x3x32x32", "--kwargs", '{"num_classes": 5}']) == 0
+    text = capsys.readouterr().out
+    assert "write(%bn1.running_mean, " in text
+    assert "write(%layer1.0.bn1.num_batches_tracked, " in text
+    assert "f32[5,64] param" in text
+
+
+def test_dump_writes_dot_to_a_file(tmp_path):
+    out = tmp_path / "lenet.dot"
+    assert cli.main(["dump", f"{MODELS}:LeNet", "--input", "1x3x32x32", "-o", str(out)]) == 0
+    assert out.read_text().startswith("digraph")
+
+
+def test_dump_errors_are_clear(capsys):
+    assert cli.main(["dump", f"{MODELS}:NoSuchModel", "--input", "1x3x32x32"]) == 1
+    assert "defines no NoSuchModel" in capsys.readouterr().err
+    assert cli.main(["dump", f"{MODELS}:LeNet", "--input", "1x4x32x32"]) == 1
+    assert "conv2d: input has 4 channels but weight expects 3" in capsys.readouterr().err
+    assert cli.main(["dump", f"{MODELS}:LeNet", "--input", "banana"]) == 1
+    assert "not a shape" in capsys.readouterr().err
+
+
+def test_graphc_dump_runs_from_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "graphc.cli", "dump", f"{MODELS}:LeNet", "--input",
+                             "2x3x32x32"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "graph LeNet(" in result.stdout

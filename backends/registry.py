@@ -1,0 +1,16 @@
+"""Backends by name.  Each turns a verified Graph into an executable with ``run(arrays) -> RunResult``."""
+from __future__ import annotations
+
+from graphc.errors import BackendError
+
+
+def get_backend(name: str):
+    """The backend module called ``name``; it provides ``build_executable(graph)``."""
+    if name == "reference":
+        from . import reference
+        return reference
+    raise BackendError(f"unknown backend {name!r}; available: reference")
+
+
+def available_backends() -> list[str]:
+    return ["reference"]

@@ -1,0 +1,348 @@
+"""graphc.nn.functional: PyTorch's functional layers, built from graphc's primitives.
+
+Everything here goes through Tensor methods or ``dispatch.apply``, so each
+function runs eagerly, traces into a graph (where later passes can fuse the
+composite ones: softmax, batch_norm, dropout) and differentiates.  Arguments
+and defaults are PyTorch's.
+"""
+from __future__ import annotations
+
+import warnings
+
+from graphc.errors import ShapeError, TraceError
+
+from ..context import current_trace, error_context, no_grad
+from ..dispatch import apply
+from ..dtypes import as_dtype, i64
+from ..functions import where
+from ..random import rand
+from ..tensor import Tensor, matmul
+
+__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "conv2d",
+           "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout",
+           "dropout2d", "flatten", "pad", "one_hot"]
+
+
+def _pair(value) -> tuple:
+    """An int or a 1/2-sequence as (height, width), as PyTorch's ``_pair``."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value) * 2 if len(value) == 1 else tuple(value)
+    return (value, value)
+
+
+def _batched(name: str, input: Tensor, run) -> Tensor:
+    """Run a 4-D (N, C, H, W) op on a 4-D input, or on a 3-D (C, H, W) one as a batch of one."""
+    if input.dim() == 4:
+        return run(input)
+    if input.dim() == 3:
+        return run(input.unsqueeze(0)).squeeze(0)
+    raise ShapeError(f"{name}: expected a 3-D (unbatched) or 4-D (batched) input, got input of shape "
+                     f"{list(input.shape)}" + error_context())
+
+
+# -- activations -------------------------------------------------------------------------------
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0); ``inplace`` is accepted and computed out of place."""
+    return input.relu()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x where x > 0, else negative_slope * x (so the gradient at 0 is negative_slope, as PyTorch's)."""
+    return where(input > 0, input, input * negative_slope)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + exp(-x))."""
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return input.tanh()
+
+
+def _softmax_dim(name: str, ndim: int) -> int:
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                  "Change the call to include dim=X as an argument.", stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _shifted(input: Tensor, dim: int, dtype) -> Tensor:
+    """input minus its max along ``dim``: exp() cannot overflow, and the result is unchanged
+    (the max is detached because softmax's value and gradient do not depend on it)."""
+    if dtype is not None:
+        input = input.type_as_dtype(as_dtype(dtype))
+    return input - input.amax(dim, keepdim=True).detach()
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim`` (computed in ``dtype`` when given)."""
+    if dim is None:
+        dim = _softmax_dim("softmax", input.dim())
+    exp = _shifted(input, dim, dtype).exp()
+    return exp / exp.sum(dim, keepdim=True)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """log(softmax(x)) along ``dim``, as x - max - log(sum(exp(x - max)))."""
+    if dim is None:
+        dim = _softmax_dim("log_softmax", input.dim())
+    shifted = _shifted(input, dim, dtype)
+    return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+
+# -- linear and convolution ------------------------------------------------------------------------
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input @ weight.T + bias."""
+    if input.shape[-1:] != weight.shape[-1:]:
+        raise ShapeError(f"linear: input has {input.shape[-1] if input.dim() else 0} features (input "
+                         f"{input._type}) but weight expects {weight.shape[-1]} (weight {weight._type})"
+                         + error_context())
+    out = matmul(input, weight.t())
+    return out if bias is None else out + bias
+
+
+def _add_channel_bias(out: Tensor, bias: Tensor | None) -> Tensor:
+    if bias is None:
+        return out
+    if tuple(bias.shape) != (out.shape[1],):
+        raise ShapeError(f"bias should have shape [{out.shape[1]}] (one per output channel), got "
+                         f"{list(bias.shape)}" + error_context())
+    return out + bias.reshape(1, -1, 1, 1)
+
+
+def _string_padding(input: Tensor, weight: Tensor, padding: str, stride, dilation):
+    """The input and symmetric padding for padding='valid'/'same' (PyTorch's rules: 'same' puts the
+    odd element of an odd total padding after the input, by padding the input itself)."""
+    if padding == "valid":
+        return input, (0, 0)
+    if padding != "same":
+        raise ValueError(f"Invalid padding string {padding!r}, should be one of ['valid', 'same']")
+    if any(s != 1 for s in stride):
+        raise ValueError("padding='same' is not supported for strided convolutions")
+    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    before = tuple(t // 2 for t in totals)
+    extra_h, extra_w = (t - 2 * b for t, b in zip(totals, before))
+    if extra_h or extra_w:
+        input = pad(input, (0, extra_w, 0, extra_h))
+    return input, before
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation of (N, C, H, W) or (C, H, W) input; padding may be 'valid' or 'same'."""
+    stride, dilation = _pair(stride), _pair(dilation)
+
+    def run(x):
+        x, pads = _string_padding(x, weight, padding, stride, dilation) if isinstance(padding, str) \
+            else (x, _pair(padding))
+        out = apply("conv2d", [x, weight], stride=stride, padding=pads, dilation=dilation, groups=groups)
+        return _add_channel_bias(out, bias)
+    return _batched("conv2d", input, run)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """The transpose of conv2d (its gradient w.r.t. the input), weight [Cin, Cout/groups, kh, kw]."""
+    if isinstance(padding, str):
+        raise NotImplementedError(f"conv_transpose2d(padding={padding!r}): string padding is not supported "
+                                  "for transposed convolutions (as in PyTorch)")
+
+    def run(x):
+        out = apply("conv_transpose2d", [x, weight], stride=_pair(stride), padding=_pair(padding),
+                    output_padding=_pair(output_padding), groups=groups, dilation=_pair(dilation))
+        return _add_channel_bias(out, bias)
+    return _batched("conv_transpose2d", input, run)
+
+
+# -- pooling ---------------------------------------------------------------------------------------
+
+def _pool_stride(stride, kernel_size) -> tuple:
+    return _pair(kernel_size) if stride is None or stride == [] or stride == () else _pair(stride)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:
+    """Maximum over windows (stride defaults to kernel_size); padding counts as -inf."""
+    if return_indices:
+        raise NotImplementedError("max_pool2d(return_indices=True) is not supported by graphc")
+    return _batched("max_pool2d", input, lambda x: apply(
+        "max_pool2d", [x], kernel_size=_pair(kernel_size), stride=_pool_stride(stride, kernel_size),
+        padding=_pair(padding), dilation=_pair(dilation), ceil_mode=ceil_mode))
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Mean over windows (stride defaults to kernel_size)."""
+    return _batched("avg_pool2d", input, lambda x: apply(
+        "avg_pool2d", [x], kernel_size=_pair(kernel_size), stride=_pool_stride(stride, kernel_size),
+        padding=_pair(padding), ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+        divisor_override=divisor_override))
+
+
+def _adaptive_mean_along(x: Tensor, axis: int, out_size: int) -> Tensor:
+    """Average ``x`` over PyTorch's adaptive bins along ``axis``: bin i spans
+    [floor(i*n/out), ceil((i+1)*n/out)), so neighbouring bins may overlap."""
+    n = x.shape[axis]
+    bins = []
+    for i in range(out_size):
+        start, stop = (i * n) // out_size, -(-(i + 1) * n // out_size)
+        index = [slice(None)] * x.dim()
+        index[axis] = slice(start, stop)
+        bins.append(x[tuple(index)].mean(axis, keepdim=True))
+    return bins[0] if out_size == 1 else apply("concat", bins, axis=axis % x.dim())
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average pooling to a fixed output size (None in output_size keeps that input size)."""
+    out_h, out_w = (size if size is not None else input.shape[i - 2]
+                    for i, size in enumerate(_pair(output_size)))
+
+    def run(x):
+        h, w = x.shape[2:]
+        if h % out_h == 0 and w % out_w == 0:     # equal, disjoint bins: one plain average pool
+            window = (h // out_h, w // out_w)
+            return apply("avg_pool2d", [x], kernel_size=window, stride=window)
+        # A rectangle's mean is the mean over its rows of the mean over its columns.
+        return _adaptive_mean_along(_adaptive_mean_along(x, 2, out_h), 3, out_w)
+    return _batched("adaptive_avg_pool2d", input, run)
+
+
+# -- normalization ---------------------------------------------------------------------------------
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum=0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (dim 1) by the batch's statistics (training) or the running ones.
+
+    In training, ``running_mean``/``running_var`` (when given) are updated in
+    place with ``momentum`` (a float, or a 0-d tensor for BatchNorm's cumulative
+    average), the variance unbiased as in PyTorch; under a trace these updates
+    become write-backs of the graph.
+    """
+    if input.dim() < 2:
+        raise ShapeError(f"batch_norm: expected an input with a channel dimension (N, C, ...), got shape "
+                         f"{list(input.shape)}" + error_context())
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.numel() != channels:
+            raise ShapeError(f"batch_norm: input has {channels} channels (shape {list(input.shape)}) but "
+                             f"{name} has {t.numel()} elements" + error_context())
+    axes = (0, *range(2, input.dim()))
+    stat_shape = (1, channels) + (1,) * (input.dim() - 2)
+    if training:
+        count = input.numel() // channels
+        if count <= 1:
+            raise ShapeError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{list(input.shape)}" + error_context())
+        mean = input.mean(axes)
+        centered = input - mean.reshape(stat_shape)
+        var = (centered * centered).mean(axes)
+        _update_running_stats(running_mean, running_var, mean, var, momentum, count)
+        out = centered / (var.reshape(stat_shape) + eps).sqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are required when training=False")
+        out = (input - running_mean.reshape(stat_shape)) / (running_var.reshape(stat_shape) + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(stat_shape)
+    if bias is not None:
+        out = out + bias.reshape(stat_shape)
+    return out
+
+
+def _update_running_stats(running_mean, running_var, mean, var, momentum, count: int) -> None:
+    with no_grad():
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
+        if running_var is not None:
+            unbiased = var.detach() * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(unbiased * momentum)
+
+
+# -- dropout ---------------------------------------------------------------------------------------
+
+def _check_probability(p: float) -> None:
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _drop(input: Tensor, p: float, mask_shape) -> Tensor:
+    """Zero elements with probability p (one draw per element of ``mask_shape``, broadcast over the
+    rest) and scale the kept ones by 1/(1-p)."""
+    if p == 1:
+        return input * 0.0
+    keep = rand(mask_shape, dtype=input.dtype) >= p
+    return input * (keep.type_as_dtype(input.dtype) / (1 - p))
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability p (masks from graphc.rand), scale the rest by 1/(1-p)."""
+    _check_probability(p)
+    if not training or p == 0:
+        return input
+    return _drop(input, p, input.shape)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels: one draw per (sample, channel), as PyTorch's feature dropout."""
+    _check_probability(p)
+    if input.dim() < 2:
+        raise ShapeError(f"dropout2d: feature dropout requires at least 2 dimensions in the input, got shape "
+                         f"{list(input.shape)}" + error_context())
+    if not training or p == 0:
+        return input
+    return _drop(input, p, (*input.shape[:2], *(1,) * (input.dim() - 2)))
+
+
+# -- shape -----------------------------------------------------------------------------------------
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims start_dim..end_dim into one."""
+    return input.flatten(start_dim, end_dim)
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad the last len(pad)//2 dims: pad = (last_before, last_after, second_last_before, ...);
+    negative amounts crop."""
+    if mode != "constant":
+        raise NotImplementedError(f"F.pad(mode={mode!r}) is not supported; only mode='constant' is")
+    if len(pad) % 2:
+        raise ValueError("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.dim():
+        raise ValueError(f"Padding length should be less than or equal to two times the input dimension but "
+                         f"got padding length {len(pad)} and input of dimension {input.dim()}")
+    amounts = [(0, 0)] * input.dim()
+    for i in range(len(pad) // 2):
+        amounts[input.dim() - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    out = input
+    if any(a > 0 for pair in amounts for a in pair):
+        out = apply("pad", [out], pads=[max(a, 0) for pair in amounts for a in pair],
+                    value=0 if value is None else value)
+    if any(a < 0 for pair in amounts for a in pair):
+        out = out[tuple(slice(max(-before, 0), size - max(-after, 0))
+                        for (before, after), size in zip(amounts, out.shape))]
+    return out
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding along a new last dim; num_classes=-1 means max(tensor) + 1 (eager only)."""
+    if tensor.dtype != i64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if num_classes == -1:
+        if current_trace() is not None:
+            raise TraceError("one_hot: pass num_classes when tracing; inferring it from the data would "
+                             "make the graph's shape depend on values" + error_context())
+        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    return apply("one_hot", [tensor], num_classes=num_classes)
+
+
+# The losses live in loss.py, which itself builds on this module, so they are re-exported last.
+from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: E402
+                   l1_loss, mse_loss, nll_loss)
+
+__all__ += ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+            "l1_loss"]

@@ -1,0 +1,7 @@
+"""graphc.optim: optimizers and learning-rate schedulers with PyTorch's API and update rules."""
+from . import lr_scheduler
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .sgd import SGD
+
+__all__ = ["Adam", "AdamW", "Optimizer", "SGD", "lr_scheduler"]

@@ -1,0 +1,202 @@
+"""The Optimizer base class: parameter groups, per-parameter state, state dicts.
+
+Optimizers are written to be traced as well as run: a compiled training step
+records ``opt.zero_grad(); loss.backward(); opt.step()`` into one graph.  So
+the update is made of in-place tensor ops under ``no_grad`` (under a trace
+they become write-backs), the state tensors are concrete even when created
+during a trace (the trace lifts them as optimizer-state inputs), and the
+learning rate each group uses is a concrete 0-d tensor refreshed from
+``group['lr']`` before every step, so that a scheduler's change reaches a
+graph compiled earlier.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+
+import numpy as np
+
+from ..context import current_trace, enable_grad, no_grad
+from ..tensor import Tensor
+
+
+def state_tensor(value: np.ndarray) -> Tensor:
+    """A concrete tensor of optimizer state; a trace lifts it as a 'state' input, even if created mid-trace."""
+    tensor = Tensor._wrap(value)
+    tensor._kind = "state"
+    return tensor
+
+
+class Optimizer:
+    """Base class of optimizers, as torch.optim.Optimizer.
+
+    Subclasses pass their hyperparameter ``defaults`` and implement
+    ``_update_group(group, lr)``, which updates the group's parameters in place
+    (called under ``no_grad``; ``lr`` is the group's learning-rate tensor).
+    """
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = defaults
+        self.state: defaultdict = defaultdict(dict)
+        self.param_groups: list[dict] = []
+        # One 0-d float32 tensor per group holding group['lr'], read by the update instead of the Python float.
+        self._lr_tensors: list[Tensor] = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            f"but got {_type_name(params)}")
+        param_groups = list(params)
+        if not param_groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(group)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
+        return "\n".join(lines) + "\n)"
+
+    # -- parameter groups --------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters with its own hyperparameters (missing ones take the defaults)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {_type_name(param_group)}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
+                            "of tensors in sets will change between runs. Please use a list instead.")
+        else:
+            params = list(params)
+        for param in params:
+            if not isinstance(param, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {_type_name(param)}")
+            if not param.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        param_group["params"] = params
+        for name, default in self.defaults.items():
+            param_group.setdefault(name, default)
+        ids = [id(p) for p in params]
+        if len(set(ids)) != len(ids):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; in future, this will "
+                          "cause an error; see github.com/pytorch/pytorch/issues/40967 for more information",
+                          stacklevel=3)
+        existing = {id(p) for group in self.param_groups for p in group["params"]}
+        if not existing.isdisjoint(ids):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+        self._lr_tensors.append(state_tensor(np.array(param_group["lr"], np.float32)))
+
+    # -- gradients and the step ----------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: to None (the default), or to zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None       # under a trace this clears the trace's record of the grad
+                else:
+                    with no_grad():
+                        p.grad.zero_()
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; returns ``closure()``'s loss if a closure is given."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        ctx = current_trace()
+        if ctx is not None:
+            # Read now, before this step creates any state: a graph traced before a parameter had state
+            # (SGD's first step copies the gradient into the momentum buffer) must not serve later steps.
+            ctx.add_guard(self._state_layout)
+            ctx.add_prepare_hook(self._sync_lr_tensors)
+        self._sync_lr_tensors()
+        with no_grad():
+            for group, lr in zip(self.param_groups, self._lr_tensors):
+                self._update_group(group, lr)
+        return loss
+
+    def _update_group(self, group: dict, lr: Tensor) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement its update")
+
+    def _sync_lr_tensors(self) -> None:
+        """Copy each group's current ``lr`` (which schedulers change) into the tensor the update reads."""
+        for group, lr in zip(self.param_groups, self._lr_tensors):
+            lr._value[...] = float(group["lr"])
+
+    def _state_layout(self) -> tuple:
+        """Which state each parameter has, in order: what a traced step was specialised on."""
+        return tuple(tuple(self.state.get(p, ())) for group in self.param_groups for p in group["params"])
+
+    # -- state dicts -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """PyTorch's layout: ``state`` keyed by parameter index, ``param_groups`` listing indices as 'params'.
+
+        The state tensors are the optimizer's own (not copies), as in PyTorch.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(packed)
+        state = {index[id(p)]: values for p, values in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a ``state_dict()`` from an optimizer over parameters of the same shapes, group by group.
+
+        Values are copied into this optimizer's existing state tensors (new ones are
+        made only for state it lacks), so a compiled step that reads them stays valid
+        and two optimizers never share a tensor.
+        """
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for group, saved in zip(self.param_groups, saved_groups):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                                 "optimizer's group")
+        param_of = {saved_index: p for group, saved in zip(self.param_groups, saved_groups)
+                    for saved_index, p in zip(saved["params"], group["params"])}
+        state: defaultdict = defaultdict(dict)
+        for key, values in state_dict["state"].items():
+            if key not in param_of:
+                state[key] = values
+                continue
+            param = param_of[key]
+            current = self.state.get(param, {})
+            state[param] = {name: _loaded_state(current.get(name), value, param, name)
+                            for name, value in values.items()}
+        self.state = state
+        self.param_groups = [{**saved, "params": group["params"]}
+                             for group, saved in zip(self.param_groups, saved_groups)]
+
+
+def _loaded_state(existing: Tensor | None, value, param: Tensor, name: str):
+    """A loaded state entry for ``param``: tensors in the parameter's dtype (but 'step', which stays
+    float32 as PyTorch keeps it), written into ``existing`` where there is one."""
+    if not isinstance(value, (Tensor, np.ndarray)):
+        return value
+    array = value.detach().numpy() if isinstance(value, Tensor) else value
+    dtype = np.float32 if name == "step" else param.dtype.numpy
+    if name != "step" and array.shape != tuple(param.shape):
+        raise ValueError(f"loaded optimizer state '{name}' has shape {list(array.shape)}, but its parameter has "
+                         f"shape {list(param.shape)}")
+    if existing is None or existing.shape != array.shape:
+        return state_tensor(np.array(array, dtype=dtype))
+    np.copyto(existing._value, array, casting="unsafe")
+    return existing
+
+
+def _type_name(value) -> str:
+    module = type(value).__module__
+    return type(value).__qualname__ if module == "builtins" else f"{module}.{type(value).__qualname__}"

@@ -1,0 +1,66 @@
+"""Stochastic gradient descent, with PyTorch's momentum, dampening, Nesterov and weight-decay rules."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor
+from .optimizer import Optimizer, state_tensor
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: the update of PyTorch's single-tensor implementation, step for step.
+
+    ``foreach`` and ``fused`` choose among PyTorch's kernels; graphc compiles the
+    update itself, so they are accepted and change nothing.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False, foreach=None,
+                 differentiable: bool = False, fused=None):
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if differentiable:
+            raise NotImplementedError("SGD(differentiable=True) is not supported: graphc does not differentiate "
+                                      "through optimizer steps")
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+                    "nesterov": nesterov, "maximize": maximize, "foreach": foreach,
+                    "differentiable": differentiable, "fused": fused}
+        super().__init__(params, defaults)
+
+    def _update_group(self, group: dict, lr: Tensor) -> None:
+        momentum, dampening = group["momentum"], group["dampening"]
+        for p in group["params"]:
+            grad = p.grad
+            if grad is None:
+                continue
+            if group["maximize"]:
+                grad = -grad
+            if group["weight_decay"] != 0:
+                grad = grad.add(p, alpha=group["weight_decay"])
+            if momentum != 0:
+                buf = self._momentum_buffer(p, grad, momentum, dampening)
+                if group["nesterov"]:
+                    grad = grad.add(buf, alpha=momentum)
+                else:
+                    grad = buf
+            p.sub_(grad * lr)
+
+    def _momentum_buffer(self, p: Tensor, grad: Tensor, momentum: float, dampening: float) -> Tensor:
+        """The parameter's momentum buffer, updated with ``grad``.
+
+        PyTorch starts the buffer as a copy of the first gradient (undamped); here
+        the buffer is created as concrete zeros and that first step is a copy into
+        it, so a traced first step is the same computation with a state write-back.
+        """
+        state = self.state[p]
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = state_tensor(np.zeros(p.shape, p.dtype.numpy))
+            return buf.copy_(grad)
+        return buf.mul_(momentum).add_(grad, alpha=1 - dampening)

@@ -1,0 +1,192 @@
+"""``graphc.compile``: trace a function once per input signature, build an executable, run it.
+
+    @graphc.compile
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+On a call whose signature (tensor shapes and dtypes, other arguments' values)
+has no cached graph — or whose cached graphs' guards (modules' train/eval
+flags, the shape of optimizer state) no longer hold — the function is traced
+with symbolic inputs into one Graph: forward, backward and update.  The graph
+reads parameters, buffers and optimizer state as inputs and writes their new
+values back, so after each call ``model.parameters()`` and ``opt.state`` hold
+the updated values, exactly as after the eager step.
+"""
+from __future__ import annotations
+
+import functools
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .backends.registry import get_backend
+from .errors import TraceError
+from .frontend.context import tracing
+from .frontend.naming import referenced_objects, tensor_names
+from .frontend.tensor import Tensor
+from .frontend.trace import TraceContext, _argument_names, _identifier, flatten_outputs
+from .ir.graph import Graph
+
+CacheInfo = namedtuple("CacheInfo", ["compiles", "hits", "signatures"])
+
+
+@dataclass
+class CompiledStep:
+    """One traced graph, its executable, and how its inputs bind to the caller's world."""
+    graph: Graph
+    executable: Any
+    data_positions: dict[str, int]           # data input name -> index into the flattened call arguments
+    bound: dict[str, Tensor]                 # param/buffer/state input name -> the live tensor it reads
+    writes: list[tuple[str, Tensor]]         # write-back target name -> the live tensor it updates
+    guards: list[tuple[Callable[[], object], object]]
+    prepare_hooks: list[Callable[[], None]]
+    result_structure: Any                    # the function's return value with tensors as output indices
+
+    def guards_hold(self) -> bool:
+        return all(read() == expected for read, expected in self.guards)
+
+    def run(self, args: list) -> Any:
+        for hook in self.prepare_hooks:
+            hook()
+        arrays = {}
+        for node in self.graph.inputs:
+            if node.name in self.data_positions:
+                arrays[node.name] = args[self.data_positions[node.name]]._value
+            else:
+                arrays[node.name] = self.bound[node.name]._value
+        result = self.executable.run(arrays)
+        # Every output is computed before any state changes: a failed step leaves the model as it was.
+        for name, tensor in self.writes:
+            np.copyto(tensor._value, result.writes[name])
+        outputs = [Tensor._wrap(a) for a in result.outputs]
+        return _rebuild(self.result_structure, outputs)
+
+
+class CompiledFunction:
+    """A function (or module) compiled per input signature; call it like the original."""
+
+    def __init__(self, fn: Callable, backend: str = "reference"):
+        self.fn = fn
+        self.backend = backend
+        get_backend(backend)                 # fail now on an unknown backend
+        self._cache: dict[tuple, list[CompiledStep]] = {}
+        self._compiles = 0
+        self._hits = 0
+        functools.update_wrapper(self, fn, updated=())
+
+    def __call__(self, *args):
+        step, hit = self._lookup(args)
+        self._hits += hit
+        return step.run(list(args))
+
+    def graph(self, *args) -> Graph:
+        """The graph this function runs for ``args``'s signature (tracing it if need be)."""
+        return self._lookup(args)[0].graph
+
+    def cache_info(self) -> CacheInfo:
+        return CacheInfo(self._compiles, self._hits, len(self._cache))
+
+    # -- tracing -------------------------------------------------------------------------
+    def _lookup(self, args) -> tuple[CompiledStep, bool]:
+        key = _signature(args)
+        for step in self._cache.get(key, []):
+            if step.guards_hold():
+                return step, True
+        step = self._trace(args)
+        self._cache.setdefault(key, []).append(step)
+        self._compiles += 1
+        return step, False
+
+    def _trace(self, args) -> CompiledStep:
+        from .frontend.nn.module import Module
+        fn = self.fn
+        target = fn.forward if isinstance(fn, Module) else fn
+        objects = {"self": fn} if isinstance(fn, Module) else referenced_objects(fn)
+        name_source = functools.partial(_strip_self_prefix, objects)
+        ctx = TraceContext(_identifier(getattr(fn, "__name__", type(fn).__name__)), name_source(),
+                           name_source)
+        arg_names = _argument_names(target, len(args))
+        data_positions = {}
+        with tracing(ctx):
+            symbolic = []
+            for i, (name, value) in enumerate(zip(arg_names, args)):
+                if isinstance(value, Tensor):
+                    node = ctx.data_input(name, value._type)
+                    data_positions[node.name] = i
+                    symbolic.append(ctx.symbolic_input(node, value.requires_grad))
+                else:
+                    symbolic.append(value)
+            result = fn(*symbolic)
+            tensors = flatten_outputs(result)
+            graph = ctx.finish([ctx.node_of(t) for t in tensors])
+        bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
+        writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
+        executable = get_backend(self.backend).build_executable(graph)
+        counter = iter(range(len(tensors)))
+        structure = _structure(result, counter)
+        return CompiledStep(graph, executable, data_positions, bound, writes, ctx.guards,
+                            ctx.prepare_hooks, structure)
+
+
+def _strip_self_prefix(objects: dict) -> dict[int, str]:
+    names = tensor_names(objects)
+    return {k: v[len("self."):] if v.startswith("self.") else v for k, v in names.items()}
+
+
+def _signature(args) -> tuple:
+    key = []
+    for value in args:
+        if isinstance(value, Tensor):
+            if value.is_symbolic:
+                raise TraceError("a compiled function was called with a symbolic tensor; call it outside tracing")
+            key.append(("tensor", tuple(value.shape), value.dtype.name, value.requires_grad))
+        elif isinstance(value, (int, float, bool, str, type(None))):
+            key.append(("value", type(value).__name__, value))
+        else:
+            raise TypeError(f"compiled functions take tensors and Python numbers/strings, not "
+                            f"{type(value).__name__}")
+    return tuple(key)
+
+
+class _Output:
+    """Marks where the i-th output tensor goes in a rebuilt result."""
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _structure(result, counter):
+    if isinstance(result, Tensor):
+        return _Output(next(counter))
+    if isinstance(result, (list, tuple)):
+        items = [_structure(r, counter) for r in result]
+        return type(result)(items) if not hasattr(result, "_fields") else type(result)(*items)
+    if isinstance(result, dict):
+        return {k: _structure(v, counter) for k, v in result.items()}
+    return result
+
+
+def _rebuild(structure, outputs):
+    if isinstance(structure, _Output):
+        return outputs[structure.index]
+    if isinstance(structure, (list, tuple)):
+        items = [_rebuild(s, outputs) for s in structure]
+        return type(structure)(items) if not hasattr(structure, "_fields") else type(structure)(*items)
+    if isinstance(structure, dict):
+        return {k: _rebuild(v, outputs) for k, v in structure.items()}
+    return structure
+
+
+def compile(fn: Callable | None = None, *, backend: str = "reference"):
+    """Compile ``fn`` (a function or an nn.Module); usable as ``@graphc.compile`` or
+    ``@graphc.compile(backend="reference")`` or ``graphc.compile(model)``."""
+    if fn is None:
+        return lambda f: CompiledFunction(f, backend=backend)
+    return CompiledFunction(fn, backend=backend)

@@ -1,0 +1,159 @@
+"""graphc.compile: a whole training step traced into one graph, cached per signature."""
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import graphc.nn.functional as F
+import graphc.optim as optim
+from graphc.errors import TraceError
+
+
+def make_mlp(seed=0):
+    graphc.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def batch(n=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return graphc.tensor(rng.standard_normal((n, 8)).astype(np.float32)), graphc.tensor(rng.integers(0, 3, n))
+
+
+def sgd_step(model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda p: optim.Adam(p, lr=0.01, weight_decay=1e-3),
+    lambda p: optim.AdamW(p, lr=0.01, amsgrad=True),
+])
+def test_compiled_steps_agree_with_eager_step_by_step(make_opt):
+    eager_model, compiled_model = make_mlp(), make_mlp()
+    eager_opt, compiled_opt = make_opt(eager_model.parameters()), make_opt(compiled_model.parameters())
+    eager = sgd_step(eager_model, eager_opt)
+    compiled = graphc.compile(sgd_step(compiled_model, compiled_opt))
+    for i in range(4):
+        x, y = batch(seed=i)
+        le, lc = eager(x, y), compiled(x, y)
+        np.testing.assert_allclose(lc.item(), le.item(), rtol=1e-6)
+        for pe, pc in zip(eager_model.parameters(), compiled_model.parameters()):
+            np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_compiles_once_per_signature_and_again_for_a_new_batch_size():
+    model = make_mlp()
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    step = graphc.compile(sgd_step(model, opt))
+    x, y = batch()
+    for _ in range(3):
+        step(x, y)
+    # The first call traces before Adam has state, the second once it has: two graphs, then hits.
+    assert step.cache_info().compiles == 2
+    assert step.cache_info().hits == 1
+    step(*batch(n=6))
+    assert step.cache_info().compiles == 3
+    assert step.cache_info().signatures == 2
+
+
+def test_switching_train_and_eval_retraces():
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    forward = graphc.compile(model)
+    x = graphc.ones(2, 4)
+    forward(x)
+    model.eval()
+    out = forward(x)
+    np.testing.assert_allclose(out.numpy(), model(x).detach().numpy())
+    assert forward.cache_info().compiles == 2
+
+
+def test_the_step_graph_has_parameters_state_and_write_backs():
+    model = make_mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = graphc.compile(sgd_step(model, opt))
+    x, y = batch()
+    step(x, y)
+    graph = step.graph(x, y)
+    tags = {n.name: n.tag for n in graph.inputs}
+    assert tags["x"] == "data" and tags["model.0.weight"] == "param"
+    assert tags["opt.state.model.0.weight.momentum_buffer"] == "state"
+    written = {t.name for t, _ in graph.writes}
+    assert {"model.0.weight", "model.2.bias", "opt.state.model.0.weight.momentum_buffer"} <= written
+    assert graphc.parse_graph(str(graph)) == graph
+
+
+def test_item_inside_a_compiled_function_is_a_trace_error_naming_the_line():
+    model = make_mlp()
+
+    @graphc.compile
+    def bad(x):
+        return model(x) * model(x).sum().item()
+    with pytest.raises(TraceError, match=r"\.item\(\).*test_compile\.py:\d+"):
+        bad(batch()[0])
+
+
+def test_dropout_masks_are_fresh_each_call_and_reproducible_under_a_seed():
+    def run():
+        graphc.manual_seed(7)
+        drop = graphc.compile(lambda x: F.dropout(x, 0.5, training=True))
+        x = graphc.ones(64)
+        return drop(x).numpy().copy(), drop(x).numpy().copy()
+    a1, a2 = run()
+    b1, b2 = run()
+    assert not np.array_equal(a1, a2)
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+    assert set(np.unique(a1)) <= {0.0, 2.0}
+
+
+def make_gan():
+    graphc.manual_seed(0)
+    gen = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+    disc = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+    opt_g = optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+
+    def gan_step(real, noise):
+        ones, zeros = graphc.ones(real.shape[0], 1), graphc.zeros(real.shape[0], 1)
+        opt_d.zero_grad()
+        fake = gen(noise)
+        loss_d = bce(disc(real), ones) + bce(disc(fake.detach()), zeros)
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = bce(disc(fake), ones)
+        loss_g.backward()
+        opt_g.step()
+        return loss_d, loss_g
+    return gen, disc, gan_step
+
+
+def test_a_gan_step_with_two_optimizers_and_detach_compiles_to_one_graph():
+    gen_e, disc_e, eager = make_gan()
+    gen_c, disc_c, step = make_gan()
+    compiled = graphc.compile(step)
+    real, noise = graphc.randn(5, 8), graphc.randn(5, 4)
+    for _ in range(3):
+        (ld_e, lg_e), (ld_c, lg_c) = eager(real, noise), compiled(real, noise)
+        np.testing.assert_allclose([ld_c.item(), lg_c.item()], [ld_e.item(), lg_e.item()], rtol=1e-6)
+        for pe, pc in zip([*gen_e.parameters(), *disc_e.parameters()], [*gen_c.parameters(), *disc_c.parameters()]):
+            np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-5, atol=1e-7)
+    graph = compiled.graph(real, noise)
+    written = {t.name for t, _ in graph.writes}
+    assert any(n.startswith("gen.") for n in written) and any(n.startswith("disc.") for n in written)
+    assert compiled.cache_info().compiles == 2
+
+
+def test_compiled_results_keep_the_returned_structure():
+    f = graphc.compile(lambda x: {"a": x * 2, "b": (x + 1, x.sum())})
+    out = f(graphc.ones(3))
+    assert set(out) == {"a", "b"} and isinstance(out["b"], tuple)
+    np.testing.assert_array_equal(out["b"][1].numpy(), 3.0)
