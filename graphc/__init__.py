@@ -13,6 +13,7 @@ from .ir import Graph, GraphBuilder, Node, TensorType, parse_graph, print_graph
 from .frontend import *  # noqa: E402,F401,F403
 from .frontend import __all__ as _frontend_all  # noqa: E402
 from .compiler import compile  # noqa: E402
+from .frontend.serialization import load, save  # noqa: E402
 
 
 def _expose(public: str, private: str) -> None:
@@ -28,8 +29,9 @@ def _expose(public: str, private: str) -> None:
 
 for _public, _private in [("nn", "nn"), ("nn.functional", "nn.functional"), ("nn.init", "nn.init"),
                           ("optim", "optim"), ("optim.lr_scheduler", "optim.lr_scheduler"),
-                          ("autograd", "autograd")]:
+                          ("autograd", "autograd"), ("utils", "utils"), ("utils.data", "utils.data"),
+                          ("datasets", "datasets"), ("transforms", "transforms")]:
     _expose(_public, _private)
 
 __all__ = ["BackendError", "CheckpointError", "GraphcError", "ParseError", "ShapeError", "TraceError",
-           "VerifyError", "Graph", "GraphBuilder", "Node", "TensorType", "parse_graph", "print_graph", "compile", *_frontend_all]
+           "VerifyError", "Graph", "GraphBuilder", "Node", "TensorType", "parse_graph", "print_graph", "compile", "save", "load", *_frontend_all]

@@ -1,0 +1,13 @@
+"""Datasets and batched loading, mirroring ``torch.utils.data``.
+
+    from graphc.utils.data import DataLoader, TensorDataset, random_split
+
+A dataset that holds its samples in numpy arrays defines ``__getitems__(indices)``
+to build a whole batch with one indexing operation; the DataLoader uses it and
+falls back to ``dataset[i]`` per sample and ``default_collate`` otherwise.
+"""
+from .collate import default_collate
+from .dataloader import DataLoader
+from .dataset import Dataset, Subset, TensorDataset, random_split
+
+__all__ = ["DataLoader", "Dataset", "Subset", "TensorDataset", "default_collate", "random_split"]
