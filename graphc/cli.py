@@ -70,12 +70,19 @@ def run_dump(args: argparse.Namespace) -> int:
     """Trace ``FILE.py:Class`` on zero inputs of the given shapes and print or draw the graph."""
     import graphc
     from .ir.viz import render
+    from .passes.manager import PassManager, default_pipeline, is_training_graph
 
     model = load_model(args.target, json.loads(args.kwargs) if args.kwargs else {})
     if args.eval:
         model.eval()
     inputs = [graphc.zeros(*shape, dtype=dtype) for shape, dtype in map(parse_input_spec, args.input)]
     graph = graphc.trace(model, *inputs)
+    manager = PassManager(default_pipeline(training=is_training_graph(graph)))
+    if args.stats:
+        manager.run(graph)
+        print(manager.stats_table())
+        return 0
+    graph = manager.run_until(graph, args.stage)
     fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "text")
     fmt = {"gir": "text", "txt": "text"}.get(fmt, fmt)
     if fmt == "text":
@@ -144,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--eval", action="store_true", help="trace in eval mode (the inference graph)")
     dump.add_argument("--format", choices=["text", "dot", "svg", "png"],
                       help="output format (default: from -o's extension, else text)")
+    dump.add_argument("--stage", default="input", metavar="PASS",
+                      help="show the graph after this pass of the compile pipeline (default: input, as traced)")
+    dump.add_argument("--stats", action="store_true",
+                      help="print node, kernel and byte counts before and after each pass instead of a graph")
     dump.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     dump.set_defaults(run=run_dump)
     return parser

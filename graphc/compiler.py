@@ -32,14 +32,20 @@ from .frontend.naming import referenced_objects, tensor_names
 from .frontend.tensor import Tensor
 from .frontend.trace import TraceContext, _argument_names, _identifier, flatten_outputs
 from .ir.graph import Graph
+from .passes.fusion import count_kernels
+from .passes.manager import PassManager, default_pipeline, is_training_graph
+from .passes.memory import MemoryPlan, plan_memory
 
 CacheInfo = namedtuple("CacheInfo", ["compiles", "hits", "signatures"])
+CompileStats = namedtuple("CompileStats", ["primitive_nodes", "kernels", "passes"])
 
 
 @dataclass
 class CompiledStep:
     """One traced graph, its executable, and how its inputs bind to the caller's world."""
-    graph: Graph
+    traced: Graph                            # as traced: primitives only
+    graph: Graph                             # after the pass pipeline: what the backend runs
+    pass_records: list                       # the PassManager's record of each pass
     executable: Any
     data_positions: dict[str, int]           # data input name -> index into the flattened call arguments
     bound: dict[str, Tensor]                 # param/buffer/state input name -> the live tensor it reads
@@ -47,6 +53,9 @@ class CompiledStep:
     guards: list[tuple[Callable[[], object], object]]
     prepare_hooks: list[Callable[[], None]]
     result_structure: Any                    # the function's return value with tensors as output indices
+    # Outputs that are graph inputs, or returned twice, are copied so that a returned tensor never
+    # aliases the caller's argument, live state the next step overwrites, or another output.
+    copy_outputs: list[bool]
 
     def guards_hold(self) -> bool:
         return all(read() == expected for read, expected in self.guards)
@@ -64,16 +73,19 @@ class CompiledStep:
         # Every output is computed before any state changes: a failed step leaves the model as it was.
         for name, tensor in self.writes:
             np.copyto(tensor._value, result.writes[name])
-        outputs = [Tensor._wrap(a) for a in result.outputs]
+        outputs = [Tensor._wrap(a.copy() if fresh else a) for a, fresh in zip(result.outputs, self.copy_outputs)]
         return _rebuild(self.result_structure, outputs)
 
 
 class CompiledFunction:
     """A function (or module) compiled per input signature; call it like the original."""
 
-    def __init__(self, fn: Callable, backend: str = "reference"):
+    def __init__(self, fn: Callable, backend: str = "reference", dump_dir: str | None = None,
+                 fold_batchnorm: bool = True):
         self.fn = fn
         self.backend = backend
+        self.dump_dir = dump_dir
+        self.fold_batchnorm = fold_batchnorm
         get_backend(backend)                 # fail now on an unknown backend
         self._cache: dict[tuple, list[CompiledStep]] = {}
         self._compiles = 0
@@ -85,9 +97,22 @@ class CompiledFunction:
         self._hits += hit
         return step.run(list(args))
 
-    def graph(self, *args) -> Graph:
-        """The graph this function runs for ``args``'s signature (tracing it if need be)."""
-        return self._lookup(args)[0].graph
+    def graph(self, *args, stage: str = "final") -> Graph:
+        """The graph this function runs for ``args``'s signature (tracing it if need be).
+
+        ``stage="traced"`` gives the graph as traced, before any pass.
+        """
+        step = self._lookup(args)[0]
+        return step.traced if stage == "traced" else step.graph
+
+    def stats(self, *args) -> CompileStats:
+        """Primitive nodes as traced, kernels after fusion, and the per-pass records."""
+        step = self._lookup(args)[0]
+        return CompileStats(len(step.traced.nodes), count_kernels(step.graph), step.pass_records)
+
+    def memory_plan(self, *args) -> MemoryPlan:
+        """How the compiled graph's intermediates are placed in one arena."""
+        return plan_memory(self._lookup(args)[0].graph)
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._compiles, self._hits, len(self._cache))
@@ -124,14 +149,30 @@ class CompiledFunction:
                     symbolic.append(value)
             result = fn(*symbolic)
             tensors = flatten_outputs(result)
-            graph = ctx.finish([ctx.node_of(t) for t in tensors])
+            traced = ctx.finish([ctx.node_of(t) for t in tensors])
+        manager = PassManager(self._pipeline(traced), dump_dir=self.dump_dir)
+        graph = manager.run(traced)
         bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
         writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
         executable = get_backend(self.backend).build_executable(graph)
         counter = iter(range(len(tensors)))
         structure = _structure(result, counter)
-        return CompiledStep(graph, executable, data_positions, bound, writes, ctx.guards,
-                            ctx.prepare_hooks, structure)
+        return CompiledStep(traced, graph, manager.records, executable, data_positions, bound, writes, ctx.guards,
+                            ctx.prepare_hooks, structure, _outputs_to_copy(graph))
+
+
+    def _pipeline(self, graph: Graph) -> list[str]:
+        pipeline = default_pipeline(training=is_training_graph(graph))
+        return [name for name in pipeline if name != "bn_fold" or self.fold_batchnorm]
+
+
+def _outputs_to_copy(graph: Graph) -> list[bool]:
+    seen = set()
+    flags = []
+    for node in graph.outputs:
+        flags.append(node.is_input or node in seen)
+        seen.add(node)
+    return flags
 
 
 def _strip_self_prefix(objects: dict) -> dict[int, str]:
@@ -184,9 +225,16 @@ def _rebuild(structure, outputs):
     return structure
 
 
-def compile(fn: Callable | None = None, *, backend: str = "reference"):
-    """Compile ``fn`` (a function or an nn.Module); usable as ``@graphc.compile`` or
-    ``@graphc.compile(backend="reference")`` or ``graphc.compile(model)``."""
+def compile(fn: Callable | None = None, *, backend: str = "reference", dump_dir: str | None = None,
+            fold_batchnorm: bool = True):
+    """Compile ``fn`` (a function or an nn.Module); usable as ``@graphc.compile``,
+    ``@graphc.compile(backend="reference")`` or ``graphc.compile(model)``.
+
+    ``dump_dir`` writes the graph after every pass (text IR and DOT); ``GRAPHC_DUMP=all``
+    does the same from the environment.  ``fold_batchnorm`` folds eval-mode
+    BatchNorm into the preceding convolution (inference graphs only).
+    """
+    options = dict(backend=backend, dump_dir=dump_dir, fold_batchnorm=fold_batchnorm)
     if fn is None:
-        return lambda f: CompiledFunction(f, backend=backend)
-    return CompiledFunction(fn, backend=backend)
+        return lambda f: CompiledFunction(f, **options)
+    return CompiledFunction(fn, **options)

@@ -19,6 +19,8 @@ starts a comment that runs to the end of the line)::
     graph   := 'graph' WORD '(' [input {',' input}] ')' '{' {node} return '}'
     input   := VALUE ':' type TAG
     node    := VALUE '=' WORD '(' [VALUE {',' VALUE}] ')' ['{' [attr {',' attr}] '}'] ':' type
+               ['{' body '}']
+    body    := 'graph' WORD '(' [input {',' input}] ')' {node} return
     return  := 'return' [result {',' result}]
     result  := VALUE | 'write' '(' VALUE ',' VALUE ')'
     type    := DTYPE '[' [INT {',' INT}] ']'
@@ -28,6 +30,17 @@ starts a comment that runs to the end of the line)::
 
 VALUE is ``%`` followed by a name; names (of values and of the graph) are made
 of letters, digits, ``_`` and ``.``.
+
+A node whose op has a graph-valued attribute (``fused``'s ``body``) prints
+that graph nested below it, indented, instead of among its attributes; the
+body is a scope of its own, seeing only its inputs::
+
+      %5 = fused(%x, %b) {kind="elementwise"} : f32[4,8] {
+        graph fused_5(%x: f32[4,8] data, %b: f32[8] data)
+        %4 = add(%x, %b) : f32[4,8]
+        %5 = relu(%4) : f32[4,8]
+        return %5
+      }
 """
 from __future__ import annotations
 
@@ -74,23 +87,32 @@ def format_attr(value) -> str:
     if isinstance(value, np.ndarray):
         items = ",".join(format_attr(v) for v in value.reshape(-1).tolist())
         return f"dense<[{items}] : {TensorType(value.shape, dtype_from_numpy(value.dtype))}>"
-    if isinstance(value, Graph):
-        raise TypeError("graph-valued attributes print as nested bodies, not inline")
     raise TypeError(f"cannot print attribute value {value!r}")
 
 
 def format_attr_dict(attrs: dict) -> str:
-    """An attribute dict as ``{name=value, ...}``."""
-    return "{" + ", ".join(f"{k}={format_attr(v)}" for k, v in attrs.items()) + "}"
+    """An attribute dict as ``{name=value, ...}``; graph values are left out (they print as nested bodies)."""
+    return "{" + ", ".join(f"{k}={format_attr(v)}" for k, v in attrs.items() if not isinstance(v, Graph)) + "}"
+
+
+def _body(node: Node) -> Graph | None:
+    """The graph nested in ``node`` (``fused``'s body), if it holds one."""
+    return next((v for v in node.attrs.values() if isinstance(v, Graph)), None)
 
 
 def format_node(node: Node) -> str:
-    """One node as ``%name = op(%a, %b) {attrs} : type  # file:line``."""
+    """One node as ``%name = op(%a, %b) {attrs} : type  # file:line``.
+
+    A node holding a body ends its line with `` {``; ``print_graph`` writes
+    the body on the lines after it.
+    """
     args = ", ".join(f"%{i.name}" for i in node.inputs)
     text = f"%{node.name} = {node.op}({args})"
-    if node.attrs:
+    if any(not isinstance(v, Graph) for v in node.attrs.values()):
         text += " " + format_attr_dict(node.attrs)
     text += f" : {node.type}"
+    if _body(node) is not None:
+        text += " {"
     if node.loc is not None:
         text += f"  # {node.loc}"
     return text
@@ -98,18 +120,35 @@ def format_node(node: Node) -> str:
 
 def print_graph(graph: Graph) -> str:
     """The whole graph in the text form that ``parse_graph`` reads back."""
+    return "\n".join(_graph_lines(graph, nested=False))
+
+
+def _graph_lines(graph: Graph, nested: bool) -> list[str]:
+    """The lines of ``graph``; a nested body has no braces of its own and no indentation."""
     params = [f"%{n.name}: {n.type} {n.tag}" for n in graph.inputs]
     if len(params) <= _INLINE_INPUTS:
-        header = f"graph {graph.name}({', '.join(params)}) {{"
+        lines = [f"graph {graph.name}({', '.join(params)})"]
     else:
-        header = f"graph {graph.name}(\n" + ",\n".join(f"    {p}" for p in params) + "\n) {"
-    lines = [header]
-    lines += [f"  {format_node(n)}" for n in graph.nodes]
+        lines = [f"graph {graph.name}(", *(f"    {p}," for p in params[:-1]), f"    {params[-1]}", ")"]
+    indent = "" if nested else "  "
+    if not nested:
+        lines[-1] += " {"
+    for node in graph.nodes:
+        lines += [indent + line for line in _node_lines(node)]
     results = [f"%{n.name}" for n in graph.outputs]
     results += [f"write(%{t.name}, %{v.name})" for t, v in graph.writes]
-    lines.append(("  return " + ", ".join(results)) if results else "  return")
-    lines.append("}")
-    return "\n".join(lines)
+    lines.append(indent + ("return " + ", ".join(results) if results else "return"))
+    if not nested:
+        lines.append("}")
+    return lines
+
+
+def _node_lines(node: Node) -> list[str]:
+    """A node's line, followed by its body indented and closed with ``}`` if it holds one."""
+    body = _body(node)
+    if body is None:
+        return [format_node(node)]
+    return [format_node(node), *(f"  {line}" for line in _graph_lines(body, nested=True)), "}"]
 
 
 # -- parsing: entry points ------------------------------------------------------
@@ -322,10 +361,26 @@ class _Parser:
     # -- the graph --------------------------------------------------------------
     def graph(self) -> Graph:
         self.expect("graph", "'graph' at the start of the text")
+        graph = self.graph_after_keyword(nested=False)
+        self.expect_end("after the graph's closing '}'")
+        return graph
+
+    def body(self) -> Graph:
+        """A node's nested body, after its '{': a graph in a scope of its own, closed by '}'."""
+        outer_scope = self.values, self.defined_on
+        self.values, self.defined_on = {}, {}
+        self.expect("graph", "'graph' and the body's inputs after '{'")
+        body = self.graph_after_keyword(nested=True)
+        self.values, self.defined_on = outer_scope
+        return body
+
+    def graph_after_keyword(self, nested: bool) -> Graph:
+        """Name, inputs, nodes and return statement; a nested body has no '{' of its own."""
         name = self.expect_kind("word", "the graph's name after 'graph'").text
         self.expect("(", "'(' and the inputs after the graph's name")
         inputs = self.sequence(self.graph_input, ")", "an input")
-        self.expect("{", "'{' and the graph's body after its inputs")
+        if not nested:
+            self.expect("{", "'{' and the graph's body after its inputs")
         nodes = []
         while not self.at("return"):
             if self.peek().kind != "value":
@@ -333,7 +388,6 @@ class _Parser:
             nodes.append(self.node())
         return_token = self.advance()
         results = self.sequence(self.result, "}", "a returned value")
-        self.expect_end("after the graph's closing '}'")
         outputs = [r for r in results if isinstance(r, Node)]
         writes = [r for r in results if isinstance(r, tuple)]
         graph = Graph(name, inputs, nodes, outputs, writes)
@@ -372,16 +426,27 @@ class _Parser:
         self.expect(":", "':' after the attributes" if attrs else "':' after the operands")
         type_token = self.peek()
         declared = self.tensor_type()
+        loc = self.source_loc(self.tokens[self.pos - 1].line)
+        if self.at("{"):
+            body_attr = self.body_attr(op_token)
+            self.advance()
+            attrs = {**attrs, body_attr: self.body()}
         try:
             attrs, result = infer_node(op_token.text, [n.type for n in operands], attrs)
         except GraphcError as err:
             raise self.error(str(err), op_token) from None
         if declared != result:
             raise self.error(f"node type {declared} does not match its op's result {result}", type_token)
-        loc = self.source_loc(self.tokens[self.pos - 1].line)
         node = Node(name, op_token.text, operands, attrs, declared, loc=loc)
         self.define(name_token, node)
         return node
+
+    def body_attr(self, op_token: _Token) -> str:
+        """The name of the graph-valued attribute that a '{' after the node's type fills."""
+        names = [name for name, attr in get_op(op_token.text).attrs.items() if attr.kind == "graph"]
+        if not names:
+            raise self.error(f"{op_token.text} takes no nested body, but '{{' follows its type", self.peek())
+        return names[0]
 
     def source_loc(self, line: int) -> SourceLoc | None:
         """The node's location from a ``# file:line`` comment on its last line; other comments are not."""

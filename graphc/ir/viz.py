@@ -6,8 +6,9 @@ passes can use networkx's reachability, cycle and dominator algorithms.
 state) in their own shapes and colours, ops as rounded boxes labelled with the
 op and its type (``matmul`` over ``f32[4,2]``, the value's name as tooltip),
 outputs with a double border and write-backs as dashed edges into the state
-they update.  ``render`` writes a picture file, calling Graphviz's ``dot``
-program for SVG and PNG.
+they update.  A fused kernel is a cluster around the ops of its body.
+``render`` writes a picture file, calling Graphviz's ``dot`` program for SVG
+and PNG.
 """
 from __future__ import annotations
 
@@ -67,40 +68,77 @@ _INPUT_STYLES = {
 }
 _OP_STYLE = {"shape": "box", "style": "rounded,filled", "fillcolor": "white"}
 _OUTPUT_STYLE = {"peripheries": "2", "color": "#198754", "penwidth": "1.5"}
+_CLUSTER_STYLE = {"style": "rounded,filled", "fillcolor": "#f1f3f5", "color": "#6c757d",
+                  "fontname": "Helvetica", "fontsize": "10", "labeljust": "l"}
 _WRITE_EDGE_STYLE = {"style": "dashed", "color": "#6f42c1", "label": "write", "constraint": "false"}
 
 
 def to_dot(graph: Graph) -> str:
-    """The graph in Graphviz's DOT language, drawn top to bottom."""
+    """The graph in Graphviz's DOT language, drawn top to bottom.
+
+    A node holding a body (a ``fused`` kernel) is drawn as a cluster around
+    its body's ops, labelled with its kind and value; edges run from its
+    operands into the body and from the body's result to its readers.
+    """
     lines = [f"digraph {_quote(graph.name)} {{",
              "  rankdir=TB;",
              '  node [fontname="Helvetica", fontsize=11];',
              '  edge [fontname="Helvetica", fontsize=9];']
-    lines += _dot_statements(graph, indent="  ")
+    edges: list[str] = []
+    lines += _dot_statements(graph, "  ", {}, "", set(graph.outputs), edges)
+    lines += [f"  {edge}" for edge in edges]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _dot_statements(graph: Graph, indent: str) -> list[str]:
-    """Node and edge statements for ``graph``'s values.
+def _dot_statements(graph: Graph, indent: str, ids: dict[Node, str], prefix: str,
+                    returned: set[Node], edges: list[str]) -> list[str]:
+    """Node statements for ``graph``'s values, recording each value's DOT id in ``ids``;
+    edge statements go to ``edges``.
 
-    Kept apart from the ``digraph`` header so that a fused group's body
-    (``attrs["body"]``) can later be drawn as a ``subgraph cluster_...`` with
-    the same statements.
+    Ids are the values' names, under ``prefix`` inside a body so that they
+    stay unique.  Inputs already in ``ids`` (a body's inputs, which stand for
+    its node's operands) get no statement of their own.  Edges are kept for
+    the top level because DOT puts both ends of an edge written inside a
+    cluster into that cluster.
     """
-    returned = set(graph.outputs)
-    lines = [indent + _node_statement(node, node in returned) for node in (*graph.inputs, *graph.nodes)]
+    lines = []
+    for node in graph.inputs:
+        if node not in ids:
+            ids[node] = prefix + node.name
+            lines.append(indent + _node_statement(ids[node], node, node in returned))
     for node in graph.nodes:
+        body = next((v for v in node.attrs.values() if isinstance(v, Graph)), None)
+        if body is not None:
+            lines += _cluster_statements(node, body, indent, ids, prefix, node in returned, edges)
+            continue
+        ids[node] = prefix + node.name
+        lines.append(indent + _node_statement(ids[node], node, node in returned))
         # Operand positions matter for ops like sub and matmul, so label them where there are several.
         for index, operand in enumerate(node.inputs):
             label = {"label": str(index)} if len(node.inputs) > 1 else {}
-            lines.append(indent + _edge_statement(operand.name, node.name, label))
+            edges.append(_edge_statement(ids[operand], ids[node], label))
     for target, value in graph.writes:
-        lines.append(indent + _edge_statement(value.name, target.name, _WRITE_EDGE_STYLE))
+        edges.append(_edge_statement(ids[value], ids[target], _WRITE_EDGE_STYLE))
     return lines
 
 
-def _node_statement(node: Node, is_output: bool) -> str:
+def _cluster_statements(node: Node, body: Graph, indent: str, ids: dict[Node, str], prefix: str,
+                        is_output: bool, edges: list[str]) -> list[str]:
+    """``node`` as a cluster drawing its body; the node's value is its body's result."""
+    cluster = prefix + node.name
+    body_ids = {inp: ids[operand] for inp, operand in zip(body.inputs, node.inputs)}
+    label = f"{node.op} {node.attrs.get('kind', '')}".rstrip() + f"\n%{node.name} : {node.type}"
+    lines = [f"{indent}subgraph {_quote('cluster_' + cluster)} {{",
+             f"{indent}  graph [{_dot_attrs({'label': label, 'tooltip': f'%{node.name}', **_CLUSTER_STYLE})}];"]
+    lines += _dot_statements(body, indent + "  ", body_ids, cluster + "/",
+                             set(body.outputs) if is_output else set(), edges)
+    lines.append(indent + "}")
+    ids[node] = body_ids[body.outputs[0]]
+    return lines
+
+
+def _node_statement(node_id: str, node: Node, is_output: bool) -> str:
     if node.is_input:
         label = f"%{node.name}\n{node.type}\n{node.tag}"
         style = dict(_INPUT_STYLES[node.tag])
@@ -110,7 +148,7 @@ def _node_statement(node: Node, is_output: bool) -> str:
         style = {**_OP_STYLE, "tooltip": f"%{node.name}"}
     if is_output:
         style.update(_OUTPUT_STYLE)
-    return f"{_quote(node.name)} [{_dot_attrs({'label': label, **style})}];"
+    return f"{_quote(node_id)} [{_dot_attrs({'label': label, **style})}];"
 
 
 def _edge_statement(source: str, target: str, attrs: dict[str, str]) -> str:

@@ -57,7 +57,9 @@ _unary("tanh", np.tanh, FLOAT, lambda b, n, g: [b.mul(g, b.sub(1, b.mul(n, n)))]
 _unary("sigmoid", _sigmoid, FLOAT, lambda b, n, g: [b.mul(g, b.mul(n, b.sub(1, n)))],
        "1/(1+e^-x), computed without overflow")
 _unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)), NUMERIC,
-       lambda b, n, g: [b.where(b.gt(n.inputs[0], 0), g, 0)], "max(x, 0); its gradient at 0 is 0")
+       # The mask reads relu's output (y > 0 exactly where x > 0), so backward needs only the output
+       # and fusion can keep the pre-activation inside the forward kernel.
+       lambda b, n, g: [b.where(b.gt(n, 0), g, 0)], "max(x, 0); its gradient at 0 is 0")
 
 
 # -- binary ---------------------------------------------------------------------

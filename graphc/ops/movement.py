@@ -199,6 +199,8 @@ def _pad_shape(types, attrs):
 
 def _pad_reference(xs, attrs):
     x, pads = xs[0], attrs["pads"]
+    if x.ndim == 0:                      # np.pad rejects an empty pad list; a scalar pads to itself
+        return x.copy()
     return np.pad(x, list(zip(pads[0::2], pads[1::2])), constant_values=np.asarray(attrs["value"], x.dtype))
 
 

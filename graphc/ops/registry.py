@@ -121,7 +121,7 @@ GradRule = Callable[[Any, Any, Any], Sequence[Any]]
 @dataclass(frozen=True)
 class OpDef:
     name: str
-    family: str                              # elementwise, reduction, movement, contraction, window, index, random, source
+    family: str                              # elementwise, reduction, movement, contraction, window, index, random, source, fused
     inputs: tuple[str, ...]                  # names used in messages; "*name" marks a variadic tail
     shape_rule: ShapeRule
     reference: Reference

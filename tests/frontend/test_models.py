@@ -167,6 +167,7 @@ def test_eval_trace_runs_like_eager(name):
     buffers = {n.name for n in graph.inputs if n.tag == "buffer"}
     assert buffers == {b for b, _ in model.named_buffers() if not b.endswith("num_batches_tracked")}
     assert not graph.writes
+    assert graphc.parse_graph(str(graph)) == graph
 
 
 @pytest.mark.parametrize("name", ["ResNet", "Generator", "Discriminator"])
@@ -177,6 +178,7 @@ def test_train_trace_writes_back_running_stats(name):
     written = {target.name for target, _ in graph.writes}
     assert written == {b for b, _ in model.named_buffers()}
     assert any(n.name == "layer1.0.conv1.weight" and n.tag == "param" for n in graph.inputs) or name != "ResNet"
+    assert graphc.parse_graph(str(graph)) == graph
 
     result = run_traced(graph, model, x)
     eager = model(graphc.tensor(x))           # updates the running stats the trace wrote back

@@ -15,6 +15,14 @@ def case(*input_types, **attrs):
     return input_types, attrs
 
 
+def fused_body():
+    """A fusion group's body, relu(x + b) with b broadcast, for the ``fused`` op's case."""
+    b = GraphBuilder("fused_case")
+    x, bias = b.input("x0", "f32[2,3]"), b.input("x1", "f32[3]")
+    b.output(b.relu(b.add(x, bias)))
+    return b.build()
+
+
 UNARY = ["neg", "abs", "exp", "log", "sqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu"]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
 COMPARISONS = ["eq", "ne", "lt", "le", "gt", "ge"]
@@ -62,6 +70,7 @@ OP_CASES = {
     "one_hot": [case("i64[4]", num_classes=5), case("i64[2,3]", num_classes=3, dtype="f32")],
     "rand": [case("i64[2]", shape=[2, 3])],
     "randn": [case("i64[2]", shape=[4], dtype="f64")],
+    "fused": [case("f32[2,3]", "f32[3]", kind="elementwise", body=fused_body())],
 }
 
 # Values at the edges of each dtype's range, and the floats that print specially.

@@ -3,7 +3,7 @@ import pytest
 
 from graphc.ops.registry import OPS
 
-FAMILIES = {"elementwise", "reduction", "movement", "contraction", "window", "index", "random", "source"}
+FAMILIES = {"elementwise", "reduction", "movement", "contraction", "window", "index", "random", "source", "fused"}
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -24,6 +24,6 @@ def test_the_primitive_set_is_the_designed_one():
         "where", "cast", "stop_gradient", "sum", "max", "min", "argmax", "reshape", "permute", "expand",
         "slice", "pad", "concat", "matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
         "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad", "gather", "scatter_add",
-        "one_hot", "rand", "randn", "full", "constant",
+        "one_hot", "rand", "randn", "full", "constant", "fused",
     }
     assert set(OPS) == expected

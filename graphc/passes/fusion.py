@@ -1,0 +1,358 @@
+"""Fusion: group primitives into kernels and replace each group with one ``fused`` node.
+
+Every op falls into one class (``classify``): elementwise (broadcasting
+included), movement (ops that only re-index: reshape, permute, expand, slice,
+pad, concat), reduction, contraction (conv2d, conv_transpose2d,
+conv2d_weight_grad, matmul), window (pooling and its gradients), constant
+(``full``) or opaque (index and random ops, stored constants, fused nodes).
+A group holds at most one *anchor* (a reduction, contraction or window op)
+and becomes one kernel:
+
+- elementwise and movement ops fuse into chains and trees;
+- elementwise epilogues fuse into an anchor: bias add, BatchNorm's affine,
+  relu or leaky relu (``where``), a residual add;
+- elementwise and movement prologues fuse into a reduction (softmax and
+  cross-entropy pieces, BatchNorm's mean and variance); never into a
+  contraction or window op, whose operands are read many times each.
+
+**One output per group.**  IR nodes have one output, so a group has exactly
+one value used outside it, its *root*.  Groups grow backwards from their
+roots: walking the graph from its end, a node joins the group of its users
+when every user is in that group and the group can take it.  A node whose
+users sit in several groups joins all of them, computed again in each, only
+when it is cheap (elementwise, movement or ``full``) and every one of them
+can take it; expensive work (anchors, opaque ops) is never duplicated, so
+such a node stays the root of its own group and is stored.  One exception:
+an elementwise op that is the only reader of an anchor is stored rather than
+duplicated, so that it can be the anchor's epilogue.  A ``full`` is copied
+into every group that reads it (and also kept as a node if some reader
+cannot take it).
+
+**Never twice per element.**  Inside a group, an elementwise op whose value a
+broadcast spreads over a larger shape would be recomputed for every copy, so
+it does not join; an anchor joins only when its output reaches the root
+unbroadcast, through elementwise ops (and reshapes) of its own size.
+
+Because every member of a group reaches the group's root inside the group,
+no group can feed itself through another: the group graph is acyclic.  The
+pass still orders the kernels with networkx's topological sort, which fails
+loudly if that ever stopped being true.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import networkx as nx
+
+from ..errors import GraphcError
+from ..ir.graph import Graph, Node
+from ..ops.registry import get_op, infer_node
+from .manager import register_pass
+
+DEFAULT_MAX_GROUP_SIZE = 64
+
+# Op classes; the first five are also the registry families they come from.
+ELEMENTWISE, MOVEMENT, REDUCTION, CONTRACTION, WINDOW = "elementwise", "movement", "reduction", "contraction", "window"
+CONSTANT, OPAQUE = "constant", "opaque"
+
+ANCHORS = (REDUCTION, CONTRACTION, WINDOW)
+# Cheap enough to compute again in every group that reads them.
+DUPLICABLE = (ELEMENTWISE, MOVEMENT, CONSTANT)
+# Ops that take no prologue: contractions and windows read each operand element many
+# times, and an opaque op is a kernel of its own.
+NO_PROLOGUE = (CONTRACTION, WINDOW, OPAQUE)
+
+
+def classify(node: Node) -> str:
+    """The fusion class of ``node``'s op (see the module docstring)."""
+    if node.op == "full":
+        return CONSTANT
+    family = get_op(node.op).family
+    return family if family in (ELEMENTWISE, MOVEMENT, *ANCHORS) else OPAQUE
+
+
+def is_kernel(node: Node) -> bool:
+    """Whether running ``node`` launches a kernel: every node but a rank-0 ``full``.
+
+    A scalar constant is folded into the kernels that read it; anything else,
+    an unfused primitive or a whole fused group, is one kernel.
+    """
+    return not (node.op == "full" and node.shape == ())
+
+
+def count_kernels(graph: Graph) -> int:
+    """The number of kernels running ``graph`` takes (see ``is_kernel``)."""
+    return sum(1 for node in graph.nodes if is_kernel(node))
+
+
+# -- grouping -------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class FusionGroup:
+    """Nodes that become one kernel, computing the value of ``root``.
+
+    ``recompute[m]`` says how many times the kernel computes each element of
+    member ``m`` (above 1 only for movement ops and constants, which are free).
+    """
+    root: Node
+    anchor: Node | None = None
+    recompute: dict[Node, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.recompute[self.root] = 1
+        if classify(self.root) in ANCHORS:
+            self.anchor = self.root
+
+    @property
+    def members(self) -> list[Node]:
+        return list(self.recompute)
+
+    def __contains__(self, node: Node) -> bool:
+        return node in self.recompute
+
+    def __len__(self) -> int:
+        return len(self.recompute)
+
+    @property
+    def kind(self) -> str:
+        """How a backend emits the group: after its anchor, or as a loop over the output."""
+        if self.anchor is not None:
+            return classify(self.anchor)
+        if all(classify(m) in (MOVEMENT, CONSTANT) for m in self.recompute):
+            return MOVEMENT
+        return ELEMENTWISE
+
+
+class _Grouper:
+    """Builds fusion groups walking the graph from its end (see the module docstring)."""
+
+    def __init__(self, graph: Graph, max_group_size: int):
+        self.max_group_size = max_group_size
+        self.users = graph.users()
+        self.escaping = set(graph.outputs) | {value for _, value in graph.writes}
+        self.groups_of: dict[Node, list[FusionGroup]] = {}
+        self.groups: list[FusionGroup] = []
+
+    def run(self, nodes: list[Node]) -> list[FusionGroup]:
+        for node in reversed(nodes):
+            self.place(node)
+        return self.groups
+
+    def place(self, node: Node) -> None:
+        targets = self.user_groups(node)
+        joinable = [g for g in targets if self.can_join(node, g)]
+        if classify(node) == CONSTANT:
+            self.join(node, joinable)
+            if len(joinable) < len(targets) or node in self.escaping or not targets:
+                self.start_group(node)
+            return
+        if self.goes_with_its_readers(node, targets, joinable):
+            self.join(node, joinable)
+        else:
+            self.start_group(node)
+
+    def goes_with_its_readers(self, node: Node, targets: list[FusionGroup], joinable: list[FusionGroup]) -> bool:
+        """Whether ``node`` joins every group that reads it rather than being stored by a group of its own."""
+        if not targets or node in self.escaping or len(joinable) < len(targets):
+            return False
+        return len(targets) == 1 or (classify(node) in DUPLICABLE and not self.is_epilogue_of_anchor(node))
+
+    def is_epilogue_of_anchor(self, node: Node) -> bool:
+        """Whether ``node`` could be the epilogue of an anchor that nothing else reads.
+
+        Such a node is better stored once, by the anchor's kernel, than computed
+        again in each of its readers' kernels with the anchor's output stored instead.
+        """
+        return classify(node) == ELEMENTWISE and any(
+            not operand.is_input and classify(operand) in ANCHORS and operand.shape == node.shape
+            and self.users[operand] == [node] and operand not in self.escaping for operand in node.inputs)
+
+    def user_groups(self, node: Node) -> list[FusionGroup]:
+        """Every group computing some user of ``node``; each needs ``node``, computed or read."""
+        groups: dict[int, FusionGroup] = {}
+        for user in self.users[node]:
+            for group in self.groups_of[user]:
+                groups.setdefault(id(group), group)
+        return list(groups.values())
+
+    def start_group(self, node: Node) -> None:
+        group = FusionGroup(node)
+        self.groups.append(group)
+        self.groups_of.setdefault(node, []).append(group)
+
+    def join(self, node: Node, groups: list[FusionGroup]) -> None:
+        for group in groups:
+            group.recompute[node] = self.recompute_in(node, group)
+            self.groups_of.setdefault(node, []).append(group)
+            if classify(node) in ANCHORS:
+                group.anchor = node
+
+    def recompute_in(self, node: Node, group: FusionGroup) -> int:
+        """How many times ``group`` would compute each element of ``node``."""
+        return max(group.recompute[user] * _spread(node, user) for user in self.users[node] if user in group)
+
+    def can_join(self, node: Node, group: FusionGroup) -> bool:
+        cls = classify(node)
+        if cls == OPAQUE or len(group) >= self.max_group_size:
+            return False
+        if any(classify(user) in NO_PROLOGUE for user in self.users[node] if user in group):
+            return False
+        if cls in (MOVEMENT, CONSTANT):
+            return True
+        if self.recompute_in(node, group) != 1:
+            return False
+        return cls == ELEMENTWISE or (group.anchor is None and self.is_epilogue_head(node, group))
+
+    def is_epilogue_head(self, anchor: Node, group: FusionGroup) -> bool:
+        """Whether everything in ``group`` that ``anchor`` feeds is elementwise (or a reshape,
+        which keeps the order of elements) over as many elements as ``anchor`` makes, so the
+        epilogue runs once per element of the anchor's output, as the anchor writes it."""
+        pending, seen = [anchor], set()
+        while pending:
+            for user in self.users[pending.pop()]:
+                if user in group and user not in seen:
+                    if not keeps_element_order(user) or user.type.numel != anchor.type.numel:
+                        return False
+                    seen.add(user)
+                    pending.append(user)
+        return True
+
+
+def keeps_element_order(node: Node) -> bool:
+    """Whether element i of ``node``'s output comes from element i of its full-size operands."""
+    return classify(node) == ELEMENTWISE or node.op == "reshape"
+
+
+def _spread(producer: Node, user: Node) -> int:
+    """How many times ``user`` reads each element of ``producer`` (broadcasting reads some repeatedly)."""
+    if classify(user) == ELEMENTWISE or user.op == "expand":
+        return max(1, user.type.numel // max(1, producer.type.numel))
+    return 1
+
+
+def find_groups(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE) -> list[FusionGroup]:
+    """The fusion groups of ``graph``: each node is in one group, or in several if cheap."""
+    if max_group_size < 1:
+        raise GraphcError(f"fusion: max_group_size must be at least 1, got {max_group_size}")
+    return _Grouper(graph, max_group_size).run(graph.nodes)
+
+
+# -- building the fused graph -----------------------------------------------------------
+
+def fuse(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE) -> Graph:
+    """``graph`` with each fusion group of two or more nodes replaced by one ``fused`` node.
+
+    The fused node takes the root's name, so outputs and dumps keep their names.
+    """
+    groups = find_groups(graph, max_group_size)
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    values: dict[Node, Node] = {node: node for node in graph.inputs}
+    nodes: list[Node] = []
+    for group in _kernel_order(groups, position):
+        members = sorted(group.members, key=position.__getitem__)
+        external = _external_inputs(members, group)
+        if len(members) == 1 or not external:
+            # A lone node stays itself; a group of constants alone has nothing to take as operands.
+            nodes += _copy_unfused(members, values)
+        else:
+            values[group.root] = _fused_node(group, members, external, values)
+            nodes.append(values[group.root])
+    return Graph(graph.name, graph.inputs, nodes, [values[n] for n in graph.outputs],
+                 [(target, values[value]) for target, value in graph.writes])
+
+
+def _kernel_order(groups: list[FusionGroup], position: dict[Node, int]) -> list[FusionGroup]:
+    """The groups in an order that computes each before its readers, as close to the original as possible."""
+    producer = {group.root: index for index, group in enumerate(groups)}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(groups)))
+    for index, group in enumerate(groups):
+        for member in group.members:
+            for operand in member.inputs:
+                if operand not in group and operand in producer:
+                    dag.add_edge(producer[operand], index)
+    try:
+        order = nx.lexicographical_topological_sort(dag, key=lambda i: position[groups[i].root])
+        return [groups[i] for i in order]
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(dag)
+        names = ", ".join(f"%{groups[i].root.name}" for i, _ in cycle)
+        raise GraphcError(f"fusion made a cycle between the groups of {names}") from None
+
+
+def _external_inputs(members: list[Node], group: FusionGroup) -> list[Node]:
+    """The values the group reads from outside, in order of first use."""
+    external: dict[Node, None] = {}
+    for member in members:
+        for operand in member.inputs:
+            if operand not in group:
+                external.setdefault(operand)
+    return list(external)
+
+
+def _copy_unfused(members: list[Node], values: dict[Node, Node]) -> list[Node]:
+    """Copies of ``members`` reading the new graph's values; a node already copied is not copied again."""
+    copies = []
+    for member in members:
+        if member not in values:
+            values[member] = _copy(member, [values[i] for i in member.inputs])
+            copies.append(values[member])
+    return copies
+
+
+def _copy(node: Node, inputs: list[Node]) -> Node:
+    return Node(node.name, node.op, inputs, node.attrs, node.type, loc=node.loc)
+
+
+def _fused_node(group: FusionGroup, members: list[Node], external: list[Node],
+                values: dict[Node, Node]) -> Node:
+    """One ``fused`` node whose body computes ``group``'s root from its external inputs.
+
+    The body's inputs and nodes keep the names they had in the graph, so the
+    body reads as the slice of the graph it replaces.
+    """
+    body_values = {value: Node(value.name, "input", (), {}, value.type, tag="data") for value in external}
+    for member in members:
+        body_values[member] = _copy(member, [body_values[i] for i in member.inputs])
+    body = Graph(f"fused_{group.root.name}", [body_values[v] for v in external],
+                 [body_values[m] for m in members], [body_values[group.root]])
+    operands = [values[v] for v in external]
+    attrs, out_type = infer_node("fused", [v.type for v in operands], {"kind": group.kind, "body": body})
+    return Node(group.root.name, "fused", operands, attrs, out_type, loc=group.root.loc)
+
+
+# -- reporting ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FusionReport:
+    """What fusion did: primitive nodes before, kernels after, fused nodes per kind."""
+    nodes_before: int
+    kernels_after: int
+    fused_kinds: dict[str, int]
+
+    def __str__(self) -> str:
+        ratio = self.kernels_after / self.nodes_before if self.nodes_before else 0.0
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.fused_kinds.items()))
+        return (f"fusion: {self.nodes_before} nodes -> {self.kernels_after} kernels ({ratio:.0%})"
+                + (f"; fused: {kinds}" if kinds else ""))
+
+
+def fusion_report(before: Graph, after: Graph) -> FusionReport:
+    """Compare the graph given to fusion with the graph it made."""
+    kinds = Counter(node.attrs["kind"] for node in after.nodes if node.op == "fused")
+    return FusionReport(len(before.nodes), count_kernels(after), dict(kinds))
+
+
+# -- the pass ------------------------------------------------------------------------
+
+def run(graph: Graph, options: Mapping[str, object]) -> Graph:
+    """Group primitives into kernels, one ``fused`` node per group (option: max_group_size)."""
+    unknown = set(options) - {"max_group_size"}
+    if unknown:
+        raise GraphcError(f"fusion: unknown option(s) {', '.join(sorted(unknown))}; it takes max_group_size")
+    return fuse(graph, int(options.get("max_group_size", DEFAULT_MAX_GROUP_SIZE)))
+
+
+register_pass("fusion", run)

@@ -1,0 +1,334 @@
+"""Memory planning: every intermediate value gets an offset in one arena.
+
+The plan works over the graph's final node order, counting kernels only
+(``fusion.is_kernel``: scalar constants are folded into their readers and
+take no memory).  Each kernel's output is one buffer, live from the kernel
+that writes it to the last kernel that reads it; graph outputs and
+write-back values live to the end of the step.  Graph inputs (data,
+parameters, buffers, optimizer state) are the caller's and lie outside the
+arena.
+
+In place: an elementwise kernel (or a reshape, or a fused elementwise kernel
+whose body keeps the order of elements from that operand to its result)
+reads each element of an operand only to write the same element of its
+output, so when an operand of the same size dies at that kernel, the output
+takes over its bytes.
+
+Placement is greedy by size: buffers (an in-place chain counts as one) are
+placed largest first, each at the offset, 64-byte aligned, of the tightest
+gap left by the already placed buffers whose lifetimes overlap its own.
+``lower_bound_bytes``, the most bytes ever live at once, is what no plan can
+beat; ``naive_bytes``, every buffer side by side, is what no plan should
+need.  ``check_plan`` proves a plan safe by comparing every pair of buffers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GraphcError
+from ..ir.graph import Graph, Node
+from .fusion import ELEMENTWISE, is_kernel, keeps_element_order
+from .manager import format_bytes
+
+ALIGNMENT = 64
+
+
+class MemoryPlanError(GraphcError):
+    """A memory plan lets two live buffers share bytes, or breaks alignment."""
+
+
+@dataclass(frozen=True)
+class BufferSlot:
+    """Where one kernel's output lives: ``size`` bytes at ``offset``, from
+    kernel ``first_use`` (its writer) through kernel ``last_use`` (its last reader)."""
+    name: str
+    size: int
+    offset: int
+    first_use: int
+    last_use: int
+    in_place_of: str | None = None     # the dying operand whose bytes this buffer reuses
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+    def lives_with(self, other: "BufferSlot") -> bool:
+        return self.first_use <= other.last_use and other.first_use <= self.last_use
+
+    def shares_bytes_with(self, other: "BufferSlot") -> bool:
+        return self.offset < other.end and other.offset < self.end
+
+
+@dataclass
+class MemoryPlan:
+    """The arena layout of one graph's intermediates, buffers in kernel order."""
+    graph_name: str
+    kernel_count: int
+    buffers: list[BufferSlot]
+    arena_bytes: int
+    lower_bound_bytes: int
+    naive_bytes: int
+
+    def slot(self, name: str) -> BufferSlot:
+        for buffer in self.buffers:
+            if buffer.name == name:
+                return buffer
+        raise KeyError(f"the memory plan of {self.graph_name} has no buffer %{name}")
+
+    def summary(self) -> str:
+        return (f"{self.graph_name}: arena {format_bytes(self.arena_bytes)} for {len(self.buffers)} buffers "
+                f"over {self.kernel_count} kernels (lower bound {format_bytes(self.lower_bound_bytes)}, "
+                f"naive {format_bytes(self.naive_bytes)})")
+
+    def table(self) -> str:
+        """The plan as aligned text: one row per buffer, after a summary line."""
+        header = ("buffer", "size", "offset", "first", "last", "in place of")
+        rows = [(f"%{b.name}", str(b.size), str(b.offset), str(b.first_use), str(b.last_use),
+                 f"%{b.in_place_of}" if b.in_place_of else "") for b in self.buffers]
+        widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+        # Names and in-place partners read left to right; numbers line up on their last digit.
+        lines = ["  ".join(cell.ljust(w) if i in (0, 5) else cell.rjust(w)
+                           for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                 for row in (header, *rows)]
+        return "\n".join([self.summary(), *lines])
+
+    def draw(self, path: "str | Path") -> Path:
+        """A chart of the arena over time (PNG, SVG or PDF by the file's extension):
+        one rectangle per buffer, kernel index across, offset up."""
+        return _draw(self, Path(path))
+
+
+# -- lifetimes ------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Storage:
+    """Bytes shared by a buffer and the buffers written in place over it, one after another."""
+    size: int
+    first_use: int
+    last_use: int
+    offset: int = 0
+
+    def lives_with(self, other: "_Storage") -> bool:
+        return self.first_use <= other.last_use and other.first_use <= self.last_use
+
+
+def _last_uses(graph: Graph, kernels: list[Node]) -> dict[Node, int]:
+    """Each kernel's last reader (its own index when nothing reads it); outputs live to the end."""
+    index = {node: i for i, node in enumerate(kernels)}
+    last = dict(index)
+    for node in kernels:
+        for operand in node.inputs:
+            if operand in index:
+                last[operand] = max(last[operand], index[node])
+    for node in (*graph.outputs, *(value for _, value in graph.writes)):
+        if node in index:
+            last[node] = len(kernels) - 1
+    return last
+
+
+def _reads_in_step(kernel: Node, operand: Node) -> bool:
+    """Whether ``kernel`` reads element i of ``operand`` only to write element i of its output,
+    so the output may overwrite the operand as it goes."""
+    if operand.type.nbytes != kernel.type.nbytes or operand.dtype.itemsize != kernel.dtype.itemsize:
+        return False
+    if kernel.op == "fused":
+        body = kernel.attrs["body"]
+        body_input = body.inputs[kernel.inputs.index(operand)]
+        return kernel.attrs["kind"] == ELEMENTWISE and _keeps_order_after(body, body_input)
+    # The same size, so not broadcast: read once, at the element being written.
+    return keeps_element_order(kernel)
+
+
+def _keeps_order_after(body: Graph, start: Node) -> bool:
+    """Whether every body node that ``start`` feeds keeps the order of elements over the output's size."""
+    reached = {start}
+    size = body.outputs[0].type.numel
+    for node in body.nodes:
+        if any(i in reached for i in node.inputs):
+            if not keeps_element_order(node) or node.type.numel != size:
+                return False
+            reached.add(node)
+    return True
+
+
+def _in_place_partner(kernel: Node, index: dict[Node, int], last: dict[Node, int],
+                      escaping: set[Node]) -> Node | None:
+    """The first operand whose bytes ``kernel`` may write its output into, if any."""
+    for operand in kernel.inputs:
+        dies_here = operand in index and last[operand] == index[kernel] and operand not in escaping
+        if dies_here and _reads_in_step(kernel, operand):
+            return operand
+    return None
+
+
+def _storages(graph: Graph, kernels: list[Node],
+              last: dict[Node, int]) -> tuple[dict[Node, _Storage], dict[Node, Node]]:
+    """Each kernel's storage, and for in-place kernels the operand they overwrite."""
+    index = {node: i for i, node in enumerate(kernels)}
+    escaping = set(graph.outputs) | {value for _, value in graph.writes}
+    storage_of: dict[Node, _Storage] = {}
+    partner_of: dict[Node, Node] = {}
+    for node in kernels:
+        partner = _in_place_partner(node, index, last, escaping)
+        if partner is None:
+            storage_of[node] = _Storage(node.type.nbytes, index[node], last[node])
+            continue
+        partner_of[node] = partner
+        storage_of[node] = storage_of[partner]
+        storage_of[node].last_use = last[node]
+    return storage_of, partner_of
+
+
+# -- placement ------------------------------------------------------------------------
+
+def _aligned(size: int) -> int:
+    return -(-size // ALIGNMENT) * ALIGNMENT
+
+
+def _place(storages: list[_Storage]) -> int:
+    """Give every storage an offset, largest first into the tightest gap; returns the arena size."""
+    placed: list[_Storage] = []
+    arena = 0
+    for storage in sorted(storages, key=lambda s: (-s.size, s.first_use)):
+        neighbours = sorted((p for p in placed if p.lives_with(storage)), key=lambda p: p.offset)
+        storage.offset = _best_gap(neighbours, _aligned(storage.size))
+        placed.append(storage)
+        arena = max(arena, storage.offset + _aligned(storage.size))
+    return arena
+
+
+def _best_gap(neighbours: list[_Storage], size: int) -> int:
+    """The start of the smallest free range of at least ``size`` bytes below or between
+    ``neighbours`` (sorted by offset); above them all if none fits."""
+    best_offset, best_waste = None, None
+    top = 0
+    for other in neighbours:
+        gap = other.offset - top
+        if gap >= size and (best_waste is None or gap - size < best_waste):
+            best_offset, best_waste = top, gap - size
+        top = max(top, other.offset + _aligned(other.size))
+    return top if best_offset is None else best_offset
+
+
+def _peak_live_bytes(storages: list[_Storage], kernel_count: int) -> int:
+    """The most bytes live at any one kernel: a bound no placement can beat."""
+    live = [0] * (kernel_count + 1)
+    for storage in storages:
+        live[storage.first_use] += storage.size
+        live[storage.last_use + 1] -= storage.size
+    peak = running = 0
+    for change in live:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def plan_memory(graph: Graph) -> MemoryPlan:
+    """Lay out every intermediate of ``graph`` (in its node order) in one arena."""
+    kernels = [node for node in graph.nodes if is_kernel(node)]
+    last = _last_uses(graph, kernels)
+    storage_of, partner_of = _storages(graph, kernels, last)
+    storages = list({id(s): s for s in storage_of.values()}.values())
+    arena = _place(storages)
+    buffers = [BufferSlot(node.name, node.type.nbytes, storage_of[node].offset, i, last[node],
+                          partner_of[node].name if node in partner_of else None)
+               for i, node in enumerate(kernels)]
+    return MemoryPlan(graph.name, len(kernels), buffers, arena,
+                      _peak_live_bytes(storages, len(kernels)), sum(b.size for b in buffers))
+
+
+# -- checking -------------------------------------------------------------------------
+
+def check_plan(plan: MemoryPlan) -> None:
+    """Raise MemoryPlanError unless every buffer is aligned and inside the arena, and no two
+    buffers live at the same time share a byte, except a buffer written in place over an
+    operand that dies at the kernel writing it."""
+    names = {b.name: b for b in plan.buffers}
+    for buffer in plan.buffers:
+        _check_slot(plan, buffer, names)
+    for i, first in enumerate(plan.buffers):
+        for second in plan.buffers[i + 1:]:
+            if first.lives_with(second) and first.shares_bytes_with(second) and not _in_place_pair(first, second):
+                raise MemoryPlanError(
+                    f"{plan.graph_name}: %{first.name} (bytes {first.offset}..{first.end}, kernels "
+                    f"{first.first_use}..{first.last_use}) and %{second.name} (bytes {second.offset}..{second.end}, "
+                    f"kernels {second.first_use}..{second.last_use}) are live together in the same bytes")
+    if plan.arena_bytes < plan.lower_bound_bytes:
+        raise MemoryPlanError(f"{plan.graph_name}: arena of {plan.arena_bytes} bytes is below the "
+                              f"lower bound of {plan.lower_bound_bytes}")
+
+
+def _check_slot(plan: MemoryPlan, buffer: BufferSlot, names: dict[str, BufferSlot]) -> None:
+    where = f"{plan.graph_name}: buffer %{buffer.name}"
+    if buffer.offset % ALIGNMENT:
+        raise MemoryPlanError(f"{where} starts at {buffer.offset}, not a multiple of {ALIGNMENT}")
+    if buffer.offset < 0 or buffer.end > plan.arena_bytes:
+        raise MemoryPlanError(f"{where} (bytes {buffer.offset}..{buffer.end}) is outside the arena "
+                              f"of {plan.arena_bytes} bytes")
+    if not 0 <= buffer.first_use <= buffer.last_use < plan.kernel_count:
+        raise MemoryPlanError(f"{where} lives from kernel {buffer.first_use} to {buffer.last_use}, "
+                              f"outside the {plan.kernel_count} kernels")
+    if buffer.in_place_of is not None:
+        if buffer.in_place_of not in names:
+            raise MemoryPlanError(f"{where} is in place of %{buffer.in_place_of}, which has no slot")
+        if not _in_place_pair(names[buffer.in_place_of], buffer):
+            raise MemoryPlanError(f"{where} is in place of %{buffer.in_place_of} but does not start where "
+                                  f"and when that buffer ends")
+
+
+def _in_place_pair(first: BufferSlot, second: BufferSlot) -> bool:
+    """Whether one buffer is written in place over the other, which dies at the writing kernel."""
+    def over(old: BufferSlot, new: BufferSlot) -> bool:
+        return (new.in_place_of == old.name and new.offset == old.offset and new.size == old.size
+                and new.first_use == old.last_use)
+    return over(first, second) or over(second, first)
+
+
+# -- the picture ------------------------------------------------------------------------
+
+# Buffers at least this share of the arena's area (bytes x kernels) are labelled with their names.
+_LABEL_SHARE = 0.02
+
+
+def _draw(plan: MemoryPlan, path: Path) -> Path:
+    # Figure without pyplot: no display, no global backend switch for the caller.
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    scale, unit = _byte_unit(plan.arena_bytes)
+    figure = Figure(figsize=(12, 6), layout="constrained")
+    axes = figure.add_subplot()
+    area = max(1, plan.arena_bytes * max(plan.kernel_count, 1))
+    for i, buffer in enumerate(plan.buffers):
+        width = buffer.last_use - buffer.first_use + 1
+        colour = _colour(i)
+        axes.add_patch(Rectangle((buffer.first_use, buffer.offset / scale), width, buffer.size / scale,
+                                 facecolor=colour, edgecolor="black", linewidth=0.3,
+                                 hatch="//" if buffer.in_place_of else None))
+        if buffer.size * width >= _LABEL_SHARE * area:
+            axes.text(buffer.first_use + width / 2, (buffer.offset + buffer.size / 2) / scale, f"%{buffer.name}",
+                      ha="center", va="center", fontsize=7, clip_on=True)
+    axes.axhline(plan.arena_bytes / scale, color="black", linewidth=1, label="arena")
+    axes.axhline(plan.lower_bound_bytes / scale, color="red", linestyle="--", linewidth=1,
+                 label="lower bound (peak live bytes)")
+    axes.set_xlim(0, max(plan.kernel_count, 1))
+    axes.set_ylim(0, max(plan.arena_bytes, 1) / scale * 1.05)
+    axes.set_xlabel("kernel")
+    axes.set_ylabel(f"offset ({unit})")
+    axes.set_title(plan.summary() + "; hatched: written in place", fontsize=9)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8)
+    figure.savefig(path)
+    return path
+
+
+def _byte_unit(count: int) -> tuple[int, str]:
+    for scale, unit in ((2 ** 20, "MiB"), (2 ** 10, "KiB")):
+        if count >= scale:
+            return scale, unit
+    return 1, "B"
+
+
+def _colour(index: int) -> str:
+    # Neighbouring buffers in kernel order get different colours from a 10-colour cycle.
+    return f"C{index % 10}"

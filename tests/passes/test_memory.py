@@ -1,0 +1,234 @@
+"""Memory planning: lifetimes, in-place reuse, placement in one arena, and the plan checker."""
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from graphc.ir import GraphBuilder, parse_graph
+from graphc.passes.fusion import count_kernels, fuse
+from graphc.passes.memory import ALIGNMENT, BufferSlot, MemoryPlanError, check_plan, plan_memory
+
+CHAIN = """graph chain(%x: f32[16] data, %s: f32[16] state) {
+  %a = exp(%x) : f32[16]
+  %b = neg(%a) : f32[16]
+  %c = sum(%b) {axes=[0]} : f32[]
+  %d = add(%b, %x) : f32[16]
+  %two = full() {shape=[], dtype=f32, value=2.0} : f32[]
+  %e = mul(%c, %two) : f32[]
+  %f = tanh(%d) : f32[16]
+  return %e, %f, write(%s, %d)
+}"""
+
+
+def test_lifetimes_in_place_reuse_and_offsets_of_a_chain():
+    plan = plan_memory(parse_graph(CHAIN))
+    # Kernels 0..5 are a..f (the scalar %two is a constant, not a kernel).  %d is written back
+    # and %e, %f are returned, so they live to the last kernel; %b, %d and %e each take over
+    # an operand that dies where they are written.
+    assert plan.buffers == [
+        BufferSlot("a", 64, 0, 0, 1),
+        BufferSlot("b", 64, 0, 1, 3, in_place_of="a"),
+        BufferSlot("c", 4, 128, 2, 4),
+        BufferSlot("d", 64, 0, 3, 5, in_place_of="b"),
+        BufferSlot("e", 4, 128, 4, 5, in_place_of="c"),
+        BufferSlot("f", 64, 64, 5, 5),
+    ]
+    assert plan.kernel_count == 6
+    assert plan.arena_bytes == 192            # three 64-byte-aligned blocks
+    assert plan.lower_bound_bytes == 132      # at the last kernel: %d, %e and %f
+    assert plan.naive_bytes == 4 * 64 + 2 * 4
+    check_plan(plan)
+
+
+def test_graph_inputs_and_scalar_constants_take_no_arena_space():
+    plan = plan_memory(parse_graph(CHAIN))
+    assert {b.name for b in plan.buffers} == {"a", "b", "c", "d", "e", "f"}
+
+
+def test_a_buffer_nobody_reads_lives_only_at_its_kernel():
+    plan = plan_memory(parse_graph("""graph dead(%x: f32[8] data) {
+      %unused = exp(%x) : f32[8]
+      %y = neg(%x) : f32[8]
+      return %y
+    }"""))
+    assert (plan.slot("unused").first_use, plan.slot("unused").last_use) == (0, 0)
+
+
+# -- in place only where it is legal -------------------------------------------------------
+
+def in_place_of(text: str, name: str):
+    return plan_memory(parse_graph(text)).slot(name).in_place_of
+
+
+# Each case: the type of %x, the nodes (the last one returned), and what %y is written in place of.
+IN_PLACE_CASES = {
+    "elementwise over a dying operand": (
+        "f32[4,4]", ["%a = exp(%x) : f32[4,4]", "%y = neg(%a) : f32[4,4]"], "a"),
+    "a reshape keeps the order of elements": (
+        "f32[16]", ["%a = exp(%x) : f32[16]", "%y = reshape(%a) {shape=[4,4]} : f32[4,4]"], "a"),
+    "a cast between elements of one size": (
+        "f32[4,4]", ["%a = exp(%x) : f32[4,4]", "%y = cast(%a) {dtype=i32} : i32[4,4]"], "a"),
+    "a cast to larger elements": (
+        "f32[4,4]", ["%a = exp(%x) : f32[4,4]", "%y = cast(%a) {dtype=f64} : f64[4,4]"], None),
+    "a permute reads element j to write element i": (
+        "f32[4,4]", ["%a = exp(%x) : f32[4,4]", "%y = permute(%a) {dims=[1,0]} : f32[4,4]"], None),
+    "a reduction is not elementwise": (
+        "f32[4,4]", ["%a = exp(%x) : f32[4,4]", "%y = sum(%a) {axes=[]} : f32[4,4]"], None),
+    "the operand is read again later": (
+        "f32[4,4]", ["%a = exp(%x) : f32[4,4]", "%y = neg(%a) : f32[4,4]", "%z = add(%y, %a) : f32[4,4]"], None),
+    "a broadcast operand is read many times": (
+        "f32[4,4]", ["%a = sum(%x) {axes=[0], keepdims=true} : f32[1,4]", "%y = add(%x, %a) : f32[4,4]"], None),
+    "a graph input is the caller's": (
+        "f32[4,4]", ["%y = neg(%x) : f32[4,4]"], None),
+}
+
+
+@pytest.mark.parametrize("x_type,nodes,expected", IN_PLACE_CASES.values(), ids=IN_PLACE_CASES.keys())
+def test_in_place_only_where_each_element_is_read_just_before_it_is_written(x_type, nodes, expected):
+    result = nodes[-1].split()[0]
+    text = f"graph g(%x: {x_type} data) {{\n" + "".join(f"  {n}\n" for n in nodes) + f"  return {result}\n}}"
+    assert in_place_of(text, "y") == expected
+
+
+def test_a_returned_value_is_never_overwritten():
+    assert in_place_of("""graph g(%x: f32[4] data) {
+      %a = exp(%x) : f32[4]
+      %y = neg(%a) : f32[4]
+      return %a, %y
+    }""", "y") is None
+
+
+FUSED_BODIES = """graph g(%x: f32[4,4] data, %b: f32[4] data) {{
+  %a = exp(%x) : f32[4,4]
+  %y = fused(%a, %b) {{kind="elementwise"}} : f32[4,4] {{
+    graph fused_y(%a: f32[4,4] data, %b: f32[4] data)
+    {path}
+    return %y
+  }}
+  return %y
+}}"""
+
+
+def test_a_fused_kernel_writes_in_place_only_over_an_operand_it_reads_elementwise():
+    straight = "%t = tanh(%a) : f32[4,4]\n    %y = add(%t, %b) : f32[4,4]"
+    turned = "%t = permute(%a) {dims=[1,0]} : f32[4,4]\n    %y = add(%t, %b) : f32[4,4]"
+    assert in_place_of(FUSED_BODIES.format(path=straight), "y") == "a"
+    assert in_place_of(FUSED_BODIES.format(path=turned), "y") is None
+
+
+# -- the checker ------------------------------------------------------------------------------
+
+def test_check_plan_catches_shared_bytes_misalignment_and_false_in_place_claims():
+    plan = plan_memory(parse_graph(CHAIN))
+    f = plan.slot("f")
+    overlapping = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=0)])
+    with pytest.raises(MemoryPlanError, match="%d .* and %f .* are live together in the same bytes"):
+        check_plan(overlapping)
+    misaligned = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=100)])
+    with pytest.raises(MemoryPlanError, match="starts at 100, not a multiple of 64"):
+        check_plan(misaligned)
+    outside = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=192)])
+    with pytest.raises(MemoryPlanError, match="outside the arena"):
+        check_plan(outside)
+    d = plan.slot("d")
+    false_claim = dataclasses.replace(plan, buffers=[*plan.buffers[:3], dataclasses.replace(d, in_place_of="a"),
+                                                     *plan.buffers[4:]])
+    with pytest.raises(MemoryPlanError, match="%d is in place of %a but does not start"):
+        check_plan(false_claim)
+
+
+# -- the table and the picture ------------------------------------------------------------------
+
+def test_the_table_lists_every_buffer_in_aligned_columns():
+    table = plan_memory(parse_graph(CHAIN)).table()
+    assert table == "\n".join([
+        "chain: arena 192 B for 6 buffers over 6 kernels (lower bound 132 B, naive 264 B)",
+        "buffer  size  offset  first  last  in place of",
+        "%a        64       0      0     1",
+        "%b        64       0      1     3  %a",
+        "%c         4     128      2     4",
+        "%d        64       0      3     5  %b",
+        "%e         4     128      4     5  %c",
+        "%f        64      64      5     5",
+    ])
+
+
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])
+def test_the_plan_draws_as_a_picture(tmp_path, suffix, magic):
+    path = plan_memory(parse_graph(CHAIN)).draw(tmp_path / f"plan{suffix}")
+    assert path.read_bytes().startswith(magic)
+
+
+# -- properties over random graphs ---------------------------------------------------------------
+
+SHAPES = [(8, 8), (8, 1), (1, 8), (64,), ()]
+
+
+@st.composite
+def random_graphs(draw, max_steps=20):
+    """Random DAGs of elementwise, reduction and movement ops with varied shapes and lifetimes."""
+    b = GraphBuilder("random")
+    pool = [b.input("x", "f32[8,8]"), b.input("s", "f32[8,8]", tag="state")]
+    for _ in range(draw(st.integers(1, max_steps))):
+        x = draw(st.sampled_from(pool))
+        step = draw(st.sampled_from(["unary", "binary", "reduce", "reshape", "permute"]))
+        if step == "unary":
+            pool.append(b.op(draw(st.sampled_from(["neg", "exp", "tanh"])), x))
+        elif step == "binary" and x.shape != (64,):
+            other = draw(st.sampled_from([v for v in pool if v.shape != (64,)]))
+            pool.append(b.op(draw(st.sampled_from(["add", "mul"])), x, other))
+        elif step == "reduce" and x.shape == (8, 8):
+            pool.append(b.sum(x, axes=[draw(st.integers(0, 1))], keepdims=True))
+        elif step == "reshape" and x.shape in ((8, 8), (64,)):
+            pool.append(b.reshape(x, shape=(64,) if x.shape == (8, 8) else (8, 8)))
+        elif step == "permute" and x.shape == (8, 8):
+            pool.append(b.permute(x, dims=[1, 0]))
+    computed = pool[2:] or [b.neg(pool[0])]
+    b.output(computed[-1], *draw(st.lists(st.sampled_from(computed), max_size=2, unique=True)))
+    square = [n for n in computed if n.shape == (8, 8)]
+    if square and draw(st.booleans()):
+        b.write(pool[1], draw(st.sampled_from(square)))
+    return b.build()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_graphs(), st.booleans())
+def test_random_plans_are_safe_and_between_their_bounds(graph, fused):
+    if fused:
+        graph = fuse(graph)
+    plan = plan_memory(graph)
+    check_plan(plan)
+    assert len(plan.buffers) == plan.kernel_count == count_kernels(graph)
+    assert plan.lower_bound_bytes <= plan.arena_bytes
+    assert plan.arena_bytes <= sum(-(-b.size // ALIGNMENT) * ALIGNMENT for b in plan.buffers)
+    returned = {n.name for n in graph.outputs} | {v.name for _, v in graph.writes}
+    for buffer in plan.buffers:
+        if buffer.name in returned:
+            assert buffer.last_use == plan.kernel_count - 1
+
+
+# -- a real training step ----------------------------------------------------------------------
+
+def test_a_lenet_training_step_fits_within_a_tenth_of_its_lower_bound():
+    import graphc
+    import graphc.nn.functional as F
+    import graphc.optim as optim
+    from graphc.passes.manager import run_until
+    models = pytest.importorskip("models")
+    model = models.LeNet()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+
+    def train_step(x, y):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    images, labels = graphc.randn(8, 3, 32, 32), graphc.randint(0, 10, (8,))
+    traced = graphc.compile(train_step).graph(images, labels, stage="traced")
+    plan = plan_memory(run_until(traced, "fusion"))
+    check_plan(plan)
+    assert plan.arena_bytes <= 1.1 * plan.lower_bound_bytes
+    assert any(buffer.in_place_of for buffer in plan.buffers)
