@@ -1,8 +1,24 @@
 import sys
 from pathlib import Path
 
-# Test helper modules (optest) live beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
+import pytest
 
-# The example programs' models (examples/models.py) are imported by the tests as `models`.
+# Test helper modules (optest, torch_twins) live beside the tests; the example programs'
+# models (examples/models.py) are imported by the tests as `models`.
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figures():
+    """Lines a test wants shown in the session summary (measured figures, not assertions)."""
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("graphc figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

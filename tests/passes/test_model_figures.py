@@ -1,0 +1,87 @@
+"""The compiler's figures on the example models' training steps at batch 32 (issue targets).
+
+These are counts and byte sizes, not timings: fusion must leave at most 40% of the
+primitive nodes as kernels, and the arena must come within 10% of its lower bound.
+The figures are printed in the test session's summary.
+"""
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import graphc.nn.functional as F
+import graphc.optim as optim
+import models
+from graphc.passes.memory import check_plan
+
+BATCH = 32
+
+
+def classifier_step(model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return graphc.compile(step)
+
+
+def lenet():
+    model = models.LeNet()
+    return classifier_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9)), (3, 32, 32)
+
+
+def resnet():
+    model = models.ResNet()
+    return classifier_step(model, optim.Adam(model.parameters(), lr=1e-3)), (3, 32, 32)
+
+
+def dcgan():
+    gen, disc = models.Generator(), models.Discriminator()
+    gen.apply(models.weights_init)
+    disc.apply(models.weights_init)
+    opt_g = optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+
+    def step(real, noise):
+        ones, zeros = graphc.ones(real.shape[0], 1), graphc.zeros(real.shape[0], 1)
+        opt_d.zero_grad()
+        fake = gen(noise)
+        loss_d = bce(disc(real), ones) + bce(disc(fake.detach()), zeros)
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = bce(disc(fake), ones)
+        loss_g.backward()
+        opt_g.step()
+        return loss_d, loss_g
+    return graphc.compile(step), None
+
+
+def inputs(shape, batch):
+    rng = np.random.default_rng(0)
+    if shape is None:          # the GAN: real images and noise
+        return (graphc.tensor(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32)),
+                graphc.tensor(rng.standard_normal((batch, 100)).astype(np.float32)))
+    return (graphc.tensor(rng.standard_normal((batch, *shape)).astype(np.float32)),
+            graphc.tensor(rng.integers(0, 10, batch)))
+
+
+@pytest.mark.parametrize("make", [lenet, resnet, dcgan], ids=["LeNet", "ResNet", "DCGAN"])
+def test_fusion_and_memory_figures(make, figures):
+    graphc.manual_seed(0)
+    step, shape = make()
+    step(*inputs(shape, 2))           # one small step creates the optimizer state the real graph reads
+    args = inputs(shape, BATCH)
+    stats = step.stats(*args)
+    plan = step.memory_plan(*args)
+    check_plan(plan)
+    figures.append(f"{make.__name__:7s} batch {BATCH}: {stats.primitive_nodes} primitive nodes -> {stats.kernels} "
+                   f"kernels ({stats.kernels / stats.primitive_nodes:.0%}); arena {plan.arena_bytes / 2**20:.1f} MiB, "
+                   f"lower bound {plan.lower_bound_bytes / 2**20:.1f} MiB "
+                   f"({plan.arena_bytes / plan.lower_bound_bytes:.2f}x), naive {plan.naive_bytes / 2**20:.1f} MiB "
+                   f"(arena/naive {plan.arena_bytes / plan.naive_bytes:.2f})")
+    assert stats.kernels <= 0.40 * stats.primitive_nodes
+    assert plan.arena_bytes <= 1.10 * plan.lower_bound_bytes
