@@ -14,17 +14,26 @@ reads each element of an operand only to write the same element of its
 output, so when an operand of the same size dies at that kernel, the output
 takes over its bytes.
 
+Donation: a write-back value whose kernel is the last to touch the old state
+value (every other reader of it runs earlier) and reads it, if at all, only
+element for element is computed straight into the state input's own storage,
+as real compilers donate a parameter's buffer to its update.  Such values take
+no arena bytes; ``StateWrite`` records how the kernels read each written state,
+so ``check_plan`` can prove every donation legal.
+
 Placement is greedy by size: buffers (an in-place chain counts as one) are
 placed largest first, each at the offset, 64-byte aligned, of the tightest
 gap left by the already placed buffers whose lifetimes overlap its own.
-``lower_bound_bytes``, the most bytes ever live at once, is what no plan can
-beat; ``naive_bytes``, every buffer side by side, is what no plan should
-need.  ``check_plan`` proves a plan safe by comparing every pair of buffers.
+``lower_bound_bytes``, the most arena bytes ever live at once, is what no plan
+can beat; ``naive_bytes``, every kernel output side by side (donated ones
+included), is what no plan should need.  ``check_plan`` proves a plan safe by
+comparing every pair of arena buffers and every donation with the state's reads.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection, Iterable
 
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node
@@ -40,14 +49,23 @@ class MemoryPlanError(GraphcError):
 
 @dataclass(frozen=True)
 class BufferSlot:
-    """Where one kernel's output lives: ``size`` bytes at ``offset``, from
-    kernel ``first_use`` (its writer) through kernel ``last_use`` (its last reader)."""
+    """Where one kernel's output lives: ``size`` bytes at ``offset`` in the arena, from
+    kernel ``first_use`` (its writer) through kernel ``last_use`` (its last reader).
+
+    A write-back value donated its state's storage lives in the state input
+    named ``into_state`` instead, and has no arena offset.
+    """
     name: str
     size: int
-    offset: int
+    offset: int | None
     first_use: int
     last_use: int
     in_place_of: str | None = None     # the dying operand whose bytes this buffer reuses
+    into_state: str | None = None      # the state input whose own storage this write-back value takes
+
+    @property
+    def in_arena(self) -> bool:
+        return self.into_state is None
 
     @property
     def end(self) -> int:
@@ -60,6 +78,17 @@ class BufferSlot:
         return self.offset < other.end and other.offset < self.end
 
 
+@dataclass(frozen=True)
+class StateWrite:
+    """A state input that the graph writes back, as its kernels read it: what a donation
+    of its storage to the new value must respect."""
+    name: str                          # the state input
+    size: int
+    value: str                         # the value written back into it
+    readers: tuple[int, ...]           # kernels reading the old value; the kernel count if the graph returns it
+    in_step_readers: tuple[int, ...]   # the readers that read it only element for element
+
+
 @dataclass
 class MemoryPlan:
     """The arena layout of one graph's intermediates, buffers in kernel order."""
@@ -69,6 +98,12 @@ class MemoryPlan:
     arena_bytes: int
     lower_bound_bytes: int
     naive_bytes: int
+    state_writes: dict[str, StateWrite]      # by state input name
+
+    @property
+    def donated(self) -> list[BufferSlot]:
+        """The write-back values computed into their state's storage, outside the arena."""
+        return [buffer for buffer in self.buffers if not buffer.in_arena]
 
     def slot(self, name: str) -> BufferSlot:
         for buffer in self.buffers:
@@ -77,18 +112,23 @@ class MemoryPlan:
         raise KeyError(f"the memory plan of {self.graph_name} has no buffer %{name}")
 
     def summary(self) -> str:
-        return (f"{self.graph_name}: arena {format_bytes(self.arena_bytes)} for {len(self.buffers)} buffers "
+        text = (f"{self.graph_name}: arena {format_bytes(self.arena_bytes)} for {len(self.buffers)} buffers "
                 f"over {self.kernel_count} kernels (lower bound {format_bytes(self.lower_bound_bytes)}, "
                 f"naive {format_bytes(self.naive_bytes)})")
+        if self.donated:
+            text += (f"; write-backs computed into their state's storage: {len(self.donated)} "
+                     f"({format_bytes(sum(b.size for b in self.donated))})")
+        return text
 
     def table(self) -> str:
         """The plan as aligned text: one row per buffer, after a summary line."""
-        header = ("buffer", "size", "offset", "first", "last", "in place of")
-        rows = [(f"%{b.name}", str(b.size), str(b.offset), str(b.first_use), str(b.last_use),
-                 f"%{b.in_place_of}" if b.in_place_of else "") for b in self.buffers]
+        header = ("buffer", "size", "offset", "first", "last", "in place of", "into state")
+        rows = [(f"%{b.name}", str(b.size), "-" if b.offset is None else str(b.offset), str(b.first_use),
+                 str(b.last_use), _name_or_blank(b.in_place_of), _name_or_blank(b.into_state))
+                for b in self.buffers]
         widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-        # Names and in-place partners read left to right; numbers line up on their last digit.
-        lines = ["  ".join(cell.ljust(w) if i in (0, 5) else cell.rjust(w)
+        # Names read left to right; numbers line up on their last digit.
+        lines = ["  ".join(cell.ljust(w) if i in (0, 5, 6) else cell.rjust(w)
                            for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
                  for row in (header, *rows)]
         return "\n".join([self.summary(), *lines])
@@ -97,6 +137,10 @@ class MemoryPlan:
         """A chart of the arena over time (PNG, SVG or PDF by the file's extension):
         one rectangle per buffer, kernel index across, offset up."""
         return _draw(self, Path(path))
+
+
+def _name_or_blank(name: str | None) -> str:
+    return f"%{name}" if name else ""
 
 
 # -- lifetimes ------------------------------------------------------------------------
@@ -162,14 +206,17 @@ def _in_place_partner(kernel: Node, index: dict[Node, int], last: dict[Node, int
     return None
 
 
-def _storages(graph: Graph, kernels: list[Node],
-              last: dict[Node, int]) -> tuple[dict[Node, _Storage], dict[Node, Node]]:
-    """Each kernel's storage, and for in-place kernels the operand they overwrite."""
+def _storages(graph: Graph, kernels: list[Node], last: dict[Node, int],
+              donated: Collection[Node]) -> tuple[dict[Node, _Storage], dict[Node, Node]]:
+    """Each arena kernel's storage (donated write-back values have none), and for in-place
+    kernels the operand they overwrite."""
     index = {node: i for i, node in enumerate(kernels)}
     escaping = set(graph.outputs) | {value for _, value in graph.writes}
     storage_of: dict[Node, _Storage] = {}
     partner_of: dict[Node, Node] = {}
     for node in kernels:
+        if node in donated:
+            continue
         partner = _in_place_partner(node, index, last, escaping)
         if partner is None:
             storage_of[node] = _Storage(node.type.nbytes, index[node], last[node])
@@ -178,6 +225,55 @@ def _storages(graph: Graph, kernels: list[Node],
         storage_of[node] = storage_of[partner]
         storage_of[node].last_use = last[node]
     return storage_of, partner_of
+
+
+# -- donating state storage -------------------------------------------------------------
+
+def donation_candidates(graph: Graph) -> dict[Node, Node]:
+    """The write-back values (to their state inputs) that may be computed straight into the
+    state's storage, provided every other reader of the old state value runs before them.
+
+    The value's kernel must read the old value, if at all, only element for element
+    (``_reads_in_step``), so each element is read before it is overwritten.  Neither the value
+    nor the old state may be returned: a returned array must not alias state.  A value
+    written into two states takes the storage of the first.
+    """
+    returned = set(graph.outputs)
+    candidates: dict[Node, Node] = {}
+    for target, value in graph.writes:
+        if value.is_input or not is_kernel(value) or value in candidates:
+            continue
+        if value in returned or target in returned:
+            continue
+        if target in value.inputs and not _reads_in_step(value, target):
+            continue
+        candidates[value] = target
+    return candidates
+
+
+def _state_writes(graph: Graph, kernels: list[Node]) -> dict[str, StateWrite]:
+    """How the kernels read each state that the graph writes back; returning the old value
+    counts as a read after the last kernel."""
+    index = {node: i for i, node in enumerate(kernels)}
+    users = graph.users()
+    returned = set(graph.outputs)
+    writes = {}
+    for target, value in graph.writes:
+        readers = [index[user] for user in users[target]]
+        if target in returned:
+            readers.append(len(kernels))
+        in_step = [index[user] for user in users[target] if _reads_in_step(user, target)]
+        writes[target.name] = StateWrite(target.name, target.type.nbytes, value.name,
+                                         tuple(sorted(set(readers))), tuple(sorted(set(in_step))))
+    return writes
+
+
+def _donations(graph: Graph, kernels: list[Node], state_writes: dict[str, StateWrite]) -> dict[Node, Node]:
+    """The candidates (``donation_candidates``) whose kernel comes after every other reader
+    of the old state value, in the graph's node order: value -> state."""
+    index = {node: i for i, node in enumerate(kernels)}
+    return {value: target for value, target in donation_candidates(graph).items()
+            if all(reader <= index[value] for reader in state_writes[target.name].readers)}
 
 
 # -- placement ------------------------------------------------------------------------
@@ -225,30 +321,58 @@ def _peak_live_bytes(storages: list[_Storage], kernel_count: int) -> int:
 
 
 def plan_memory(graph: Graph) -> MemoryPlan:
-    """Lay out every intermediate of ``graph`` (in its node order) in one arena."""
+    """Lay out every intermediate of ``graph`` (in its node order) in one arena, computing
+    write-back values into their state's storage where that is legal."""
     kernels = [node for node in graph.nodes if is_kernel(node)]
     last = _last_uses(graph, kernels)
-    storage_of, partner_of = _storages(graph, kernels, last)
-    storages = list({id(s): s for s in storage_of.values()}.values())
+    state_writes = _state_writes(graph, kernels)
+    donations = _donations(graph, kernels, state_writes)
+    storage_of, partner_of = _storages(graph, kernels, last, donations)
+    storages = _distinct(storage_of.values())
     arena = _place(storages)
-    buffers = [BufferSlot(node.name, node.type.nbytes, storage_of[node].offset, i, last[node],
-                          partner_of[node].name if node in partner_of else None)
+    buffers = [BufferSlot(node.name, node.type.nbytes, storage_of[node].offset if node in storage_of else None,
+                          i, last[node], partner_of[node].name if node in partner_of else None,
+                          donations[node].name if node in donations else None)
                for i, node in enumerate(kernels)]
-    return MemoryPlan(graph.name, len(kernels), buffers, arena,
-                      _peak_live_bytes(storages, len(kernels)), sum(b.size for b in buffers))
+    return MemoryPlan(graph.name, len(kernels), buffers, arena, _peak_live_bytes(storages, len(kernels)),
+                      sum(b.size for b in buffers), state_writes)
+
+
+def peak_live_bytes(graph: Graph) -> int:
+    """The ``lower_bound_bytes`` that ``plan_memory`` gives ``graph``, without placing the buffers."""
+    kernels = [node for node in graph.nodes if is_kernel(node)]
+    last = _last_uses(graph, kernels)
+    donations = _donations(graph, kernels, _state_writes(graph, kernels))
+    storage_of, _ = _storages(graph, kernels, last, donations)
+    return _peak_live_bytes(_distinct(storage_of.values()), len(kernels))
+
+
+def _distinct(storages: Iterable[_Storage]) -> list[_Storage]:
+    """Each storage once (in-place chains share one), in first-seen order."""
+    return list({id(storage): storage for storage in storages}.values())
 
 
 # -- checking -------------------------------------------------------------------------
 
 def check_plan(plan: MemoryPlan) -> None:
-    """Raise MemoryPlanError unless every buffer is aligned and inside the arena, and no two
-    buffers live at the same time share a byte, except a buffer written in place over an
-    operand that dies at the kernel writing it."""
+    """Raise MemoryPlanError unless the plan is safe.
+
+    Every arena buffer is aligned and inside the arena, and no two live at the same time
+    share a byte, except a buffer written in place over an operand that dies at the kernel
+    writing it.  Every buffer computed into a state's storage is that state's write-back
+    value, and its kernel is the last to read the old state value, reading it (if at all)
+    only element for element.
+    """
     names = {b.name: b for b in plan.buffers}
     for buffer in plan.buffers:
-        _check_slot(plan, buffer, names)
-    for i, first in enumerate(plan.buffers):
-        for second in plan.buffers[i + 1:]:
+        _check_lifetime(plan, buffer)
+        if buffer.in_arena:
+            _check_slot(plan, buffer, names)
+        else:
+            _check_donation(plan, buffer)
+    arena = [b for b in plan.buffers if b.in_arena]
+    for i, first in enumerate(arena):
+        for second in arena[i + 1:]:
             if first.lives_with(second) and first.shares_bytes_with(second) and not _in_place_pair(first, second):
                 raise MemoryPlanError(
                     f"{plan.graph_name}: %{first.name} (bytes {first.offset}..{first.end}, kernels "
@@ -259,22 +383,45 @@ def check_plan(plan: MemoryPlan) -> None:
                               f"lower bound of {plan.lower_bound_bytes}")
 
 
+def _check_lifetime(plan: MemoryPlan, buffer: BufferSlot) -> None:
+    if not 0 <= buffer.first_use <= buffer.last_use < plan.kernel_count:
+        raise MemoryPlanError(f"{plan.graph_name}: buffer %{buffer.name} lives from kernel {buffer.first_use} "
+                              f"to {buffer.last_use}, outside the {plan.kernel_count} kernels")
+
+
 def _check_slot(plan: MemoryPlan, buffer: BufferSlot, names: dict[str, BufferSlot]) -> None:
     where = f"{plan.graph_name}: buffer %{buffer.name}"
+    if buffer.offset is None:
+        raise MemoryPlanError(f"{where} has no offset but is not computed into a state's storage")
     if buffer.offset % ALIGNMENT:
         raise MemoryPlanError(f"{where} starts at {buffer.offset}, not a multiple of {ALIGNMENT}")
     if buffer.offset < 0 or buffer.end > plan.arena_bytes:
         raise MemoryPlanError(f"{where} (bytes {buffer.offset}..{buffer.end}) is outside the arena "
                               f"of {plan.arena_bytes} bytes")
-    if not 0 <= buffer.first_use <= buffer.last_use < plan.kernel_count:
-        raise MemoryPlanError(f"{where} lives from kernel {buffer.first_use} to {buffer.last_use}, "
-                              f"outside the {plan.kernel_count} kernels")
     if buffer.in_place_of is not None:
         if buffer.in_place_of not in names:
             raise MemoryPlanError(f"{where} is in place of %{buffer.in_place_of}, which has no slot")
         if not _in_place_pair(names[buffer.in_place_of], buffer):
             raise MemoryPlanError(f"{where} is in place of %{buffer.in_place_of} but does not start where "
                                   f"and when that buffer ends")
+
+
+def _check_donation(plan: MemoryPlan, buffer: BufferSlot) -> None:
+    """A write-back value may overwrite its state's storage only once nothing else needs the old value."""
+    where = (f"{plan.graph_name}: buffer %{buffer.name}, computed into %{buffer.into_state}'s storage "
+             f"by kernel {buffer.first_use},")
+    write = plan.state_writes.get(buffer.into_state)
+    if write is None or write.value != buffer.name:
+        raise MemoryPlanError(f"{where} is not the value written back into %{buffer.into_state}")
+    if write.size != buffer.size:
+        raise MemoryPlanError(f"{where} has {buffer.size} bytes, but the state has {write.size}")
+    late = [reader for reader in write.readers if reader > buffer.first_use]
+    if late:
+        reader = "the graph's return" if late[0] == plan.kernel_count else f"kernel {late[0]}"
+        raise MemoryPlanError(f"{where} overwrites the old value that {reader} reads later")
+    if buffer.first_use in write.readers and buffer.first_use not in write.in_step_readers:
+        raise MemoryPlanError(f"{where} reads the old value other than element for element, "
+                              f"so it could overwrite elements it has yet to read")
 
 
 def _in_place_pair(first: BufferSlot, second: BufferSlot) -> bool:
@@ -301,6 +448,8 @@ def _draw(plan: MemoryPlan, path: Path) -> Path:
     axes = figure.add_subplot()
     area = max(1, plan.arena_bytes * max(plan.kernel_count, 1))
     for i, buffer in enumerate(plan.buffers):
+        if not buffer.in_arena:
+            continue
         width = buffer.last_use - buffer.first_use + 1
         colour = _colour(i)
         axes.add_patch(Rectangle((buffer.first_use, buffer.offset / scale), width, buffer.size / scale,
@@ -312,11 +461,14 @@ def _draw(plan: MemoryPlan, path: Path) -> Path:
     axes.axhline(plan.arena_bytes / scale, color="black", linewidth=1, label="arena")
     axes.axhline(plan.lower_bound_bytes / scale, color="red", linestyle="--", linewidth=1,
                  label="lower bound (peak live bytes)")
+    if plan.donated:
+        # An empty line: the legend's note on what the chart leaves out.
+        axes.plot([], [], " ", label=f"not drawn, computed into their state's storage: {len(plan.donated)} write-backs")
     axes.set_xlim(0, max(plan.kernel_count, 1))
     axes.set_ylim(0, max(plan.arena_bytes, 1) / scale * 1.05)
     axes.set_xlabel("kernel")
     axes.set_ylabel(f"offset ({unit})")
-    axes.set_title(plan.summary() + "; hatched: written in place", fontsize=9)
+    axes.set_title(plan.summary() + "\nhatched: written in place", fontsize=9)
     figure.legend(loc="outside lower center", ncols=2, fontsize=8)
     figure.savefig(path)
     return path

@@ -21,22 +21,23 @@ CHAIN = """graph chain(%x: f32[16] data, %s: f32[16] state) {
 }"""
 
 
-def test_lifetimes_in_place_reuse_and_offsets_of_a_chain():
+def test_lifetimes_in_place_reuse_donation_and_offsets_of_a_chain():
     plan = plan_memory(parse_graph(CHAIN))
     # Kernels 0..5 are a..f (the scalar %two is a constant, not a kernel).  %d is written back
-    # and %e, %f are returned, so they live to the last kernel; %b, %d and %e each take over
-    # an operand that dies where they are written.
+    # and %e, %f are returned, so they live to the last kernel; %b and %e each take over an
+    # operand that dies where they are written.  Nothing reads %s, so %d is computed straight
+    # into its storage and takes no arena bytes.
     assert plan.buffers == [
         BufferSlot("a", 64, 0, 0, 1),
         BufferSlot("b", 64, 0, 1, 3, in_place_of="a"),
-        BufferSlot("c", 4, 128, 2, 4),
-        BufferSlot("d", 64, 0, 3, 5, in_place_of="b"),
-        BufferSlot("e", 4, 128, 4, 5, in_place_of="c"),
-        BufferSlot("f", 64, 64, 5, 5),
+        BufferSlot("c", 4, 64, 2, 4),
+        BufferSlot("d", 64, None, 3, 5, into_state="s"),
+        BufferSlot("e", 4, 64, 4, 5, in_place_of="c"),
+        BufferSlot("f", 64, 0, 5, 5),
     ]
     assert plan.kernel_count == 6
-    assert plan.arena_bytes == 192            # three 64-byte-aligned blocks
-    assert plan.lower_bound_bytes == 132      # at the last kernel: %d, %e and %f
+    assert plan.arena_bytes == 128            # two 64-byte-aligned blocks
+    assert plan.lower_bound_bytes == 68       # at the last kernel: %e and %f (%d is in %s)
     assert plan.naive_bytes == 4 * 64 + 2 * 4
     check_plan(plan)
 
@@ -117,25 +118,119 @@ def test_a_fused_kernel_writes_in_place_only_over_an_operand_it_reads_elementwis
     assert in_place_of(FUSED_BODIES.format(path=turned), "y") is None
 
 
+# -- donating state storage to write-back values --------------------------------------------------
+
+def into_state(text: str, name: str = "w_new"):
+    return plan_memory(parse_graph(text)).slot(name).into_state
+
+
+# Each case: the nodes, the values returned besides the write-back of %w_new into %w, and
+# which state %w_new is computed into.
+DONATION_CASES = {
+    "an update reading its parameter element for element": (
+        ["%w_new = sub(%w, %g) : f32[4,4]"], [], "w"),
+    "an update not reading its parameter": (
+        ["%w_new = neg(%g) : f32[4,4]"], [], "w"),
+    "an earlier reader of the old value, even a reduction": (
+        ["%m = sum(%w) {axes=[0], keepdims=true} : f32[1,4]", "%w_new = sub(%w, %m) : f32[4,4]"], [], "w"),
+    "a later reader of the old value": (
+        ["%w_new = sub(%w, %g) : f32[4,4]", "%late = mul(%w, %g) : f32[4,4]"], ["%late"], None),
+    "the update reads the old value other than element for element": (
+        ["%w_new = permute(%w) {dims=[1,0]} : f32[4,4]"], [], None),
+    "the old value is returned": (
+        ["%w_new = sub(%w, %g) : f32[4,4]"], ["%w"], None),
+    "the new value is returned": (
+        ["%w_new = sub(%w, %g) : f32[4,4]"], ["%w_new"], None),
+}
+
+
+def donation_graph(nodes: list[str], returned: list[str]) -> str:
+    outputs = ", ".join([*returned, "write(%w, %w_new)"])
+    return ("graph step(%g: f32[4,4] data, %w: f32[4,4] param) {\n" + "".join(f"  {n}\n" for n in nodes)
+            + f"  return {outputs}\n}}")
+
+
+@pytest.mark.parametrize("nodes,returned,expected", DONATION_CASES.values(), ids=DONATION_CASES.keys())
+def test_a_write_back_takes_its_state_storage_only_once_nothing_else_needs_the_old_value(nodes, returned, expected):
+    assert into_state(donation_graph(nodes, returned)) == expected
+
+
+def test_a_fused_update_reading_its_parameter_element_for_element_takes_its_storage():
+    graph = fuse(parse_graph(donation_graph(
+        ["%lr = full() {shape=[], dtype=f32, value=0.1} : f32[]", "%step = mul(%g, %lr) : f32[4,4]",
+         "%w_new = sub(%w, %step) : f32[4,4]"], [])))
+    assert [node.op for node in graph.nodes] == ["fused"]
+    assert plan_memory(graph).slot("w_new").into_state == "w"
+
+
+def test_a_value_written_into_two_states_takes_the_first_ones_storage():
+    plan = plan_memory(parse_graph("""graph step(%g: f32[4] data, %a: f32[4] state, %b: f32[4] state) {
+      %v = neg(%g) : f32[4]
+      return write(%a, %v), write(%b, %v)
+    }"""))
+    assert plan.slot("v").into_state == "a"
+
+
+def test_donated_values_take_no_arena_bytes_and_the_lower_bound_leaves_them_out():
+    plan = plan_memory(parse_graph("""graph step(%g: f32[256] data, %w: f32[256] param) {
+      %t = tanh(%g) : f32[256]
+      %s = sum(%t) {axes=[0]} : f32[]
+      %w_new = sub(%w, %t) : f32[256]
+      return %s, write(%w, %w_new)
+    }"""))
+    assert [b.name for b in plan.donated] == ["w_new"]
+    assert plan.lower_bound_bytes == 1024 + 4         # %t and %s; %w_new lives in %w
+    assert plan.arena_bytes == 1024 + 64
+    assert plan.naive_bytes == 2 * 1024 + 4           # every kernel output, donated or not
+    check_plan(plan)
+
+
 # -- the checker ------------------------------------------------------------------------------
 
 def test_check_plan_catches_shared_bytes_misalignment_and_false_in_place_claims():
     plan = plan_memory(parse_graph(CHAIN))
     f = plan.slot("f")
-    overlapping = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=0)])
-    with pytest.raises(MemoryPlanError, match="%d .* and %f .* are live together in the same bytes"):
+    overlapping = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=64)])
+    with pytest.raises(MemoryPlanError, match="%e .* and %f .* are live together in the same bytes"):
         check_plan(overlapping)
     misaligned = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=100)])
     with pytest.raises(MemoryPlanError, match="starts at 100, not a multiple of 64"):
         check_plan(misaligned)
-    outside = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=192)])
+    outside = dataclasses.replace(plan, buffers=[*plan.buffers[:5], dataclasses.replace(f, offset=128)])
     with pytest.raises(MemoryPlanError, match="outside the arena"):
         check_plan(outside)
-    d = plan.slot("d")
-    false_claim = dataclasses.replace(plan, buffers=[*plan.buffers[:3], dataclasses.replace(d, in_place_of="a"),
-                                                     *plan.buffers[4:]])
-    with pytest.raises(MemoryPlanError, match="%d is in place of %a but does not start"):
+    e = plan.slot("e")
+    false_claim = dataclasses.replace(plan, buffers=[*plan.buffers[:4], dataclasses.replace(e, in_place_of="a"),
+                                                     plan.buffers[5]])
+    with pytest.raises(MemoryPlanError, match="%e is in place of %a but does not start"):
         check_plan(false_claim)
+
+
+def forced_donation(case: str):
+    """The plan of a donation case with %w_new claimed to be computed into %w anyway."""
+    plan = plan_memory(parse_graph(donation_graph(*DONATION_CASES[case][:2])))
+    buffers = [dataclasses.replace(b, offset=None, into_state="w") if b.name == "w_new" else b
+               for b in plan.buffers]
+    return dataclasses.replace(plan, buffers=buffers)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("a later reader of the old value", "overwrites the old value that kernel 1 reads later"),
+    ("the old value is returned", "overwrites the old value that the graph's return reads later"),
+    ("the update reads the old value other than element for element",
+     "reads the old value other than element for element"),
+])
+def test_check_plan_rejects_a_donation_while_the_old_value_is_still_needed(case, message):
+    with pytest.raises(MemoryPlanError, match=f"%w_new, computed into %w's storage by kernel 0, {message}"):
+        check_plan(forced_donation(case))
+
+
+def test_check_plan_rejects_a_donation_to_a_state_the_buffer_is_not_written_into():
+    plan = plan_memory(parse_graph(CHAIN))
+    wrong = dataclasses.replace(plan, buffers=[dataclasses.replace(b, offset=None, into_state="s")
+                                               if b.name == "f" else b for b in plan.buffers])
+    with pytest.raises(MemoryPlanError, match="%f, computed into %s's storage .* is not the value written back"):
+        check_plan(wrong)
 
 
 # -- the table and the picture ------------------------------------------------------------------
@@ -143,14 +238,15 @@ def test_check_plan_catches_shared_bytes_misalignment_and_false_in_place_claims(
 def test_the_table_lists_every_buffer_in_aligned_columns():
     table = plan_memory(parse_graph(CHAIN)).table()
     assert table == "\n".join([
-        "chain: arena 192 B for 6 buffers over 6 kernels (lower bound 132 B, naive 264 B)",
-        "buffer  size  offset  first  last  in place of",
+        "chain: arena 128 B for 6 buffers over 6 kernels (lower bound 68 B, naive 264 B); "
+        "write-backs computed into their state's storage: 1 (64 B)",
+        "buffer  size  offset  first  last  in place of  into state",
         "%a        64       0      0     1",
         "%b        64       0      1     3  %a",
-        "%c         4     128      2     4",
-        "%d        64       0      3     5  %b",
-        "%e         4     128      4     5  %c",
-        "%f        64      64      5     5",
+        "%c         4      64      2     4",
+        "%d        64       -      3     5               %s",
+        "%e         4      64      4     5  %c",
+        "%f        64       0      5     5",
     ])
 
 
@@ -206,6 +302,8 @@ def test_random_plans_are_safe_and_between_their_bounds(graph, fused):
     for buffer in plan.buffers:
         if buffer.name in returned:
             assert buffer.last_use == plan.kernel_count - 1
+    written = {target.name: value.name for target, value in graph.writes}
+    assert all(written[buffer.into_state] == buffer.name for buffer in plan.donated)
 
 
 # -- a real training step ----------------------------------------------------------------------
