@@ -343,6 +343,43 @@ class TrainingRun:
         return checkpoint["epoch"] + 1
 
 
+def train_classifier(args: argparse.Namespace, name: str, data: ImageData, model, optimizer, loss_fn) -> None:
+    """Train ``model`` on ``data`` with ``optimizer``, testing it after every epoch.
+
+    The training step (zero_grad, forward, loss, backward, update) and the
+    test-time forward are each compiled by graphc.compile into one graph,
+    traced on their first call; the forward is traced in eval mode, so dropout
+    is off there.
+    """
+    def train_step(images, labels):
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def predict(images):
+        with graphc.no_grad():
+            return model(images).argmax(1)
+
+    if not args.eager:
+        train_step = graphc.compile(train_step, backend=args.backend)
+        predict = graphc.compile(predict, backend=args.backend)
+
+    run = TrainingRun(args, state={"model": model, "optimizer": optimizer},
+                      plots={"loss": ["train_loss"], "accuracy": ["test_accuracy"]})
+    first_epoch = run.resume(args.resume) if args.resume else 1
+    print(describe(name, data, args))
+    for epoch in range(first_epoch, args.epochs + 1):
+        model.train()
+        progress = run.progress(data.train, epoch)
+        for images, labels in progress:
+            loss = train_step(images, labels)
+            progress.record(len(labels), train_loss=loss.item())
+        model.eval()
+        run.end_epoch(epoch, progress, test_accuracy=evaluate(predict, data.test, args))
+
+
 def write_metrics_csv(metrics: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(metrics[0]))

@@ -29,33 +29,7 @@ def main():
     model = models.ResNet(num_classes=len(data.classes))
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
 
-    def train_step(images, labels):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    def predict(images):
-        with graphc.no_grad():
-            return model(images).argmax(1)
-
-    if not args.eager:
-        train_step = graphc.compile(train_step, backend=args.backend)
-        predict = graphc.compile(predict, backend=args.backend)
-
-    run = common.TrainingRun(args, state={"model": model, "optimizer": optimizer},
-                             plots={"loss": ["train_loss"], "accuracy": ["test_accuracy"]})
-    first_epoch = run.resume(args.resume) if args.resume else 1
-    print(common.describe("ResNet", data, args))
-    for epoch in range(first_epoch, args.epochs + 1):
-        model.train()
-        progress = run.progress(data.train, epoch)
-        for images, labels in progress:
-            loss = train_step(images, labels)
-            progress.record(len(labels), train_loss=loss.item())
-        model.eval()
-        run.end_epoch(epoch, progress, test_accuracy=common.evaluate(predict, data.test, args))
+    common.train_classifier(args, "ResNet", data, model, optimizer, F.cross_entropy)
 
 
 if __name__ == "__main__":

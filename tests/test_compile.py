@@ -7,6 +7,7 @@ import graphc.nn as nn
 import graphc.nn.functional as F
 import graphc.optim as optim
 from graphc.errors import TraceError
+from training_steps import classifier_step, dcgan_step
 
 
 def make_mlp(seed=0):
@@ -19,16 +20,6 @@ def batch(n=4, seed=1):
     return graphc.tensor(rng.standard_normal((n, 8)).astype(np.float32)), graphc.tensor(rng.integers(0, 3, n))
 
 
-def sgd_step(model, opt):
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
-
-
 @pytest.mark.parametrize("make_opt", [
     lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
     lambda p: optim.Adam(p, lr=0.01, weight_decay=1e-3),
@@ -37,8 +28,8 @@ def sgd_step(model, opt):
 def test_compiled_steps_agree_with_eager_step_by_step(make_opt):
     eager_model, compiled_model = make_mlp(), make_mlp()
     eager_opt, compiled_opt = make_opt(eager_model.parameters()), make_opt(compiled_model.parameters())
-    eager = sgd_step(eager_model, eager_opt)
-    compiled = graphc.compile(sgd_step(compiled_model, compiled_opt))
+    eager = classifier_step(eager_model, eager_opt)
+    compiled = graphc.compile(classifier_step(compiled_model, compiled_opt))
     for i in range(4):
         x, y = batch(seed=i)
         le, lc = eager(x, y), compiled(x, y)
@@ -50,7 +41,7 @@ def test_compiled_steps_agree_with_eager_step_by_step(make_opt):
 def test_compiles_once_per_signature_and_again_for_a_new_batch_size():
     model = make_mlp()
     opt = optim.Adam(model.parameters(), lr=0.01)
-    step = graphc.compile(sgd_step(model, opt))
+    step = graphc.compile(classifier_step(model, opt))
     x, y = batch()
     for _ in range(3):
         step(x, y)
@@ -77,15 +68,15 @@ def test_switching_train_and_eval_retraces():
 def test_the_step_graph_has_parameters_state_and_write_backs():
     model = make_mlp()
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    step = graphc.compile(sgd_step(model, opt))
+    step = graphc.compile(classifier_step(model, opt))
     x, y = batch()
     step(x, y)
     graph = step.graph(x, y)
     tags = {n.name: n.tag for n in graph.inputs}
     assert tags["x"] == "data" and tags["model.0.weight"] == "param"
-    assert tags["opt.state.model.0.weight.momentum_buffer"] == "state"
+    assert tags["optimizer.state.model.0.weight.momentum_buffer"] == "state"
     written = {t.name for t, _ in graph.writes}
-    assert {"model.0.weight", "model.2.bias", "opt.state.model.0.weight.momentum_buffer"} <= written
+    assert {"model.0.weight", "model.2.bias", "optimizer.state.model.0.weight.momentum_buffer"} <= written
     assert graphc.parse_graph(str(graph)) == graph
 
 
@@ -119,21 +110,7 @@ def make_gan():
     disc = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
     opt_g = optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = nn.BCELoss()
-
-    def gan_step(real, noise):
-        ones, zeros = graphc.ones(real.shape[0], 1), graphc.zeros(real.shape[0], 1)
-        opt_d.zero_grad()
-        fake = gen(noise)
-        loss_d = bce(disc(real), ones) + bce(disc(fake.detach()), zeros)
-        loss_d.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        loss_g = bce(disc(fake), ones)
-        loss_g.backward()
-        opt_g.step()
-        return loss_d, loss_g
-    return gen, disc, gan_step
+    return gen, disc, dcgan_step(graphc, gen, disc, opt_g, opt_d)
 
 
 def test_a_gan_step_with_two_optimizers_and_detach_compiles_to_one_graph():
@@ -148,7 +125,7 @@ def test_a_gan_step_with_two_optimizers_and_detach_compiles_to_one_graph():
             np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-5, atol=1e-7)
     graph = compiled.graph(real, noise)
     written = {t.name for t, _ in graph.writes}
-    assert any(n.startswith("gen.") for n in written) and any(n.startswith("disc.") for n in written)
+    assert any(n.startswith("generator.") for n in written) and any(n.startswith("discriminator.") for n in written)
     assert compiled.cache_info().compiles == 2
 
 

@@ -1,24 +1,13 @@
 """The example models train for a few steps eagerly and compiled, in step with PyTorch."""
 import numpy as np
-import pytest
 
 import graphc
-import graphc.nn as nn
 import graphc.nn.functional as F
 import graphc.optim as optim
 from torch_twins import assert_same_parameters, to_torch, torch, twin
+from training_steps import classifier_step, dcgan_step
 
 import models
-
-
-def classifier_step(model, opt, loss_fn):
-    def step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
 
 
 def data(shape, classes=10, n=3, seed=0):
@@ -90,27 +79,12 @@ def test_mnist_net_with_dropout_agrees_between_eager_and_compiled_under_one_seed
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def make_dcgan(lib_nn, opt_lib, generator, discriminator):
+def make_dcgan(lib, generator, discriminator):
     # The generator's Linear biases feed BatchNorm, so their true gradient is 0 and what autodiff
     # computes is rounding noise, which Adam with a tiny eps would blow up to +-lr: see test_resnet_with_adam.
-    opt_g = opt_lib.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-3)
-    opt_d = opt_lib.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-3)
-    bce = lib_nn.BCELoss()
-
-    def step(real, noise, ones, zeros):
-        opt_d.zero_grad()
-        loss_real = bce(discriminator(real), ones)
-        loss_real.backward()
-        fake = generator(noise)
-        loss_fake = bce(discriminator(fake.detach()), zeros)
-        loss_fake.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        loss_g = bce(discriminator(fake), ones)
-        loss_g.backward()
-        opt_g.step()
-        return loss_real + loss_fake, loss_g
-    return step
+    opt_g = lib.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-3)
+    opt_d = lib.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-3)
+    return dcgan_step(lib, generator, discriminator, opt_g, opt_d)
 
 
 def test_dcgan_discriminator_then_generator_steps():
@@ -124,18 +98,17 @@ def test_dcgan_discriminator_then_generator_steps():
     nets["compiled"][0].load_state_dict(nets["eager"][0].state_dict())
     nets["compiled"][1].load_state_dict(nets["eager"][1].state_dict())
     t_g, t_d = twin(nets["eager"][0]), twin(nets["eager"][1])
-    eager = make_dcgan(nn, optim, *nets["eager"])
-    compiled = graphc.compile(make_dcgan(nn, optim, *nets["compiled"]))
-    t_step = make_dcgan(torch.nn, torch.optim, t_g, t_d)
+    eager = make_dcgan(graphc, *nets["eager"])
+    compiled = graphc.compile(make_dcgan(graphc, *nets["compiled"]))
+    t_step = make_dcgan(torch, t_g, t_d)
     rng = np.random.default_rng(0)
     batch = 4
-    ones, zeros = graphc.ones(batch, 1), graphc.zeros(batch, 1)
     for step in range(3):
         real = graphc.tensor(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))
         noise = graphc.tensor(rng.standard_normal((batch, 100)).astype(np.float32))
-        t_losses = t_step(to_torch(real), to_torch(noise), to_torch(ones), to_torch(zeros))
+        t_losses = t_step(to_torch(real), to_torch(noise))
         for name, fn in (("eager", eager), ("compiled", compiled)):
-            losses = fn(real, noise, ones, zeros)
+            losses = fn(real, noise)
             np.testing.assert_allclose([l.item() for l in losses], [l.item() for l in t_losses], rtol=1e-4)
             g, d = nets[name]
             assert_same_parameters(g, t_g, 2e-4, 2e-5, what=f"{name} step {step} G: ")

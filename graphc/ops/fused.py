@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import Graph, verify
+from ..ir.graph import verify
 from .registry import Attr, OpDef, ShapeMismatch, register, run_reference
 
 FUSED_KINDS = ("elementwise", "movement", "reduction", "contraction", "window")

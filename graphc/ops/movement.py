@@ -13,7 +13,6 @@ from math import prod
 import numpy as np
 
 from ..ir.dtypes import bool_
-from ..ir.types import TensorType
 from .grad_helpers import unbroadcast
 from .registry import Attr, OpDef, ShapeMismatch, register
 from .shapes import normalize_axis

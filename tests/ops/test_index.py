@@ -68,7 +68,7 @@ def test_scatter_add_matches_torch(input_shape, index_shape, src_shape, axis):
                          [case for case in SCATTER_CASES if case[1] == case[2]])
 def test_scatter_add_gradient_matches_torch(input_shape, index_shape, src_shape, axis):
     # PyTorch differentiates src only where src has index's shape.
-    torch = require_torch()
+    require_torch()
     rng = np.random.default_rng(3)
     x = rng.standard_normal(input_shape).astype(np.float32)
     src = rng.standard_normal(src_shape).astype(np.float32)

@@ -531,23 +531,10 @@ def test_random_fused_graphs_round_trip_through_text(graph):
 # -- a real training step ---------------------------------------------------------------------
 
 def test_a_lenet_training_step_needs_at_most_two_kernels_for_five_primitives():
-    import graphc
-    import graphc.nn.functional as F
     import graphc.optim as optim
     from graphc.passes.manager import run_until
-    models = pytest.importorskip("models")
-    model = models.LeNet()
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
-
-    def train_step(x, y):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    images, labels = graphc.randn(8, 3, 32, 32), graphc.randint(0, 10, (8,))
-    traced = graphc.compile(train_step).graph(images, labels, stage="traced")
+    from training_steps import lenet_step_graph
+    traced = lenet_step_graph(lambda params: optim.Adam(params, lr=1e-3))
     simplified = run_until(traced, "simplify")
     fused = run_until(traced, "fusion")
     assert count_kernels(fused) <= 0.4 * len(simplified.nodes)

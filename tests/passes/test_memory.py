@@ -309,23 +309,10 @@ def test_random_plans_are_safe_and_between_their_bounds(graph, fused):
 # -- a real training step ----------------------------------------------------------------------
 
 def test_a_lenet_training_step_fits_within_a_tenth_of_its_lower_bound():
-    import graphc
-    import graphc.nn.functional as F
     import graphc.optim as optim
     from graphc.passes.manager import run_until
-    models = pytest.importorskip("models")
-    model = models.LeNet()
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
-
-    def train_step(x, y):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    images, labels = graphc.randn(8, 3, 32, 32), graphc.randint(0, 10, (8,))
-    traced = graphc.compile(train_step).graph(images, labels, stage="traced")
+    from training_steps import lenet_step_graph
+    traced = lenet_step_graph(lambda params: optim.Adam(params, lr=1e-3))
     plan = plan_memory(run_until(traced, "fusion"))
     check_plan(plan)
     assert plan.arena_bytes <= 1.1 * plan.lower_bound_bytes

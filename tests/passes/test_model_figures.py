@@ -8,33 +8,22 @@ import numpy as np
 import pytest
 
 import graphc
-import graphc.nn as nn
-import graphc.nn.functional as F
 import graphc.optim as optim
 import models
 from graphc.passes.memory import check_plan
+from training_steps import classifier_step, dcgan_step
 
 BATCH = 32
 
 
-def classifier_step(model, opt):
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return graphc.compile(step)
-
-
 def lenet():
     model = models.LeNet()
-    return classifier_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9)), (3, 32, 32)
+    return graphc.compile(classifier_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9))), (3, 32, 32)
 
 
 def resnet():
     model = models.ResNet()
-    return classifier_step(model, optim.Adam(model.parameters(), lr=1e-3)), (3, 32, 32)
+    return graphc.compile(classifier_step(model, optim.Adam(model.parameters(), lr=1e-3))), (3, 32, 32)
 
 
 def dcgan():
@@ -43,21 +32,7 @@ def dcgan():
     disc.apply(models.weights_init)
     opt_g = optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = nn.BCELoss()
-
-    def step(real, noise):
-        ones, zeros = graphc.ones(real.shape[0], 1), graphc.zeros(real.shape[0], 1)
-        opt_d.zero_grad()
-        fake = gen(noise)
-        loss_d = bce(disc(real), ones) + bce(disc(fake.detach()), zeros)
-        loss_d.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        loss_g = bce(disc(fake), ones)
-        loss_g.backward()
-        opt_g.step()
-        return loss_d, loss_g
-    return graphc.compile(step), None
+    return graphc.compile(dcgan_step(graphc, gen, disc, opt_g, opt_d)), None
 
 
 def inputs(shape, batch):

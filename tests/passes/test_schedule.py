@@ -195,24 +195,10 @@ def test_random_schedules_verify_keep_every_result_bit_for_bit_and_never_raise_t
 
 
 def test_a_lenet_training_step_scheduled_computes_the_same_bits_in_a_smaller_arena():
-    import graphc
-    import graphc.nn.functional as F
     import graphc.optim as optim
     from graphc.passes.manager import run_until
-    models = pytest.importorskip("models")
-    model = models.LeNet()
-    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def train_step(x, y):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    images, labels = graphc.randn(8, 3, 32, 32), graphc.randint(0, 10, (8,))
-    train_step(images, labels)                      # creates the momentum buffers
-    traced = graphc.compile(train_step).graph(images, labels, stage="traced")
+    from training_steps import lenet_step_graph
+    traced = lenet_step_graph(lambda params: optim.SGD(params, lr=0.01, momentum=0.9), warm_up=True)
     fused = run_until(traced, "fusion")
     scheduled = schedule(fused)
     assert_same_results(fused, scheduled, random_inputs(fused))
