@@ -60,6 +60,8 @@ from .types import TensorType
 
 # Signatures longer than this go one input per line.
 _INLINE_INPUTS = 4
+# A return line longer than this puts each result on a line of its own.
+_LINE_WIDTH = 120
 
 
 # -- printing -------------------------------------------------------------------
@@ -137,7 +139,12 @@ def _graph_lines(graph: Graph, nested: bool) -> list[str]:
         lines += [indent + line for line in _node_lines(node)]
     results = [f"%{n.name}" for n in graph.outputs]
     results += [f"write(%{t.name}, %{v.name})" for t, v in graph.writes]
-    lines.append(indent + ("return " + ", ".join(results) if results else "return"))
+    one_line = "return " + ", ".join(results) if results else "return"
+    if len(results) <= _INLINE_INPUTS or len(indent + one_line) <= _LINE_WIDTH:
+        lines.append(indent + one_line)
+    else:       # a training step returns dozens of write-backs: one per line
+        lines += [indent + "return " + results[0] + ","]
+        lines += [indent + "    " + r + "," for r in results[1:-1]] + [indent + "    " + results[-1]]
     if not nested:
         lines.append("}")
     return lines
