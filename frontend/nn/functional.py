@@ -100,6 +100,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ShapeError(f"linear: input has {input.shape[-1] if input.dim() else 0} features (input "
                          f"{input._type}) but weight expects {weight.shape[-1]} (weight {weight._type})"
                          + error_context())
+    if input.dtype != weight.dtype:      # PyTorch refuses to mix them here rather than promote
+        raise ShapeError(f"linear: input is {input.dtype} but weight is {weight.dtype} (input {input._type}, "
+                         f"weight {weight._type}); convert one with .to()" + error_context())
     out = matmul(input, weight.t())
     return out if bias is None else out + bias
 

@@ -131,6 +131,14 @@ def test_linear_feature_mismatch_names_the_layer():
     assert "576 features" in message and "expects 400" in message
 
 
+def test_a_dtype_mismatch_names_the_layer():
+    model = graphc.nn.Sequential(graphc.nn.Flatten(), graphc.nn.Linear(4, 2))
+    with pytest.raises(ShapeError, match=r"linear: input is f64 but weight is f32.* in 1 \(Linear\) at "):
+        model(graphc.zeros(2, 2, 2, dtype=graphc.float64))
+    with pytest.raises(ShapeError, match=r"conv2d: dtypes f64 and f32 differ.* in conv1 \(Conv2d\) at "):
+        G.LeNet()(graphc.zeros(2, 3, 32, 32, dtype=graphc.float64))
+
+
 def test_loading_a_mismatched_checkpoint_fails_cleanly():
     model = G.LeNet()
     before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
