@@ -19,6 +19,7 @@ the updated values, exactly as after the eager step.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -92,10 +93,23 @@ class CompiledFunction:
         self._hits = 0
         functools.update_wrapper(self, fn, updated=())
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        args = self._positional(args, kwargs)
         step, hit = self._lookup(args)
         self._hits += hit
         return step.run(list(args))
+
+    def _positional(self, args: tuple, kwargs: dict) -> tuple:
+        """Keyword arguments moved into their positions, so one call has one signature."""
+        if not kwargs:
+            return args
+        from .frontend.nn.module import Module
+        target = self.fn.forward if isinstance(self.fn, Module) else self.fn
+        bound = inspect.signature(target).bind(*args, **kwargs)
+        if bound.kwargs:
+            raise TypeError(f"compiled {getattr(self.fn, '__name__', 'function')}: keyword-only arguments "
+                            f"({', '.join(bound.kwargs)}) are not supported; pass them by position")
+        return bound.args
 
     def graph(self, *args, stage: str = "final") -> Graph:
         """The graph this function runs for ``args``'s signature (tracing it if need be).

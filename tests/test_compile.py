@@ -134,3 +134,11 @@ def test_compiled_results_keep_the_returned_structure():
     out = f(graphc.ones(3))
     assert set(out) == {"a", "b"} and isinstance(out["b"], tuple)
     np.testing.assert_array_equal(out["b"][1].numpy(), 3.0)
+
+
+def test_keyword_arguments_are_bound_to_their_positions():
+    f = graphc.compile(lambda x, scale=2.0: x * scale)
+    x = graphc.ones(3)
+    np.testing.assert_array_equal(f(x, scale=3.0).numpy(), [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(f(x=x).numpy(), [2.0, 2.0, 2.0])
+    assert f.cache_info().compiles == 2
