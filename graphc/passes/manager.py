@@ -38,7 +38,7 @@ from ..ir.viz import to_dot
 PassOptions = Mapping[str, Any]
 
 # The passes that live in graphc.passes and register themselves when their module is imported.
-BUILTIN_PASS_MODULES = ("simplify", "bn_fold", "fusion", "schedule")
+BUILTIN_PASS_MODULES = ("simplify", "bn_fold", "fusion", "remat", "schedule")
 
 INPUT_STAGE = "input"
 DEFAULT_DUMP_DIR = "graphc_dump"
@@ -95,13 +95,15 @@ def default_pipeline(training: bool) -> list[str]:
 
     Inference graphs also fold BatchNorm into the preceding convolution; the
     second simplify cleans up the reshapes that folding leaves behind before
-    fusion groups what remains.  Training steps are then scheduled so that
-    gradients and the activations they need die early; an inference graph's
-    forward order already is as tight (on the example models scheduling
-    changed nothing), so it is left as fusion makes it.
+    fusion groups what remains.  Training steps then compute cheap forward
+    kernels again for the backward pass where that lowers the peak of live
+    bytes (remat), and are scheduled so that gradients and the activations
+    they need die early; an inference graph's forward order already is as
+    tight (on the example models scheduling changed nothing), so it is left
+    as fusion makes it.
     """
     if training:
-        return ["simplify", "fusion", "schedule"]
+        return ["simplify", "fusion", "remat", "schedule"]
     return ["simplify", "bn_fold", "simplify", "fusion"]
 
 

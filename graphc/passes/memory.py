@@ -157,8 +157,10 @@ class _Storage:
         return self.first_use <= other.last_use and other.first_use <= self.last_use
 
 
-def _last_uses(graph: Graph, kernels: list[Node]) -> dict[Node, int]:
-    """Each kernel's last reader (its own index when nothing reads it); outputs live to the end."""
+def last_uses(graph: Graph, kernels: list[Node]) -> dict[Node, int]:
+    """Each kernel's last reader in kernel order (its own index when nothing reads it);
+    outputs and write-back values live to the end.  Graph inputs and scalar constants
+    take no arena bytes, so they have no entry."""
     index = {node: i for i, node in enumerate(kernels)}
     last = dict(index)
     for node in kernels:
@@ -324,7 +326,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     """Lay out every intermediate of ``graph`` (in its node order) in one arena, computing
     write-back values into their state's storage where that is legal."""
     kernels = [node for node in graph.nodes if is_kernel(node)]
-    last = _last_uses(graph, kernels)
+    last = last_uses(graph, kernels)
     state_writes = _state_writes(graph, kernels)
     donations = _donations(graph, kernels, state_writes)
     storage_of, partner_of = _storages(graph, kernels, last, donations)
@@ -341,7 +343,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
 def peak_live_bytes(graph: Graph) -> int:
     """The ``lower_bound_bytes`` that ``plan_memory`` gives ``graph``, without placing the buffers."""
     kernels = [node for node in graph.nodes if is_kernel(node)]
-    last = _last_uses(graph, kernels)
+    last = last_uses(graph, kernels)
     donations = _donations(graph, kernels, _state_writes(graph, kernels))
     storage_of, _ = _storages(graph, kernels, last, donations)
     return _peak_live_bytes(_distinct(storage_of.values()), len(kernels))

@@ -72,7 +72,7 @@ def test_register_pass_takes_the_doc_from_the_docstring(monkeypatch):
 
 
 def test_default_pipelines():
-    assert default_pipeline(training=True) == ["simplify", "fusion", "schedule"]
+    assert default_pipeline(training=True) == ["simplify", "fusion", "remat", "schedule"]
     assert default_pipeline(training=False) == ["simplify", "bn_fold", "simplify", "fusion"]
 
 
