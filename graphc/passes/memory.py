@@ -12,7 +12,12 @@ In place: an elementwise kernel (or a reshape, or a fused elementwise kernel
 whose body keeps the order of elements from that operand to its result)
 reads each element of an operand only to write the same element of its
 output, so when an operand of the same size dies at that kernel, the output
-takes over its bytes.
+takes over its bytes.  A max-pool gradient whose windows tile its input
+exactly (stride = kernel, no padding or dilation), with only elementwise work
+around it, reads each window of its input only to write the same window of
+its output; it may take over the input's bytes too, which binds the code
+generators to compute such a kernel window by window, reading a window
+before writing it.
 
 Donation: a write-back value whose kernel is the last to touch the old state
 value (every other reader of it runs earlier) and reads it, if at all, only
@@ -37,7 +42,7 @@ from typing import Collection, Iterable
 
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node
-from .fusion import ELEMENTWISE, is_kernel, keeps_element_order
+from .fusion import ELEMENTWISE, WINDOW, is_kernel, keeps_element_order
 from .manager import format_bytes
 
 ALIGNMENT = 64
@@ -198,12 +203,48 @@ def _keeps_order_after(body: Graph, start: Node) -> bool:
     return True
 
 
+def _tiles_its_input(node: Node) -> bool:
+    """A max-pool gradient whose windows cover its input exactly once (stride = kernel, no
+    padding, no dilation, sizes divisible): output window w depends on input window w only."""
+    if node.op != "max_pool2d_grad":
+        return False
+    attrs, (height, width) = node.attrs, node.inputs[0].shape[2:]
+    kh, kw = attrs["kernel_size"]
+    return (tuple(attrs["stride"]) == (kh, kw) and tuple(attrs["padding"]) == (0, 0)
+            and tuple(attrs["dilation"]) == (1, 1) and height % kh == 0 and width % kw == 0)
+
+
+def _reads_by_window(kernel: Node, operand: Node) -> bool:
+    """Whether ``kernel`` reads each pooling window of ``operand`` only to write the same window
+    of its output: every use of ``operand`` is elementwise at full size or the ``input`` of a
+    max-pool gradient that tiles it (see ``_tiles_its_input``)."""
+    if operand.type.nbytes != kernel.type.nbytes or operand.dtype.itemsize != kernel.dtype.itemsize:
+        return False
+    if kernel.op != "fused":
+        return _tiles_its_input(kernel) and kernel.inputs[0] is operand
+    if kernel.attrs["kind"] != WINDOW:
+        return False
+    body = kernel.attrs["body"]
+    start = body.inputs[kernel.inputs.index(operand)]
+    size = body.outputs[0].type.numel
+    reached = {start}
+    for node in body.nodes:
+        uses = [i for i, value in enumerate(node.inputs) if value in reached]
+        if not uses:
+            continue
+        windowed = _tiles_its_input(node) and uses == [0]
+        if node.type.numel != size or not (windowed or keeps_element_order(node)):
+            return False
+        reached.add(node)
+    return True
+
+
 def _in_place_partner(kernel: Node, index: dict[Node, int], last: dict[Node, int],
                       escaping: set[Node]) -> Node | None:
     """The first operand whose bytes ``kernel`` may write its output into, if any."""
     for operand in kernel.inputs:
         dies_here = operand in index and last[operand] == index[kernel] and operand not in escaping
-        if dies_here and _reads_in_step(kernel, operand):
+        if dies_here and (_reads_in_step(kernel, operand) or _reads_by_window(kernel, operand)):
             return operand
     return None
 
