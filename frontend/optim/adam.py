@@ -46,12 +46,7 @@ class Adam(Optimizer):
     def _update_group(self, group: dict, lr: Tensor) -> None:
         beta1, beta2 = group["betas"]
         weight_decay = group["weight_decay"]
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            if group["maximize"]:
-                grad = -grad
+        for p, grad in self._gradients(group):
             state = self._state_of(p, group["amsgrad"])
             step = state["step"].add_(1)
             if weight_decay != 0:

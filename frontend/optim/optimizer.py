@@ -125,6 +125,14 @@ class Optimizer:
     def _update_group(self, group: dict, lr: Tensor) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement its update")
 
+    @staticmethod
+    def _gradients(group: dict):
+        """(parameter, gradient) for each parameter of ``group`` that has a gradient, the gradient
+        negated when the group maximizes; parameters without one are skipped, as in PyTorch."""
+        for p in group["params"]:
+            if p.grad is not None:
+                yield p, (-p.grad if group["maximize"] else p.grad)
+
     def _sync_lr_tensors(self) -> None:
         """Copy each group's current ``lr`` (which schedulers change) into the tensor the update reads."""
         for group, lr in zip(self.param_groups, self._lr_tensors):

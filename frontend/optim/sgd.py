@@ -35,12 +35,7 @@ class SGD(Optimizer):
 
     def _update_group(self, group: dict, lr: Tensor) -> None:
         momentum, dampening = group["momentum"], group["dampening"]
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            if group["maximize"]:
-                grad = -grad
+        for p, grad in self._gradients(group):
             if group["weight_decay"] != 0:
                 grad = grad.add(p, alpha=group["weight_decay"])
             if momentum != 0:
