@@ -1,11 +1,9 @@
 """Fusion: which primitives become one kernel, and that fusing never changes a result."""
 import networkx as nx
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphc.backends.reference import run_graph
 from graphc.errors import GraphcError, ParseError, ShapeError
 from graphc.ir import GraphBuilder, parse_graph, print_graph
 from graphc.ir.viz import to_dot
@@ -13,6 +11,7 @@ from graphc.ops.registry import infer_node
 from graphc.passes.fusion import (DUPLICABLE, FusionReport, classify, count_kernels, find_groups, fuse,
                                   fusion_report)
 from graphc.passes.manager import PassManager, get_pass
+from graph_checks import assert_same_results
 
 
 def fused_nodes(graph):
@@ -25,28 +24,6 @@ def kinds(graph):
 
 def body_ops(node):
     return [n.op for n in node.attrs["body"].nodes]
-
-
-def random_inputs(graph, seed=0):
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for node in graph.inputs:
-        if node.dtype.is_float:
-            arrays[node.name] = rng.standard_normal(node.shape).astype(node.dtype.numpy)
-        else:
-            arrays[node.name] = rng.integers(0, 4, node.shape).astype(node.dtype.numpy)
-    return arrays
-
-
-def assert_same_results(graph, fused, seed=0):
-    """Bit for bit: a fused body runs the very primitives it replaced."""
-    inputs = random_inputs(graph, seed)
-    expected, actual = run_graph(graph, inputs), run_graph(fused, inputs)
-    for want, got in zip(expected.outputs, actual.outputs):
-        np.testing.assert_array_equal(got, want)
-    assert expected.writes.keys() == actual.writes.keys()
-    for name, want in expected.writes.items():
-        np.testing.assert_array_equal(actual.writes[name], want)
 
 
 # -- expected groupings on hand-written graphs --------------------------------------------

@@ -1,10 +1,8 @@
 """The remat pass: cheap kernels computed again for their late readers, only where the peak falls."""
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphc.backends.reference import run_graph
 from graphc.errors import GraphcError
 from graphc.ir import GraphBuilder, parse_graph
 from graphc.ir.graph import verify
@@ -13,6 +11,7 @@ from graphc.passes.manager import PassManager, default_pipeline
 from graphc.passes.memory import check_plan, peak_live_bytes, plan_memory
 from graphc.passes.remat import is_cheap, rematerialize
 from graphc.passes.schedule import schedule
+from graph_checks import assert_same_results, random_inputs
 
 
 def remat(text: str):
@@ -160,22 +159,6 @@ def training_like_steps(draw):
     if draw(st.booleans()):
         b.write(w, b.op("sub", w, grad))
     return b.build()
-
-
-def random_inputs(graph, seed=0):
-    """Normal samples for float inputs; integers below 10 (random keys) for the others."""
-    rng = np.random.default_rng(seed)
-    return {n.name: (rng.integers(0, 10, n.shape) if np.issubdtype(n.dtype.numpy, np.integer)
-                     else rng.standard_normal(n.shape)).astype(n.dtype.numpy) for n in graph.inputs}
-
-
-def assert_same_results(first, second, inputs):
-    one, two = run_graph(first, inputs), run_graph(second, inputs)
-    for a, b in zip(one.outputs, two.outputs, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert one.writes.keys() == two.writes.keys()
-    for name in one.writes:
-        np.testing.assert_array_equal(one.writes[name], two.writes[name])
 
 
 def original_name(name: str) -> str:

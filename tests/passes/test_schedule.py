@@ -1,10 +1,8 @@
 """The schedule pass: a memory-aware reordering that keeps the graph valid and its results exact."""
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphc.backends.reference import run_graph
 from graphc.errors import GraphcError
 from graphc.ir import GraphBuilder, parse_graph
 from graphc.ir.graph import verify
@@ -12,6 +10,7 @@ from graphc.passes.fusion import fuse
 from graphc.passes.manager import PassManager, default_pipeline
 from graphc.passes.memory import check_plan, peak_live_bytes, plan_memory
 from graphc.passes.schedule import schedule
+from graph_checks import assert_same_results, random_inputs
 
 
 def order(text: str) -> list[str]:
@@ -159,22 +158,6 @@ def training_like_graphs(draw, max_steps=16):
     for state in draw(st.lists(st.sampled_from(states), max_size=3, unique=True)):
         b.write(state, draw(st.sampled_from(computed)))
     return b.build()
-
-
-def random_inputs(graph, seed=0):
-    """Normal samples for float inputs; integers below 10 (random keys, class labels) for the others."""
-    rng = np.random.default_rng(seed)
-    return {n.name: (rng.integers(0, 10, n.shape) if np.issubdtype(n.dtype.numpy, np.integer)
-                     else rng.standard_normal(n.shape)).astype(n.dtype.numpy) for n in graph.inputs}
-
-
-def assert_same_results(first, second, inputs):
-    one, two = run_graph(first, inputs), run_graph(second, inputs)
-    for a, b in zip(one.outputs, two.outputs):
-        np.testing.assert_array_equal(a, b)
-    assert one.writes.keys() == two.writes.keys()
-    for name in one.writes:
-        np.testing.assert_array_equal(one.writes[name], two.writes[name])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

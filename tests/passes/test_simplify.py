@@ -10,6 +10,7 @@ from graphc.backends.reference import run_graph
 from graphc.ir import (GraphBuilder, TensorType, bool_, f32, f64, i16, i32, i64, parse_graph, print_graph, u8,
                        verify)
 from graphc.passes.simplify import is_lossless_cast, simplify
+from graph_checks import assert_same_results, random_inputs
 
 
 def check(before: str, after: str) -> None:
@@ -595,20 +596,6 @@ def random_graphs(draw):
     if draw(st.booleans()):
         b.write(state, draw(st.sampled_from(same_type_as_state)))
     return b.build()
-
-
-def random_inputs(graph, seed):
-    rng = np.random.default_rng(seed)
-    return {n.name: rng.standard_normal(n.shape).astype(n.dtype.numpy) for n in graph.inputs}
-
-
-def assert_same_results(graph, other, inputs):
-    expected, actual = run_graph(graph, inputs), run_graph(other, inputs)
-    for e, a in zip(expected.outputs, actual.outputs):
-        np.testing.assert_array_equal(a, e)
-    assert expected.writes.keys() == actual.writes.keys()
-    for name in expected.writes:
-        np.testing.assert_array_equal(actual.writes[name], expected.writes[name])
 
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
