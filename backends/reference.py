@@ -6,13 +6,16 @@ each node calls its op's numpy reference from the registry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir.graph import Graph, Node
 from graphc.ops.registry import run_reference
+
+if TYPE_CHECKING:
+    from graphc.passes.memory import MemoryPlan
 
 
 @dataclass
@@ -59,15 +62,51 @@ def run_graph(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndar
                      writes={t.name: env[v] for t, v in graph.writes})
 
 
-class ReferenceExecutable:
-    """A graph bound to the reference interpreter: the oracle every compiled backend is checked against."""
+def run_in_arena(graph: Graph, plan: "MemoryPlan", inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]"
+                 ) -> RunResult:
+    """Run ``graph`` keeping every value where ``plan`` puts it, as a compiled backend must.
 
-    def __init__(self, graph: Graph):
+    Kernel outputs live in one byte arena at their planned offsets, so a plan
+    that lets two live values share bytes corrupts the results; a write-back
+    value donated its state's storage is written into that state's array (a
+    copy of the caller's, so a failing step changes nothing), where later
+    readers of the old state would see it.  Scalar constants are not kernels
+    and stay outside.  Returns fresh arrays, like ``run_graph``.
+    """
+    env = bind_inputs(graph, inputs)
+    state = {node.name: np.array(env[node]) for node, _ in graph.writes}
+    for node in graph.inputs:
+        if node.name in state:
+            env[node] = state[node.name]
+    arena = np.zeros(plan.arena_bytes, np.uint8)
+    slots = {slot.name: slot for slot in plan.buffers}
+    for node in graph.nodes:
+        value = run_reference(node.op, [env[i] for i in node.inputs], node.attrs, node.type)
+        slot = slots.get(node.name)
+        if slot is None:                 # a scalar constant: no buffer of its own
+            env[node] = value
+            continue
+        storage = state[slot.into_state] if slot.into_state else \
+            arena[slot.offset:slot.offset + slot.size].view(node.dtype.numpy).reshape(node.shape)
+        np.copyto(storage, value)
+        env[node] = storage
+    return RunResult(outputs=[np.array(env[n]) for n in graph.outputs],
+                     writes={t.name: np.array(env[v]) for t, v in graph.writes})
+
+
+class ReferenceExecutable:
+    """A graph bound to the reference interpreter: the oracle every compiled backend is checked
+    against.  Given a memory plan, it runs through that plan's arena (``run_in_arena``)."""
+
+    def __init__(self, graph: Graph, plan: "MemoryPlan | None" = None):
         self.graph = graph
+        self.plan = plan
 
     def run(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]") -> RunResult:
-        return run_graph(self.graph, inputs)
+        if self.plan is None:
+            return run_graph(self.graph, inputs)
+        return run_in_arena(self.graph, self.plan, inputs)
 
 
-def build_executable(graph: Graph) -> ReferenceExecutable:
-    return ReferenceExecutable(graph)
+def build_executable(graph: Graph, plan: "MemoryPlan | None" = None) -> ReferenceExecutable:
+    return ReferenceExecutable(graph, plan)

@@ -47,6 +47,7 @@ class CompiledStep:
     traced: Graph                            # as traced: primitives only
     graph: Graph                             # after the pass pipeline: what the backend runs
     pass_records: list                       # the PassManager's record of each pass
+    plan: MemoryPlan                         # where each intermediate lives while the step runs
     executable: Any
     data_positions: dict[str, int]           # data input name -> index into the flattened call arguments
     bound: dict[str, Tensor]                 # param/buffer/state input name -> the live tensor it reads
@@ -126,7 +127,7 @@ class CompiledFunction:
 
     def memory_plan(self, *args) -> MemoryPlan:
         """How the compiled graph's intermediates are placed in one arena."""
-        return plan_memory(self._lookup(args)[0].graph)
+        return self._lookup(args)[0].plan
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._compiles, self._hits, len(self._cache))
@@ -168,12 +169,11 @@ class CompiledFunction:
         graph = manager.run(traced)
         bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
         writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
-        executable = get_backend(self.backend).build_executable(graph)
-        counter = iter(range(len(tensors)))
-        structure = _structure(result, counter)
-        return CompiledStep(traced, graph, manager.records, executable, data_positions, bound, writes, ctx.guards,
-                            ctx.prepare_hooks, structure, _outputs_to_copy(graph))
-
+        plan = plan_memory(graph)
+        executable = get_backend(self.backend).build_executable(graph, plan)
+        structure = _structure(result, iter(range(len(tensors))))
+        return CompiledStep(traced, graph, manager.records, plan, executable, data_positions, bound, writes,
+                            ctx.guards, ctx.prepare_hooks, structure, _outputs_to_copy(graph))
 
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))
