@@ -43,10 +43,20 @@ def bind_inputs(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.nd
     return env
 
 
+def run_node(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
+    """``node``'s value from its inputs' values in ``env``.  A value the op cannot take (an index
+    out of range) raises the op's error with the node and the user's source line added."""
+    try:
+        return run_reference(node.op, [env[i] for i in node.inputs], node.attrs, node.type)
+    except (IndexError, ValueError) as err:
+        where = f" at {node.loc}" if node.loc else ""
+        raise type(err)(f"{err} (while running %{node.name}{where})") from None
+
+
 def evaluate_nodes(nodes: Sequence[Node], env: dict[Node, np.ndarray]) -> dict[Node, np.ndarray]:
     """Compute ``nodes`` in order, reading their inputs from (and adding them to) ``env``."""
     for node in nodes:
-        env[node] = run_reference(node.op, [env[i] for i in node.inputs], node.attrs, node.type)
+        env[node] = run_node(node, env)
     return env
 
 
@@ -81,7 +91,7 @@ def run_in_arena(graph: Graph, plan: "MemoryPlan", inputs: "Mapping[str, np.ndar
     arena = np.zeros(plan.arena_bytes, np.uint8)
     slots = {slot.name: slot for slot in plan.buffers}
     for node in graph.nodes:
-        value = run_reference(node.op, [env[i] for i in node.inputs], node.attrs, node.type)
+        value = run_node(node, env)
         slot = slots.get(node.name)
         if slot is None:                 # a scalar constant: no buffer of its own
             env[node] = value

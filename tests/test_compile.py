@@ -142,3 +142,16 @@ def test_keyword_arguments_are_bound_to_their_positions():
     np.testing.assert_array_equal(f(x, scale=3.0).numpy(), [3.0, 3.0, 3.0])
     np.testing.assert_array_equal(f(x=x).numpy(), [2.0, 2.0, 2.0])
     assert f.cache_info().compiles == 2
+
+
+def test_a_step_that_fails_while_running_names_the_line_and_leaves_the_model_as_it_was():
+    model = make_mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = graphc.compile(classifier_step(model, opt))
+    x, y = batch()
+    step(x, y)
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    with pytest.raises(IndexError, match=r"out of range.*while running %\S+ at .*training_steps\.py:\d+"):
+        step(x, graphc.tensor([0, 1, 2, 7]))          # class 7 of a 3-class model
+    for p, old in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.detach().numpy(), old)
