@@ -8,7 +8,8 @@ Both updates of a training iteration (the discriminator on real images and on
 detached fakes, then the generator through the updated discriminator) are
 traced by graphc.compile into ONE graph, the noise draw included.  After every
 epoch a grid of 64 samples from fixed noise is saved as samples_epochNNN.png,
-and metrics.csv, metrics.png and a checkpoint of both networks and both
+and metrics.csv, metrics.png, the networks' weights (generator.safetensors,
+discriminator.safetensors) and a checkpoint of both networks and both
 optimizers (to --resume from) are written into --out.
 """
 import numpy as np
@@ -90,6 +91,10 @@ def main():
         save_grid(generate(fixed_noise), run.out / f"samples_epoch{epoch:03d}.png")
         generator.train()
         run.end_epoch(epoch, progress)
+        # The two networks' weights on their own too, as pytorch/examples' DCGAN saves netG and netD:
+        # graphc.load("generator.safetensors") gives a state dict for models.Generator.
+        graphc.save(generator.state_dict(), run.out / "generator.safetensors")
+        graphc.save(discriminator.state_dict(), run.out / "discriminator.safetensors")
 
 
 def save_grid(images: graphc.Tensor, path) -> None:

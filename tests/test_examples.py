@@ -87,6 +87,17 @@ def test_a_run_writes_metrics_pngs_and_a_checkpoint(two_epoch_run):
         assert checkpoint[name]
 
 
+@pytest.mark.parametrize("two_epoch_run", ["train_gan"], indirect=True)
+def test_the_gan_saves_each_network_on_its_own(two_epoch_run):
+    _, out = two_epoch_run
+    checkpoint = graphc.load(out / common.CHECKPOINT_NAME)
+    for network in ("generator", "discriminator"):
+        weights = graphc.load(out / f"{network}.safetensors")
+        assert weights.keys() == checkpoint[network].keys()
+        for key, value in weights.items():
+            np.testing.assert_array_equal(value.numpy(), checkpoint[network][key].numpy(), err_msg=key)
+
+
 def test_a_resumed_run_ends_bitwise_where_an_uninterrupted_one_does(two_epoch_run, tmp_path):
     program, uninterrupted = two_epoch_run
     run_example(program, "--epochs", "1", *TINY, "--out", tmp_path)
