@@ -126,7 +126,8 @@ def _at_user_line() -> str:
     return f" at {loc}" if loc else ""
 
 
-def _argument_names(fn, count: int) -> list[str]:
+def argument_names(fn, count: int) -> list[str]:
+    """The names of ``fn``'s first ``count`` positional parameters (``inputN`` where it has none)."""
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -147,6 +148,36 @@ def module_tensor_names(module, prefix: str = "") -> dict[int, str]:
     return names
 
 
+@dataclass
+class Recording:
+    """What tracing a call recorded: the graph, and how it relates to the call."""
+    graph: Graph
+    result: object                    # what the function returned (its tensors symbolic)
+    outputs: list                     # the tensors in ``result``, in the graph's output order
+    data_positions: dict[str, int]    # data input name -> the position of the argument it stands for
+
+
+def record(fn, args, ctx: TraceContext) -> Recording:
+    """Call ``fn(*args)`` inside ``ctx``, every tensor argument a data input named after
+    ``fn``'s parameter; other arguments are passed as they are (specialised on)."""
+    from .nn.module import Module
+    from .tensor import Tensor
+    target = fn.forward if isinstance(fn, Module) else fn
+    data_positions = {}
+    with tracing(ctx):
+        symbolic = []
+        for position, (name, value) in enumerate(zip(argument_names(target, len(args)), args)):
+            if isinstance(value, Tensor):
+                node = ctx.data_input(name, value._type)
+                data_positions[node.name] = position
+                value = ctx.symbolic_input(node, value.requires_grad)
+            symbolic.append(value)
+        result = fn(*symbolic)
+        outputs = flatten_outputs(result)
+        graph = ctx.finish([ctx.node_of(t) for t in outputs])
+    return Recording(graph, result, outputs, data_positions)
+
+
 def trace(fn, *example_inputs, name: str | None = None) -> Graph:
     """Trace ``fn`` (a function or an nn.Module) on example inputs into a Graph.
 
@@ -157,24 +188,12 @@ def trace(fn, *example_inputs, name: str | None = None) -> Graph:
     torch.jit.trace does.
     """
     from .nn.module import Module
-    from .tensor import Tensor, as_tensor
+    from .tensor import as_tensor
 
-    names: dict[int, str] = {}
-    target = fn.forward if isinstance(fn, Module) else fn
-    if isinstance(fn, Module):
-        names.update(module_tensor_names(fn))
+    names = module_tensor_names(fn) if isinstance(fn, Module) else {}
     graph_name = name or (type(fn).__name__ if isinstance(fn, Module) else getattr(fn, "__name__", "traced"))
-    ctx = TraceContext(_identifier(graph_name), names)
-    arg_names = _argument_names(target, len(example_inputs))
-    with tracing(ctx):
-        symbolic = []
-        for arg_name, value in zip(arg_names, example_inputs):
-            value = as_tensor(value) if not isinstance(value, Tensor) else value
-            node = ctx.data_input(arg_name, value._type)
-            symbolic.append(ctx.symbolic_input(node, value.requires_grad))
-        result = fn(*symbolic)
-        outputs = [ctx.node_of(t) for t in flatten_outputs(result)]
-        return ctx.finish(outputs)
+    return record(fn, [as_tensor(value) for value in example_inputs],
+                  TraceContext(identifier(graph_name), names)).graph
 
 
 def flatten_outputs(result) -> list:
@@ -192,6 +211,7 @@ def flatten_outputs(result) -> list:
                      f"not {type(result).__name__}")
 
 
-def _identifier(name: str) -> str:
+def identifier(name: str) -> str:
+    """``name`` made fit to name a graph: letters, digits and underscores."""
     cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
     return cleaned or "traced"

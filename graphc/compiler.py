@@ -28,10 +28,9 @@ import numpy as np
 
 from .backends.registry import get_backend
 from .errors import TraceError
-from .frontend.context import tracing
 from .frontend.naming import referenced_objects, tensor_names
 from .frontend.tensor import Tensor
-from .frontend.trace import TraceContext, _argument_names, _identifier, flatten_outputs
+from .frontend.trace import TraceContext, identifier, record
 from .ir.graph import Graph
 from .passes.fusion import count_kernels
 from .passes.manager import PassManager, default_pipeline, is_training_graph
@@ -146,34 +145,19 @@ class CompiledFunction:
     def _trace(self, args) -> CompiledStep:
         from .frontend.nn.module import Module
         fn = self.fn
-        target = fn.forward if isinstance(fn, Module) else fn
         objects = {"self": fn} if isinstance(fn, Module) else referenced_objects(fn)
         name_source = functools.partial(_strip_self_prefix, objects)
-        ctx = TraceContext(_identifier(getattr(fn, "__name__", type(fn).__name__)), name_source(),
-                           name_source)
-        arg_names = _argument_names(target, len(args))
-        data_positions = {}
-        with tracing(ctx):
-            symbolic = []
-            for i, (name, value) in enumerate(zip(arg_names, args)):
-                if isinstance(value, Tensor):
-                    node = ctx.data_input(name, value._type)
-                    data_positions[node.name] = i
-                    symbolic.append(ctx.symbolic_input(node, value.requires_grad))
-                else:
-                    symbolic.append(value)
-            result = fn(*symbolic)
-            tensors = flatten_outputs(result)
-            traced = ctx.finish([ctx.node_of(t) for t in tensors])
-        manager = PassManager(self._pipeline(traced), dump_dir=self.dump_dir)
-        graph = manager.run(traced)
+        ctx = TraceContext(identifier(getattr(fn, "__name__", type(fn).__name__)), name_source(), name_source)
+        recording = record(fn, args, ctx)
+        manager = PassManager(self._pipeline(recording.graph), dump_dir=self.dump_dir)
+        graph = manager.run(recording.graph)
         bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
         writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
         plan = plan_memory(graph)
         executable = get_backend(self.backend).build_executable(graph, plan)
-        structure = _structure(result, iter(range(len(tensors))))
-        return CompiledStep(traced, graph, manager.records, plan, executable, data_positions, bound, writes,
-                            ctx.guards, ctx.prepare_hooks, structure, _outputs_to_copy(graph))
+        structure = _structure(recording.result, iter(range(len(recording.outputs))))
+        return CompiledStep(recording.graph, graph, manager.records, plan, executable, recording.data_positions,
+                            bound, writes, ctx.guards, ctx.prepare_hooks, structure, _outputs_to_copy(graph))
 
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))
