@@ -24,6 +24,10 @@ from .dispatch import apply
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
+# Tensor.type()'s legacy names, as torch.Tensor.type() gives them ("torch.FloatTensor").
+_TENSOR_TYPE_NAMES = {"f32": "Float", "f64": "Double", "i64": "Long", "i32": "Int", "i16": "Short", "u8": "Byte",
+                      "bool": "Bool"}
+
 
 class Size(tuple):
     """A tensor's shape: a tuple of ints, as torch.Size."""
@@ -282,7 +286,7 @@ class Tensor:
 
     def type(self, dtype=None):
         if dtype is None:
-            return f"graphc.{self.dtype.torch_name.capitalize()}Tensor"
+            return f"graphc.{_TENSOR_TYPE_NAMES[self.dtype.name]}Tensor"
         return self.type_as_dtype(_dt.as_dtype(dtype))
 
     def type_as(self, other: "Tensor") -> "Tensor":

@@ -181,3 +181,9 @@ def test_no_grad_and_variable():
         y = x * 2
     assert not y.requires_grad
     assert (x * 2).requires_grad
+
+
+def test_type_names_follow_torch():
+    for dtype in ("float32", "float64", "int64", "int32", "int16", "uint8", "bool"):
+        g, t = graphc.zeros(1, dtype=getattr(graphc, dtype)), torch.zeros(1, dtype=getattr(torch, dtype))
+        assert g.type() == t.type().replace("torch", "graphc")
