@@ -118,8 +118,9 @@ class Tensor:
         return self._type.dtype
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self):
+        from .device import device
+        return device("cpu")
 
     @property
     def is_leaf(self) -> bool:

@@ -187,3 +187,13 @@ def test_type_names_follow_torch():
     for dtype in ("float32", "float64", "int64", "int32", "int16", "uint8", "bool"):
         g, t = graphc.zeros(1, dtype=getattr(graphc, dtype)), torch.zeros(1, dtype=getattr(torch, dtype))
         assert g.type() == t.type().replace("torch", "graphc")
+
+
+def test_the_device_idiom_of_tutorials_runs():
+    device = graphc.device("cuda" if graphc.cuda.is_available() else "cpu")
+    model = graphc.nn.Linear(2, 2).to(device)
+    x = graphc.ones(1, 2).to(device)
+    assert model(x).device == device == "cpu"
+    assert str(graphc.device("cuda", 1)) == "cuda:1"
+    with pytest.raises(NotImplementedError, match="graphc tensors live on the CPU"):
+        x.to(graphc.device("cuda:0"))
