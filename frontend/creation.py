@@ -10,13 +10,13 @@ import numpy as np
 
 from . import dtypes as _dt
 from .context import current_trace
+from .device import check_device
 from .tensor import Tensor, _shape_args, as_tensor
 
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor copied from ``data``; the dtype is inferred as torch.tensor infers it."""
-    from .tensor import _check_device
-    _check_device(device)
+    check_device(device)
     if isinstance(data, Tensor):
         data = data.detach().numpy()
     dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.dtype_of_data(data)
@@ -38,8 +38,7 @@ def _constant(array: np.ndarray) -> Tensor:
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    from .tensor import _check_device
-    _check_device(device)
+    check_device(device)
     shape = tuple(_shape_args((size,)) if not isinstance(size, int) else (size,))
     dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.promote([fill_value])
     ctx = current_trace()

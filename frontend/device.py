@@ -34,6 +34,13 @@ class device:
         return hash(str(self))
 
 
+def check_device(device) -> None:
+    """Accept None and the CPU (``"cpu"``, ``device("cpu")``); refuse any other device clearly."""
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise NotImplementedError(f"device {device!r}: graphc tensors live on the CPU; choose a compiled "
+                                  "backend with graphc.compile(..., backend=...) instead")
+
+
 cuda = types.ModuleType("graphc.cuda", "There is no CUDA device for graphc tensors; see graphc.device.")
 cuda.is_available = lambda: False
 cuda.device_count = lambda: 0

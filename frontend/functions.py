@@ -61,12 +61,15 @@ def _method(name):
     return fn
 
 
-for _name in ("exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "abs",
-              "neg", "square", "sign", "log1p", "expm1", "clamp", "clip", "sum", "mean", "max", "min", "amax",
-              "amin", "argmax", "argmin", "var", "std", "all", "any", "norm", "reshape", "flatten", "permute",
-              "transpose", "t", "squeeze", "unsqueeze", "softmax", "log_softmax", "gather", "chunk", "split",
-              "numel", "detach", "clone", "logical_not", "logical_and", "logical_or"):
-    globals()[_name] = _method(_name)
+# graphc.<name>(input, ...) is input.<name>(...) for these, as in torch.
+METHOD_FUNCTIONS = (
+    "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "neg", "square",
+    "sign", "log1p", "expm1", "clamp", "clip", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin",
+    "var", "std", "all", "any", "norm", "reshape", "flatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
+    "softmax", "log_softmax", "gather", "chunk", "split", "numel", "detach", "clone", "logical_not",
+    "logical_and", "logical_or",
+)
+globals().update({name: _method(name) for name in METHOD_FUNCTIONS})
 
 negative = globals()["neg"]
 
@@ -145,9 +148,5 @@ def svd(input, full_matrices: bool = True):
 
 __all__ = ["cat", "concat", "concatenate", "stack", "where", "maximum", "minimum", "matmul", "mm", "bmm",
            "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "std_mean", "var_mean",
-           "is_tensor", "is_floating_point", "allclose", "equal", "det", "inverse", "svd", "negative"] + [
-    "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "neg",
-    "square", "sign", "log1p", "expm1", "clamp", "clip", "sum", "mean", "max", "min", "amax", "amin", "argmax",
-    "argmin", "var", "std", "all", "any", "norm", "reshape", "flatten", "permute", "transpose", "t", "squeeze",
-    "unsqueeze", "softmax", "log_softmax", "gather", "chunk", "split", "numel", "detach", "clone",
-    "logical_not", "logical_and", "logical_or"]
+           "is_tensor", "is_floating_point", "allclose", "equal", "det", "inverse", "svd", "negative",
+           *METHOD_FUNCTIONS]

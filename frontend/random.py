@@ -15,6 +15,7 @@ from graphc.ops.random import blocks_used
 from . import dtypes as _dt
 from .dispatch import apply
 from .context import no_grad
+from .device import check_device
 
 
 class Generator:
@@ -63,25 +64,28 @@ def _draw(op: str, size, dtype, generator):
     return out
 
 
-def rand(*size, dtype=None, generator=None, requires_grad: bool = False):
+def rand(*size, dtype=None, generator=None, device=None, requires_grad: bool = False):
     """Uniform samples in [0, 1)."""
+    check_device(device)
     return _draw("rand", size, dtype, generator).requires_grad_(requires_grad)
 
 
-def randn(*size, dtype=None, generator=None, requires_grad: bool = False):
+def randn(*size, dtype=None, generator=None, device=None, requires_grad: bool = False):
     """Standard normal samples."""
+    check_device(device)
     return _draw("randn", size, dtype, generator).requires_grad_(requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None):
+def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
     """Integers uniform in [low, high)."""
     if high is None:
         low, high = 0, low
-    u = rand(*size, dtype=_dt.f64, generator=generator)
+    u = rand(*size, dtype=_dt.f64, generator=generator, device=device)
     return (u * (high - low) + low).type_as_dtype(_dt.as_dtype(dtype) if dtype else _dt.i64)
 
 
-def randperm(n: int, generator=None):
+def randperm(n: int, generator=None, device=None):
     from .tensor import Tensor
+    check_device(device)
     keys = rand(n, dtype=_dt.f64, generator=generator)
     return Tensor._wrap(np.argsort(keys.numpy(), kind="stable").astype(np.int64))

@@ -35,7 +35,8 @@ from safetensors import SafetensorError, safe_open
 from graphc.errors import CheckpointError
 
 from .creation import from_numpy
-from .tensor import Tensor, _check_device
+from .device import check_device
+from .tensor import Tensor
 
 FORMAT_VERSION = 1
 METADATA_KEY = "graphc"
@@ -62,7 +63,7 @@ def load(f, map_location=None, weights_only: bool = True):
     ``map_location`` and ``weights_only`` are accepted for PyTorch's sake:
     tensors always load onto the CPU, and loading never executes code.
     """
-    _check_device(map_location)
+    check_device(map_location)
     path = Path(os.fspath(f))
     if not path.exists():
         raise CheckpointError(f"cannot load {path}: no such file")

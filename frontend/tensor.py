@@ -20,6 +20,7 @@ from graphc.ir.types import TensorType
 
 from . import dtypes as _dt
 from .context import current_trace, error_context, is_grad_enabled, no_grad, user_location
+from .device import check_device
 from .dispatch import apply
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -275,7 +276,7 @@ class Tensor:
             if isinstance(arg, Tensor):
                 dtype = arg.dtype
             elif isinstance(arg, str) or arg is None or type(arg).__name__ == "device":
-                _check_device(arg)
+                check_device(arg)
             else:
                 dtype = arg
         return self if dtype is None else self.type_as_dtype(_dt.as_dtype(dtype))
@@ -665,12 +666,6 @@ class Tensor:
 
 
 # -- helpers shared by the methods ---------------------------------------------------------------
-
-def _check_device(device) -> None:
-    if device is not None and str(device).split(":")[0] != "cpu":
-        raise NotImplementedError(f"device {device!r}: graphc tensors live on the CPU; choose a compiled "
-                                  "backend with graphc.compile(..., backend=...) instead")
-
 
 def _infer_reshape(old_shape, shape, what: str) -> tuple:
     shape = tuple(int(s) for s in shape)

@@ -6,7 +6,7 @@ from graphc.errors import ShapeError
 from ..context import error_context, no_grad
 from ..creation import ones, tensor, zeros
 from ..dtypes import i64
-from ..tensor import _check_device
+from ..device import check_device
 from . import functional as F
 from . import init
 from .module import Module, _empty_parameter
@@ -25,7 +25,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
-        _check_device(device)
+        check_device(device)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum

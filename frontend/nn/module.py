@@ -18,7 +18,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..context import calling_module, current_trace, no_grad
 from ..creation import zeros
-from ..tensor import Tensor, _check_device, as_tensor
+from ..device import check_device
+from ..tensor import Tensor, as_tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -42,7 +43,7 @@ class Parameter(Tensor):
 
 def _empty_parameter(shape, device=None, dtype=None) -> Parameter:
     """A zero-filled parameter for a layer to initialise (PyTorch's factory kwargs device/dtype)."""
-    _check_device(device)
+    check_device(device)
     return Parameter(zeros(shape, dtype=dtype))
 
 
@@ -311,7 +312,7 @@ class Module:
             if isinstance(arg, Tensor):
                 dtype = arg.dtype
             elif isinstance(arg, str) or type(arg).__name__ == "device":
-                _check_device(arg)
+                check_device(arg)
             else:
                 dtype = _dt.as_dtype(arg)
         if dtype is not None:
