@@ -10,10 +10,14 @@ and becomes one kernel:
 
 - elementwise and movement ops fuse into chains and trees;
 - elementwise epilogues fuse into an anchor: bias add, BatchNorm's affine,
-  relu or leaky relu (``where``), a residual add;
+  relu or leaky relu (``where``), a residual add; a contraction may also
+  store through a permute (a weight gradient written transposed, straight
+  into the optimizer's update);
 - elementwise and movement prologues fuse into a reduction (softmax and
   cross-entropy pieces, BatchNorm's mean and variance); never into a
-  contraction or window op, whose operands are read many times each.
+  contraction or window op, whose operands are read many times each — except
+  that a matmul reads an operand through a permute (as BLAS reads a
+  transposed matrix: no work per read), and nothing joins through that view.
 
 **One output per group.**  IR nodes have one output, so a group has exactly
 one value used outside it, its *root*.  Groups grow backwards from their
@@ -95,10 +99,13 @@ class FusionGroup:
 
     ``recompute[m]`` says how many times the kernel computes each element of
     member ``m`` (above 1 only for movement ops and constants, which are free).
+    ``operand_views`` are the permutes its matmuls read through (see
+    ``_Grouper.is_operand_view``); nothing joins the group through them.
     """
     root: Node
     anchor: Node | None = None
     recompute: dict[Node, int] = field(default_factory=dict)
+    operand_views: set[Node] = field(default_factory=set)
 
     def __post_init__(self):
         self.recompute[self.root] = 1
@@ -184,6 +191,8 @@ class _Grouper:
 
     def join(self, node: Node, groups: list[FusionGroup]) -> None:
         for group in groups:
+            if self.is_operand_view(node, [user for user in self.users[node] if user in group]):
+                group.operand_views.add(node)
             group.recompute[node] = self.recompute_in(node, group)
             self.groups_of.setdefault(node, []).append(group)
             if classify(node) in ANCHORS:
@@ -197,23 +206,35 @@ class _Grouper:
         cls = classify(node)
         if cls == OPAQUE or len(group) >= self.max_group_size:
             return False
-        if any(classify(user) in NO_PROLOGUE for user in self.users[node] if user in group):
-            return False
+        readers = [user for user in self.users[node] if user in group]
+        if any(classify(user) in NO_PROLOGUE or user in group.operand_views for user in readers):
+            return self.is_operand_view(node, readers)
         if cls in (MOVEMENT, CONSTANT):
             return True
         if self.recompute_in(node, group) != 1:
             return False
         return cls == ELEMENTWISE or (group.anchor is None and self.is_epilogue_head(node, group))
 
+    @staticmethod
+    def is_operand_view(node: Node, readers: list[Node]) -> bool:
+        """Whether ``node`` is a permute read only by matmuls of the group: the matmul then reads
+        the permute's input with the axes swapped (as BLAS reads a transposed operand), with no
+        work per read.  Nothing joins through it, so no work is repeated per read either."""
+        return node.op == "permute" and bool(readers) and all(user.op == "matmul" for user in readers)
+
     def is_epilogue_head(self, anchor: Node, group: FusionGroup) -> bool:
-        """Whether everything in ``group`` that ``anchor`` feeds is elementwise (or a reshape,
-        which keeps the order of elements) over as many elements as ``anchor`` makes, so the
-        epilogue runs once per element of the anchor's output, as the anchor writes it."""
+        """Whether everything in ``group`` that ``anchor`` feeds maps the anchor's elements one to
+        one onto as many output elements: elementwise ops and reshapes keep their order, and a
+        contraction may also store through a permute (a matmul writing its result transposed, as
+        a weight gradient feeding the optimizer's update does).  So the epilogue runs once per
+        element of the anchor's output, as the anchor writes it."""
         pending, seen = [anchor], set()
         while pending:
             for user in self.users[pending.pop()]:
                 if user in group and user not in seen:
-                    if not keeps_element_order(user) or user.type.numel != anchor.type.numel:
+                    one_to_one = keeps_element_order(user) or (
+                        user.op == "permute" and classify(anchor) == CONTRACTION)
+                    if not one_to_one or user.type.numel != anchor.type.numel:
                         return False
                     seen.add(user)
                     pending.append(user)

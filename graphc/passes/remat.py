@@ -10,8 +10,8 @@ Computing the kernel a second time just before its late readers lets the
 first buffer die after its early readers, and costs one elementwise pass.
 
 A *rematerialization* splits the readers of a cheap kernel K (an elementwise
-or movement primitive, or a fused kernel of those kinds; never a contraction,
-reduction, window, index or random op) at the widest gap between two of them
+or movement primitive, a forward max/avg pool, or a fused kernel of those
+kinds; never a contraction, reduction, pooling gradient, index or random op) at the widest gap between two of them
 in the node order: the late readers get a duplicate of K, a new node with a
 new name reading the same inputs, placed just before the first of them.  It
 is a candidate only when
@@ -107,11 +107,22 @@ def _drop_needless_copies(graph: Graph, copies: dict[str, str]) -> Graph:
 
 # -- finding candidates ---------------------------------------------------------------
 
+# Forward pooling reads each input element a few times (kernel area / stride area) for one
+# output element: as cheap as an elementwise pass, unlike its gradients (which scatter).
+CHEAP_WINDOW_OPS = ("max_pool2d", "avg_pool2d")
+
+
 def is_cheap(node: Node) -> bool:
-    """Whether ``node`` is cheap enough to compute twice: one pass over its output."""
+    """Whether ``node`` is cheap enough to compute twice: about one pass over its output."""
     if node.op == "fused":
-        return node.attrs["kind"] in CHEAP_FUSED_KINDS
-    return classify(node) in (ELEMENTWISE, MOVEMENT)
+        return node.attrs["kind"] in CHEAP_FUSED_KINDS or _pooling_kernel(node.attrs["body"])
+    return classify(node) in (ELEMENTWISE, MOVEMENT) or node.op in CHEAP_WINDOW_OPS
+
+
+def _pooling_kernel(body) -> bool:
+    """A fused window kernel whose anchor is a forward pooling op, with only cheap work around it."""
+    return all(classify(n) in (ELEMENTWISE, MOVEMENT) or n.op in CHEAP_WINDOW_OPS or n.op == "full"
+               for n in body.nodes) and any(n.op in CHEAP_WINDOW_OPS for n in body.nodes)
 
 
 def _best_candidate(graph: Graph, tried: set[str]) -> Remat | None:

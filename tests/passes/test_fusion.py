@@ -88,6 +88,44 @@ SOFTMAX = """graph softmax(%x: f32[4,10] data) {
 }"""
 
 
+LINEAR_TRAINING = """graph linear(%x: f32[4,6] data, %w: f32[3,6] param, %g: f32[4,3] data, %buf: f32[3,6] state) {
+  %wt = permute(%w) {dims=[1,0]} : f32[6,3]
+  %y = matmul(%x, %wt) : f32[4,3]
+  %xt = permute(%x) {dims=[1,0]} : f32[6,4]
+  %gwt = matmul(%xt, %g) : f32[6,3]
+  %gw = permute(%gwt) {dims=[1,0]} : f32[3,6]
+  %m = full() {shape=[], dtype=f32, value=0.9} : f32[]
+  %decayed = mul(%buf, %m) : f32[3,6]
+  %new_buf = add(%decayed, %gw) : f32[3,6]
+  return %y, write(%buf, %new_buf)
+}"""
+
+
+def test_a_matmul_reads_its_operands_through_transposes_and_writes_through_one():
+    graph = parse_graph(LINEAR_TRAINING)
+    fused = fuse(graph)
+    # The forward matmul reads W transposed, and the weight gradient reads x transposed and stores its
+    # result transposed, straight into the momentum update: two kernels, no transpose stored.
+    assert kinds(fused) == ["contraction", "contraction"]
+    assert body_ops(fused.nodes[0]) == ["permute", "matmul"]
+    assert body_ops(fused.nodes[1]) == ["permute", "matmul", "permute", "full", "mul", "add"]
+    assert_same_results(graph, fused)
+
+
+def test_nothing_joins_a_matmul_through_a_transposed_operand():
+    # relu(x) would be computed again each time the matmul reads an element of it.
+    graph = parse_graph("""graph g(%x: f32[4,6] data, %w: f32[4,3] data) {
+      %r = relu(%x) : f32[4,6]
+      %rt = permute(%r) {dims=[1,0]} : f32[6,4]
+      %y = matmul(%rt, %w) : f32[6,3]
+      return %y
+    }""")
+    fused = fuse(graph)
+    assert kinds(fused) == ["relu", "contraction"]      # relu stays a kernel of its own
+    assert body_ops(fused.nodes[1]) == ["permute", "matmul"]
+    assert_same_results(graph, fused)
+
+
 def test_softmax_is_three_kernels_with_the_exponential_computed_in_two():
     graph = parse_graph(SOFTMAX)
     fused = fuse(graph)

@@ -68,6 +68,21 @@ def test_a_fused_elementwise_kernel_is_copied_whole():
     assert peak_live_bytes(result) < 0.55 * peak_live_bytes(graph)
 
 
+def test_a_forward_max_pool_is_cheap_enough_to_pool_again():
+    # As in LeNet: a pooled activation read by the next layer at once and by its weight gradient
+    # at the end, while the pool's input is alive anyway (for the pool's own gradient).
+    graph, result = remat("""graph step(%x: f32[4,4,16,16] data) {
+      %h = max_pool2d(%x) {kernel_size=[2,2], stride=[2,2]} : f32[4,4,8,8]
+      %t = sum(%h) {axes=[0,1,2,3]} : f32[]
+      %u = mul(%x, %t) : f32[4,4,16,16]
+      %v = sum(%u) {axes=[0,1,2,3]} : f32[]
+      %g = mul(%h, %v) : f32[4,4,8,8]
+      return %g
+    }""")
+    assert [node.name for node in result.nodes] == ["h", "t", "u", "v", "h.remat", "g"]
+    assert peak_live_bytes(result) < peak_live_bytes(graph)
+
+
 @pytest.mark.parametrize("first_nodes", [
     # A contraction is too expensive to run twice.
     ["%h = matmul(%x, %x) : f32[32,32]"],
