@@ -65,12 +65,18 @@ def test_switching_train_and_eval_retraces():
     assert forward.cache_info().compiles == 2
 
 
-def test_the_step_graph_has_parameters_state_and_write_backs():
+def stepped_sgd_mlp():
+    """An MLP, its compiled SGD-momentum step, and a batch it has taken one step on."""
     model = make_mlp()
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     step = graphc.compile(classifier_step(model, opt))
     x, y = batch()
     step(x, y)
+    return model, step, x, y
+
+
+def test_the_step_graph_has_parameters_state_and_write_backs():
+    _, step, x, y = stepped_sgd_mlp()
     graph = step.graph(x, y)
     tags = {n.name: n.tag for n in graph.inputs}
     assert tags["x"] == "data" and tags["model.0.weight"] == "param"
@@ -145,11 +151,7 @@ def test_keyword_arguments_are_bound_to_their_positions():
 
 
 def test_a_step_that_fails_while_running_names_the_line_and_leaves_the_model_as_it_was():
-    model = make_mlp()
-    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    step = graphc.compile(classifier_step(model, opt))
-    x, y = batch()
-    step(x, y)
+    model, step, x, y = stepped_sgd_mlp()
     before = [p.detach().numpy().copy() for p in model.parameters()]
     with pytest.raises(IndexError, match=r"out of range.*while running %\S+ at .*training_steps\.py:\d+"):
         step(x, graphc.tensor([0, 1, 2, 7]))          # class 7 of a 3-class model
