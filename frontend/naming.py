@@ -42,6 +42,7 @@ def tensor_names(objects: dict[str, object], max_depth: int = 4) -> dict[int, st
     """id(tensor) -> dotted name for every tensor reachable from ``objects``."""
     from .nn.module import Module
     from .tensor import Tensor
+    from .trace import module_tensor_names
 
     names: dict[int, str] = {}
     seen: set[int] = set()
@@ -54,8 +55,8 @@ def tensor_names(objects: dict[str, object], max_depth: int = 4) -> dict[int, st
             return
         if isinstance(obj, Module):
             seen.add(id(obj))
-            for name, t in (*obj.named_parameters(), *obj.named_buffers()):
-                names.setdefault(id(t), f"{path}.{name}")
+            for key, name in module_tensor_names(obj, prefix=f"{path}.").items():
+                names.setdefault(key, name)
             return
         if isinstance(obj, dict):
             seen.add(id(obj))
