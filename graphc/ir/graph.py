@@ -2,9 +2,12 @@
 
 A Graph holds its inputs (placeholders tagged data/param/buffer/state), its
 nodes in topological order, the values it returns and the values it writes
-back into state inputs.  Every value is a Node with exactly one output of a
-static TensorType.  Nodes compare by identity; graphs compare by structure
-(``g1 == g2`` when their names, ops, attributes, types and wiring agree).
+back into state inputs.  Every value is a Node with one result of a static
+type: a TensorType, or, for a kernel with several outputs (a ``fused`` node
+whose body returns several values), a TupleType whose elements only
+``tuple_get`` nodes read.  Nodes compare by identity; graphs compare by
+structure (``g1 == g2`` when their names, ops, attributes, types and wiring
+agree).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import GraphcError, VerifyError
-from .types import TensorType
+from .types import TensorType, TupleType
 
 INPUT_TAGS = ("data", "param", "buffer", "state")
 # Only these inputs may be written back: a data input is the caller's, not ours.
@@ -194,12 +197,16 @@ def verify(graph: Graph) -> None:
             fail(f"%{node.name} = {node.op}(...) is typed {node.type} but its inputs give {expected}")
         if attrs_key(attrs) != attrs_key(node.attrs):
             fail(f"%{node.name} = {node.op}(...) has non-canonical attributes {node.attrs}; expected {attrs}")
+        if isinstance(node.type, TupleType) and node.op != "fused":
+            fail(f"%{node.name} = {node.op}(...) has the tuple type {node.type}; only a fused kernel has several outputs")
         names.add(node.name)
         defined.add(node)
 
     for out in graph.outputs:
         if out not in defined:
             fail(f"output %{out.name} is not defined in the graph (dangling output)")
+        if isinstance(out.type, TupleType):
+            fail(f"output %{out.name} is a tuple {out.type}; return its elements (tuple_get) instead")
 
     written: set[Node] = set()
     for target, value in graph.writes:

@@ -23,10 +23,11 @@ starts a comment that runs to the end of the line)::
     body    := 'graph' WORD '(' [input {',' input}] ')' {node} return
     return  := 'return' [result {',' result}]
     result  := VALUE | 'write' '(' VALUE ',' VALUE ')'
-    type    := DTYPE '[' [INT {',' INT}] ']'
+    type    := tensor | '(' tensor {',' tensor} ')'
+    tensor  := DTYPE '[' [INT {',' INT}] ']'
     attr    := WORD '=' value
     value   := INT | FLOAT | '-inf' | 'inf' | 'nan' | 'true' | 'false' | 'none' | STRING | DTYPE
-             | '[' [value {',' value}] ']' | 'dense' '<' '[' [value {',' value}] ']' ':' type '>'
+             | '[' [value {',' value}] ']' | 'dense' '<' '[' [value {',' value}] ']' ':' tensor '>'
 
 VALUE is ``%`` followed by a name; names (of values and of the graph) are made
 of letters, digits, ``_`` and ``.``.
@@ -41,6 +42,18 @@ body is a scope of its own, seeing only its inputs::
         %5 = relu(%4) : f32[4,8]
         return %5
       }
+
+A kernel with several outputs has a tuple type, and ``tuple_get`` nodes name
+its outputs::
+
+      %k = fused(%g, %m) {kind="elementwise"} : (f32[8], f32[8]) {
+        graph fused_k(%g: f32[8] data, %m: f32[8] data)
+        %1 = add(%m, %g) : f32[8]
+        %2 = mul(%1, %g) : f32[8]
+        return %1, %2
+      }
+      %1 = tuple_get(%k) {index=0} : f32[8]
+      %2 = tuple_get(%k) {index=1} : f32[8]
 """
 from __future__ import annotations
 
@@ -56,7 +69,7 @@ from ..errors import GraphcError, ParseError, VerifyError
 from ..ops.registry import get_op, infer_node
 from .dtypes import DType, bool_, dtype_from_name, dtype_from_numpy
 from .graph import INPUT_TAGS, Graph, Node, SourceLoc, verify
-from .types import TensorType
+from .types import TensorType, TupleType
 
 # Signatures longer than this go one input per line.
 _INLINE_INPUTS = 4
@@ -432,7 +445,7 @@ class _Parser:
         attrs = self.attr_dict() if self.at("{") else {}
         self.expect(":", "':' after the attributes" if attrs else "':' after the operands")
         type_token = self.peek()
-        declared = self.tensor_type()
+        declared = self.value_type()
         loc = self.source_loc(self.tokens[self.pos - 1].line)
         if self.at("{"):
             body_attr = self.body_attr(op_token)
@@ -473,6 +486,16 @@ class _Parser:
         return target, value
 
     # -- types ------------------------------------------------------------------
+    def value_type(self) -> TensorType | TupleType:
+        """A node's type: a tensor type, or a parenthesised tuple of two or more."""
+        open_token = self.peek()
+        if not self.accept("("):
+            return self.tensor_type()
+        elements = self.sequence(self.tensor_type, ")", "a tensor type")
+        if len(elements) < 2:
+            raise self.error("a tuple type holds two or more tensor types", open_token)
+        return TupleType(tuple(elements))
+
     def tensor_type(self) -> TensorType:
         dtype = self.dtype(self.expect_kind("word", "a tensor type such as f32[4,3]"))
         self.expect("[", f"'[' and the shape after {dtype.name}")

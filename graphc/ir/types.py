@@ -1,4 +1,9 @@
-"""TensorType: the static shape and element type of every IR value."""
+"""The static types of IR values.
+
+A value is a tensor (``TensorType``: shape and element type), except the
+result of a kernel with several outputs, which is a ``TupleType`` of tensors
+that ``tuple_get`` nodes take apart (see ``graphc.ops.fused``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,3 +43,28 @@ class TensorType:
 
     def __str__(self) -> str:
         return f"{self.dtype.name}[{','.join(map(str, self.shape))}]"
+
+
+@dataclass(frozen=True)
+class TupleType:
+    """The result of a multi-output kernel: one TensorType per output, in order."""
+    elements: tuple[TensorType, ...]
+
+    def __post_init__(self):
+        elements = tuple(self.elements)
+        if len(elements) < 2 or not all(isinstance(e, TensorType) for e in elements):
+            raise ValueError("a tuple type holds two or more tensor types")
+        object.__setattr__(self, "elements", elements)
+
+    def __len__(self) -> int:
+        return len(self.elements)
+
+    def __getitem__(self, index: int) -> TensorType:
+        return self.elements[index]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self.elements)
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(map(str, self.elements)) + ")"

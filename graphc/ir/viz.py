@@ -20,6 +20,7 @@ import networkx as nx
 
 from ..errors import GraphcError
 from .graph import Graph, Node
+from .types import TupleType
 
 # -- networkx ---------------------------------------------------------------------
 
@@ -29,7 +30,8 @@ def to_networkx(graph: Graph) -> nx.DiGraph:
 
     Node attributes: ``op`` ("input" for graph inputs), ``shape`` (a tuple),
     ``dtype`` (a DType), ``tag`` (the input's tag; None for op nodes) and
-    ``output`` (whether the graph returns the value).  A data edge runs from
+    ``output`` (whether the graph returns the value); a multi-output kernel's
+    tuple has no shape or dtype (None), its ``tuple_get`` nodes do.  A data edge runs from
     an operand to its user, with ``kind="data"`` and ``indices``, the operand
     positions it fills (a tuple, as one value may feed several operands of the
     same node).  Each write-back adds an edge from the new value to the state
@@ -39,8 +41,9 @@ def to_networkx(graph: Graph) -> nx.DiGraph:
     nxg = nx.DiGraph(name=graph.name)
     returned = {node.name for node in graph.outputs}
     for node in (*graph.inputs, *graph.nodes):
-        nxg.add_node(node.name, op=node.op, shape=node.shape, dtype=node.dtype, tag=node.tag,
-                     output=node.name in returned)
+        tensor = not isinstance(node.type, TupleType)
+        nxg.add_node(node.name, op=node.op, shape=node.shape if tensor else None,
+                     dtype=node.dtype if tensor else None, tag=node.tag, output=node.name in returned)
     for node in graph.nodes:
         for operand, indices in _operand_positions(node).items():
             nxg.add_edge(operand.name, node.name, kind="data", indices=indices)
@@ -78,7 +81,8 @@ def to_dot(graph: Graph) -> str:
 
     A node holding a body (a ``fused`` kernel) is drawn as a cluster around
     its body's ops, labelled with its kind and value; edges run from its
-    operands into the body and from the body's result to its readers.
+    operands into the body and from the body's results to their readers.  A
+    ``tuple_get`` is not drawn: its readers are wired to the body's result it names.
     """
     lines = [f"digraph {_quote(graph.name)} {{",
              "  rankdir=TB;",
@@ -110,7 +114,11 @@ def _dot_statements(graph: Graph, indent: str, ids: dict[Node, str], prefix: str
     for node in graph.nodes:
         body = next((v for v in node.attrs.values() if isinstance(v, Graph)), None)
         if body is not None:
-            lines += _cluster_statements(node, body, indent, ids, prefix, node in returned, edges)
+            lines += _cluster_statements(node, body, indent, ids, prefix, _returned_results(graph, node, returned),
+                                         edges)
+            continue
+        if node.op == "tuple_get":
+            ids[node] = ids[node.inputs[0]][node.attrs["index"]]
             continue
         ids[node] = prefix + node.name
         lines.append(indent + _node_statement(ids[node], node, node in returned))
@@ -123,18 +131,28 @@ def _dot_statements(graph: Graph, indent: str, ids: dict[Node, str], prefix: str
     return lines
 
 
+def _returned_results(graph: Graph, node: Node, returned: set[Node]) -> set[int]:
+    """Which of ``node``'s results the graph returns: its value, or outputs named by ``tuple_get``s."""
+    if not isinstance(node.type, TupleType):
+        return {0} if node in returned else set()
+    return {get.attrs["index"] for get in graph.nodes
+            if get.op == "tuple_get" and get.inputs[0] is node and get in returned}
+
+
 def _cluster_statements(node: Node, body: Graph, indent: str, ids: dict[Node, str], prefix: str,
-                        is_output: bool, edges: list[str]) -> list[str]:
-    """``node`` as a cluster drawing its body; the node's value is its body's result."""
+                        returned_results: set[int], edges: list[str]) -> list[str]:
+    """``node`` as a cluster drawing its body; the node's value is its body's result (for a
+    multi-output kernel, ``ids`` holds the tuple of its results' ids)."""
     cluster = prefix + node.name
     body_ids = {inp: ids[operand] for inp, operand in zip(body.inputs, node.inputs)}
     label = f"{node.op} {node.attrs.get('kind', '')}".rstrip() + f"\n%{node.name} : {node.type}"
     lines = [f"{indent}subgraph {_quote('cluster_' + cluster)} {{",
              f"{indent}  graph [{_dot_attrs({'label': label, 'tooltip': f'%{node.name}', **_CLUSTER_STYLE})}];"]
     lines += _dot_statements(body, indent + "  ", body_ids, cluster + "/",
-                             set(body.outputs) if is_output else set(), edges)
+                             {body.outputs[i] for i in returned_results}, edges)
     lines.append(indent + "}")
-    ids[node] = body_ids[body.outputs[0]]
+    results = tuple(body_ids[value] for value in body.outputs)
+    ids[node] = results if isinstance(node.type, TupleType) else results[0]
     return lines
 
 

@@ -15,16 +15,23 @@ nest:
   with an elementwise epilogue (bias, BatchNorm affine, activation, residual).
 - ``window``: one pooling op (or its gradient) with an elementwise epilogue.
 
-Nodes have a single output, so a group with several externally used values
-is never one fused node: the pass keeps each such value the output of its
-own node (see the fusion module).  Fusion runs after autodiff, so ``fused``
-has no gradient rule.
+A body may return several values, all of one shape: the kernel then has
+several outputs, computed in one loop nest over that shape (each iteration
+stores an element of every output), and the node's type is a TupleType.
+``tuple_get(%k) {index=i}`` names output i; it is no kernel and moves no
+data: a backend gives each output its own buffer, and a tuple_get is that
+buffer.  Several outputs let one kernel compute values that are used
+outside it without computing anything twice (Adam's new moments and its
+new parameter), and independent kernels over one shape become one launch
+(every parameter update of one shape).  Fusion runs after autodiff, so
+neither op has a gradient rule.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.graph import verify
+from ..ir.types import TupleType
 from .registry import Attr, OpDef, ShapeMismatch, register, run_reference
 
 FUSED_KINDS = ("elementwise", "movement", "reduction", "contraction", "window")
@@ -34,8 +41,8 @@ def _fused_shape(types, attrs):
     body, kind = attrs["body"], attrs["kind"]
     if kind not in FUSED_KINDS:
         raise ShapeMismatch(f"kind {kind!r} is not one of {', '.join(FUSED_KINDS)}")
-    if len(body.outputs) != 1 or body.writes:
-        raise ShapeMismatch(f"body {body.name} must return exactly one value and write nothing back")
+    if not body.outputs or body.writes:
+        raise ShapeMismatch(f"body {body.name} must return one or more values and write nothing back")
     if len(types) != len(body.inputs):
         raise ShapeMismatch(f"body {body.name} takes {len(body.inputs)} inputs but the node has {len(types)}")
     for given, body_input in zip(types, body.inputs):
@@ -43,17 +50,27 @@ def _fused_shape(types, attrs):
             raise ShapeMismatch(f"operand {given} does not match body input %{body_input.name}: "
                                 f"{body_input.type}")
     verify(body)
-    return body.outputs[0].type
+    results = [value.type for value in body.outputs]
+    if len(results) == 1:
+        return results[0]
+    if len({t.shape for t in results}) != 1:
+        raise ShapeMismatch(f"body {body.name} returns values of several shapes "
+                            f"({', '.join(map(str, results))}); a kernel's outputs share one shape")
+    if len(set(body.outputs)) != len(body.outputs):
+        raise ShapeMismatch(f"body {body.name} returns a value twice")
+    return TupleType(tuple(results))
 
 
-def _run_body(arrays, attrs) -> np.ndarray:
+def _run_body(arrays, attrs):
     """Interpret the body node by node with each primitive's own reference, so a
     fused graph computes bit for bit what the unfused graph computes."""
     body = attrs["body"]
     values = dict(zip(body.inputs, arrays))
     for node in body.nodes:
         values[node] = run_reference(node.op, [values[i] for i in node.inputs], node.attrs, node.type)
-    return values[body.outputs[0]]
+    if len(body.outputs) == 1:
+        return values[body.outputs[0]]
+    return tuple(values[value] for value in body.outputs)
 
 
 register(OpDef(
@@ -64,4 +81,23 @@ register(OpDef(
     differentiable=False,
     doc="one kernel: the subgraph body applied to the inputs (made by the fusion pass, "
         "which runs after autodiff, so it has no gradient)",
+))
+
+
+def _tuple_get_shape(types, attrs):
+    (given,) = types
+    if not isinstance(given, TupleType):
+        raise ShapeMismatch(f"reads {given}, which is no tuple (only a multi-output kernel's result is)")
+    if not 0 <= attrs["index"] < len(given):
+        raise ShapeMismatch(f"index {attrs['index']} is out of range for a tuple of {len(given)}")
+    return given[attrs["index"]]
+
+
+register(OpDef(
+    name="tuple_get", family="fused", inputs=("tuple",),
+    attrs={"index": Attr("int")},
+    shape_rule=_tuple_get_shape,
+    reference=lambda arrays, attrs: arrays[0][attrs["index"]],
+    differentiable=False,
+    doc="output ``index`` of a multi-output fused kernel: no work, the name of that output's buffer",
 ))

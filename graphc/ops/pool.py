@@ -1,5 +1,12 @@
 """Pooling primitives over NCHW images: max_pool2d, avg_pool2d and their gradients.
 
+max_pool2d's gradient is two ops, as in PyTorch: ``max_pool2d_argmax`` notes
+which element each window picked, and ``max_pool2d_grad`` sends each window's
+gradient there.  The backward pass then keeps the small indices alive, not the
+pooled input.  An index is window-local: the tap number, in row-major scan
+order of the kernel (0 .. kh*kw-1), with kh*kw for a window that has no real
+element to pick; it fits a u8 for kernels of up to 255 taps.
+
 Window geometry follows PyTorch exactly.  Along each spatial axis, window ``o``
 starts at ``o * stride - padding`` and its taps sit ``dilation`` apart.  The
 output size is ``floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1``;
@@ -18,7 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..ir.dtypes import bool_, f32, f64, i64
+from ..ir.dtypes import DType, bool_, f32, f64, i32, i64, u8
 from ..ir.types import TensorType
 from .registry import Attr, OpDef, ShapeMismatch, register
 
@@ -120,80 +127,131 @@ def _lowest(dtype: np.dtype):
     return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
 
 
+def _tap_count(attrs) -> int:
+    kh, kw = attrs["kernel_size"]
+    return kh * kw
+
+
 def _max_windows(x: np.ndarray, attrs):
-    """Each window's maximum and the (row, col) of the element PyTorch picks as its argmax.
+    """Each window's maximum and the tap (see ``max_pool2d_argmax``) PyTorch picks as its argmax.
 
     Like PyTorch, the first real element of a window is taken whatever its value
     and a later one only if it is strictly greater or NaN: ties go to the first
     maximal element in scan order, NaN wins (the last NaN), and a window of -inf
     points at its first real element.  Padding is never picked; a window with no
-    real element at all (dilation can step over a small input) keeps row -1.
+    real element at all (dilation can step over a small input) keeps the tap
+    ``kh * kw``, which names none.
     """
     n, c, out_h, out_w = _pooled_shape(x.shape, attrs)
     best = np.full((n, c, out_h, out_w), _lowest(x.dtype), x.dtype)
-    best_row = np.full(best.shape, -1)
-    best_col = np.full(best.shape, -1)
-    for rows, cols, inside in _window_taps(x.shape[2:], (out_h, out_w), attrs):
+    no_tap = _tap_count(attrs)
+    best_tap = np.full(best.shape, no_tap)
+    for tap, (rows, cols, inside) in enumerate(_window_taps(x.shape[2:], (out_h, out_w), attrs)):
         value = x[:, :, rows, cols]
-        take = inside & ((best_row < 0) | (value > best) | np.isnan(value))
+        take = inside & ((best_tap == no_tap) | (value > best) | np.isnan(value))
         best = np.where(take, value, best)
-        best_row = np.where(take, rows, best_row)
-        best_col = np.where(take, cols, best_col)
-    return best, best_row, best_col
+        best_tap = np.where(take, tap, best_tap)
+    return best, best_tap
 
 
 def _max_pool2d_reference(xs, attrs):
     return _max_windows(xs[0], attrs)[0]
 
 
+MAX_ATTRS = {"kernel_size": Attr("ints"), "stride": Attr("ints"), "padding": Attr("ints", (0, 0)),
+             "dilation": Attr("ints", (1, 1)), "ceil_mode": Attr("bool", False)}
+
+
+def _max_pool2d_grad_rule(b, node, g):
+    x = node.inputs[0]
+    indices = b.max_pool2d_argmax(x, **node.attrs)
+    return [b.max_pool2d_grad(g, indices, **node.attrs, input_size=x.shape[2:])]
+
+
 register(OpDef(
     name="max_pool2d", family="window", inputs=("input",),
-    attrs={"kernel_size": Attr("ints"), "stride": Attr("ints"), "padding": Attr("ints", (0, 0)),
-           "dilation": Attr("ints", (1, 1)), "ceil_mode": Attr("bool", False)},
+    attrs=MAX_ATTRS,
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
-    shape_rule=_max_pool2d_shape, reference=_max_pool2d_reference,
-    grad=lambda b, node, g: [b.max_pool2d_grad(node.inputs[0], g, **node.attrs)],
+    shape_rule=_max_pool2d_shape, reference=_max_pool2d_reference, grad=_max_pool2d_grad_rule,
     doc="maximum over each (dilated) window of an NCHW input; padding counts as -inf",
+))
+
+
+# -- max_pool2d_argmax ------------------------------------------------------------------
+
+def _index_dtype(attrs) -> DType:
+    """The narrowest dtype that holds every tap of a window and the "no tap" value ``kh * kw``."""
+    return u8 if _tap_count(attrs) <= np.iinfo(np.uint8).max else i32
+
+
+def _max_pool2d_argmax_shape(types, attrs):
+    x = types[0]
+    _check_numeric(x.dtype, "input")
+    return TensorType(_pooled_shape(x.shape, attrs), _index_dtype(attrs))
+
+
+register(OpDef(
+    name="max_pool2d_argmax", family="window", inputs=("input",),
+    attrs=MAX_ATTRS,
+    canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
+    shape_rule=_max_pool2d_argmax_shape, reference=lambda xs, attrs: _max_windows(xs[0], attrs)[1],
+    differentiable=False,
+    doc="for each window of max_pool2d, the tap (row-major in the kernel, 0 .. kh*kw-1) of the "
+        "element it picks; kh*kw for a window with no real element; u8, or i32 past 255 taps",
 ))
 
 
 # -- max_pool2d_grad ----------------------------------------------------------------------
 
 def _max_pool2d_grad_shape(types, attrs):
-    x, grad_output = types
-    pooled = _pooled_shape(x.shape, attrs)
-    if grad_output.dtype != x.dtype or not x.dtype.is_float:
-        raise ShapeMismatch(f"input and grad_output must share one floating-point dtype, "
-                            f"got {x.dtype} and {grad_output.dtype}")
-    if grad_output.shape != pooled:
-        raise ShapeMismatch(f"grad_output has shape {list(grad_output.shape)} but max_pool2d "
-                            f"of this input gives {list(pooled)}")
-    return x
+    grad_output, indices = types
+    input_size = attrs["input_size"]
+    if not grad_output.dtype.is_float:
+        raise ShapeMismatch(f"grad_output must be floating-point, got {grad_output.dtype}")
+    if indices.dtype not in (u8, i32):
+        raise ShapeMismatch(f"indices must be u8 or i32 (as max_pool2d_argmax gives), got {indices.dtype}")
+    if len(input_size) != 2:
+        raise ShapeMismatch(f"input_size must have 2 values (height, width), got {len(input_size)}")
+    if grad_output.rank != 4:
+        raise ShapeMismatch(f"grad_output must be 4-d (N, C, H, W), got rank {grad_output.rank}")
+    input_shape = (*grad_output.shape[:2], *input_size)
+    pooled = _pooled_shape(input_shape, attrs)
+    for subject, value in (("grad_output has", grad_output), ("indices have", indices)):
+        if value.shape != pooled:
+            raise ShapeMismatch(f"{subject} shape {list(value.shape)} but max_pool2d of an input of "
+                                f"shape {list(input_shape)} gives {list(pooled)}")
+    return TensorType(input_shape, grad_output.dtype)
 
 
 def _max_pool2d_grad_reference(xs, attrs):
-    x, grad_output = xs
-    _, best_row, best_col = _max_windows(x, attrs)
-    found = best_row >= 0
-    image, channel, _, _ = np.nonzero(found)
-    grad = np.zeros_like(x)
+    grad_output, indices = xs
+    (height, width), (_, kw) = attrs["input_size"], attrs["kernel_size"]
+    image, channel, out_row, out_col = np.indices(grad_output.shape)
+    tap = indices.astype(np.int64)
+    rows = out_row * attrs["stride"][0] - attrs["padding"][0] + tap // kw * attrs["dilation"][0]
+    cols = out_col * attrs["stride"][1] - attrs["padding"][1] + tap % kw * attrs["dilation"][1]
+    # "No tap" (kh * kw) gives nothing; so does an index no argmax makes, one naming a tap
+    # outside the window or on padding.
+    real = ((tap >= 0) & (tap < _tap_count(attrs))
+            & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))
+    grad = np.zeros((*grad_output.shape[:2], height, width), grad_output.dtype)
     # Overlapping windows may pick the same element: add.at accumulates them.
-    np.add.at(grad, (image, channel, best_row[found], best_col[found]), grad_output[found])
+    np.add.at(grad, (image[real], channel[real], rows[real], cols[real]), grad_output[real])
     return grad
 
 
 register(OpDef(
-    name="max_pool2d_grad", family="window", inputs=("input", "grad_output"),
-    attrs={"kernel_size": Attr("ints"), "stride": Attr("ints"), "padding": Attr("ints", (0, 0)),
-           "dilation": Attr("ints", (1, 1)), "ceil_mode": Attr("bool", False)},
+    name="max_pool2d_grad", family="window", inputs=("grad_output", "indices"),
+    attrs={**MAX_ATTRS, "input_size": Attr("ints")},
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
     shape_rule=_max_pool2d_grad_shape, reference=_max_pool2d_grad_reference,
-    # Not differentiable: w.r.t. input it is piecewise constant, and w.r.t. grad_output
-    # its adjoint would read the incoming gradient at each window's argmax, positions
-    # that no primitive produces as a tensor.  So max pooling has no second derivative.
+    # Not differentiable: the indices are integers, and w.r.t. grad_output its adjoint would
+    # read the incoming gradient at each window's argmax tap, a gather by window-local index
+    # that no primitive expresses.  So max pooling has no second derivative.
     differentiable=False,
-    doc="gradient of max_pool2d: each window's grad_output goes to its first maximal input "
-        "element (PyTorch's choice among ties), summed where windows overlap",
+    doc="gradient of max_pool2d: each window's grad_output goes to the element of an input of "
+        "input_size [H, W] at the window's tap in indices (from max_pool2d_argmax), summed where "
+        "windows overlap",
 ))
 
 

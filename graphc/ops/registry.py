@@ -182,6 +182,11 @@ def infer_node(op: str, input_types: Sequence[TensorType], attrs: dict) -> tuple
         expected = ", ".join(opdef.inputs) or "no inputs"
         raise OpError(f"{op}: takes ({expected}) but was given {len(input_types)} input(s)")
 
+    if op != "tuple_get":
+        for i, given in enumerate(input_types):
+            if not isinstance(given, TensorType):
+                raise ShapeError(f"{op}: {opdef.input_label(i)} is the tuple {given}, the result of a "
+                                 f"multi-output kernel; only tuple_get reads a tuple")
     canonical = {}
     for name in attrs:
         if name not in opdef.attrs:
@@ -205,10 +210,17 @@ def infer_node(op: str, input_types: Sequence[TensorType], attrs: dict) -> tuple
     return canonical, out
 
 
-def run_reference(op: str, arrays: Sequence[np.ndarray], attrs: dict, out_type: TensorType) -> np.ndarray:
-    """Run an op's numpy reference and check it honoured its shape rule."""
+def run_reference(op: str, arrays: Sequence, attrs: dict, out_type) -> "np.ndarray | tuple[np.ndarray, ...]":
+    """Run an op's numpy reference and check it honoured its shape rule (element by element
+    for a multi-output kernel, which returns a tuple of arrays)."""
     with np.errstate(all="ignore"):
         result = get_op(op).reference(arrays, attrs)
+    if not isinstance(out_type, TensorType):
+        return tuple(_checked(op, r, t) for r, t in zip(result, out_type.elements, strict=True))
+    return _checked(op, result, out_type)
+
+
+def _checked(op: str, result, out_type: TensorType) -> np.ndarray:
     result = np.asarray(result)
     if result.dtype != out_type.dtype.numpy:
         result = result.astype(out_type.dtype.numpy)

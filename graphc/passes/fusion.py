@@ -19,9 +19,8 @@ and becomes one kernel:
   that a matmul reads an operand through a permute (as BLAS reads a
   transposed matrix: no work per read), and nothing joins through that view.
 
-**One output per group.**  IR nodes have one output, so a group has exactly
-one value used outside it, its *root*.  Groups grow backwards from their
-roots: walking the graph from its end, a node joins the group of its users
+**Growing groups.**  Each group starts from one value used outside it, its
+*root*.  Groups grow backwards from their roots: walking the graph from its end, a node joins the group of its users
 when every user is in that group and the group can take it.  A node whose
 users sit in several groups joins all of them, computed again in each, only
 when it is cheap (elementwise, movement or ``full``) and every one of them
@@ -35,12 +34,23 @@ cannot take it).
 **Never twice per element.**  Inside a group, an elementwise op whose value a
 broadcast spreads over a larger shape would be recomputed for every copy, so
 it does not join; an anchor joins only when its output reaches the root
-unbroadcast, through elementwise ops (and reshapes) of its own size.
+unbroadcast, through elementwise ops (and reshapes) of its own size.  Rank-0
+elementwise work is the exception: it does not depend on the loop index, so a
+backend computes it once per kernel, before the loop (LLVM's loop-invariant
+code motion does so by itself), and it joins every group that reads it, as a
+constant does.  An Adam update's bias corrections are such scalars.
+
+**Several outputs per group.**  Once found, groups merge into kernels with
+several outputs (``graphc.passes.kernel_merge``): a producer into its
+consumer, the parameter updates of one shape into one kernel, pooling's
+values and argmax into one pass over the windows, an elementwise consumer
+into an anchor's epilogue.  The fused node then has a tuple type and
+``tuple_get`` nodes, named after the values, name its outputs.
 
 Because every member of a group reaches the group's root inside the group,
-no group can feed itself through another: the group graph is acyclic.  The
-pass still orders the kernels with networkx's topological sort, which fails
-loudly if that ever stopped being true.
+no group can feed itself through another: the group graph is acyclic, and
+the merges keep it so.  The pass still orders the kernels with networkx's
+topological sort, which fails loudly if that ever stopped being true.
 """
 from __future__ import annotations
 
@@ -56,6 +66,8 @@ from ..ops.registry import get_op, infer_node
 from .manager import register_pass
 
 DEFAULT_MAX_GROUP_SIZE = 64
+# Merging independent kernels (every parameter update of one shape) stops at this many outputs.
+DEFAULT_MAX_KERNEL_OUTPUTS = 64
 
 # Op classes; the first five are also the registry families they come from.
 ELEMENTWISE, MOVEMENT, REDUCTION, CONTRACTION, WINDOW = "elementwise", "movement", "reduction", "contraction", "window"
@@ -78,12 +90,13 @@ def classify(node: Node) -> str:
 
 
 def is_kernel(node: Node) -> bool:
-    """Whether running ``node`` launches a kernel: every node but a rank-0 ``full``.
+    """Whether running ``node`` launches a kernel: every node but a rank-0 ``full`` and a ``tuple_get``.
 
-    A scalar constant is folded into the kernels that read it; anything else,
-    an unfused primitive or a whole fused group, is one kernel.
+    A scalar constant is folded into the kernels that read it, and a
+    ``tuple_get`` only names an output of the kernel before it; anything
+    else, an unfused primitive or a whole fused group, is one kernel.
     """
-    return not (node.op == "full" and node.shape == ())
+    return not ((node.op == "full" and node.shape == ()) or node.op == "tuple_get")
 
 
 def count_kernels(graph: Graph) -> int:
@@ -95,20 +108,24 @@ def count_kernels(graph: Graph) -> int:
 
 @dataclass(eq=False)
 class FusionGroup:
-    """Nodes that become one kernel, computing the value of ``root``.
+    """Nodes that become one kernel, storing the values in ``outputs``.
 
-    ``recompute[m]`` says how many times the kernel computes each element of
-    member ``m`` (above 1 only for movement ops and constants, which are free).
-    ``operand_views`` are the permutes its matmuls read through (see
-    ``_Grouper.is_operand_view``); nothing joins the group through them.
+    A group starts from one output, its root; merging groups
+    (``kernel_merge``) gives it more.  ``recompute[m]`` says how many times
+    the kernel computes each element of member ``m`` (above 1 only for
+    movement ops and constants, which are free).  ``operand_views`` are the
+    permutes its matmuls read through (see ``_Grouper.is_operand_view``);
+    nothing joins the group through them.
     """
     root: Node
     anchor: Node | None = None
     recompute: dict[Node, int] = field(default_factory=dict)
     operand_views: set[Node] = field(default_factory=set)
+    outputs: list[Node] = field(default_factory=list)
 
     def __post_init__(self):
         self.recompute[self.root] = 1
+        self.outputs = [self.root]
         if classify(self.root) in ANCHORS:
             self.anchor = self.root
 
@@ -199,7 +216,9 @@ class _Grouper:
                 group.anchor = node
 
     def recompute_in(self, node: Node, group: FusionGroup) -> int:
-        """How many times ``group`` would compute each element of ``node``."""
+        """How many times ``group`` would compute each element of ``node`` (loop-invariant work: once)."""
+        if is_loop_invariant(node):
+            return 1
         return max(group.recompute[user] * _spread(node, user) for user in self.users[node] if user in group)
 
     def can_join(self, node: Node, group: FusionGroup) -> bool:
@@ -241,6 +260,12 @@ class _Grouper:
         return True
 
 
+def is_loop_invariant(node: Node) -> bool:
+    """Rank-0 elementwise work: the same in every iteration of a kernel's loop, so computed
+    once per kernel, before the loop, however many kernels and elements read it."""
+    return classify(node) == ELEMENTWISE and node.shape == ()
+
+
 def keeps_element_order(node: Node) -> bool:
     """Whether element i of ``node``'s output comes from element i of its full-size operands."""
     return classify(node) == ELEMENTWISE or node.op == "reshape"
@@ -262,14 +287,19 @@ def find_groups(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE) -> l
 
 # -- building the fused graph -----------------------------------------------------------
 
-def fuse(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE) -> Graph:
+def fuse(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
+         max_kernel_outputs: int = DEFAULT_MAX_KERNEL_OUTPUTS) -> Graph:
     """``graph`` with each fusion group of two or more nodes replaced by one ``fused`` node.
 
-    The fused node takes the root's name, so outputs and dumps keep their names.
+    A kernel with one output takes its value's name, so outputs and dumps keep
+    their names; a kernel with several is named ``<first output>.kernel`` and
+    followed by one ``tuple_get`` per output, each named after its value.
     """
-    groups = find_groups(graph, max_group_size)
+    from .kernel_merge import merge_groups
+    groups = merge_groups(graph, find_groups(graph, max_group_size), max_group_size, max_kernel_outputs)
     position = {node: i for i, node in enumerate(graph.nodes)}
     values: dict[Node, Node] = {node: node for node in graph.inputs}
+    taken = {node.name for node in (*graph.inputs, *graph.nodes)}
     nodes: list[Node] = []
     for group in _kernel_order(groups, position):
         members = sorted(group.members, key=position.__getitem__)
@@ -278,15 +308,14 @@ def fuse(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE) -> Graph:
             # A lone node stays itself; a group of constants alone has nothing to take as operands.
             nodes += _copy_unfused(members, values)
         else:
-            values[group.root] = _fused_node(group, members, external, values)
-            nodes.append(values[group.root])
+            nodes += _fused_nodes(group, members, external, values, taken)
     return Graph(graph.name, graph.inputs, nodes, [values[n] for n in graph.outputs],
                  [(target, values[value]) for target, value in graph.writes])
 
 
 def _kernel_order(groups: list[FusionGroup], position: dict[Node, int]) -> list[FusionGroup]:
     """The groups in an order that computes each before its readers, as close to the original as possible."""
-    producer = {group.root: index for index, group in enumerate(groups)}
+    producer = {output: index for index, group in enumerate(groups) for output in group.outputs}
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(groups)))
     for index, group in enumerate(groups):
@@ -295,7 +324,8 @@ def _kernel_order(groups: list[FusionGroup], position: dict[Node, int]) -> list[
                 if operand not in group and operand in producer:
                     dag.add_edge(producer[operand], index)
     try:
-        order = nx.lexicographical_topological_sort(dag, key=lambda i: position[groups[i].root])
+        order = nx.lexicographical_topological_sort(
+            dag, key=lambda i: min(position[output] for output in groups[i].outputs))
         return [groups[i] for i in order]
     except nx.NetworkXUnfeasible:
         cycle = nx.find_cycle(dag)
@@ -327,21 +357,42 @@ def _copy(node: Node, inputs: list[Node]) -> Node:
     return Node(node.name, node.op, inputs, node.attrs, node.type, loc=node.loc)
 
 
-def _fused_node(group: FusionGroup, members: list[Node], external: list[Node],
-                values: dict[Node, Node]) -> Node:
-    """One ``fused`` node whose body computes ``group``'s root from its external inputs.
+def _fused_nodes(group: FusionGroup, members: list[Node], external: list[Node],
+                 values: dict[Node, Node], taken: set[str]) -> list[Node]:
+    """One ``fused`` node whose body computes ``group``'s outputs from its external inputs,
+    followed by a ``tuple_get`` per output if it has several; ``values`` learns the new outputs.
 
     The body's inputs and nodes keep the names they had in the graph, so the
     body reads as the slice of the graph it replaces.
     """
+    first = group.outputs[0]
     body_values = {value: Node(value.name, "input", (), {}, value.type, tag="data") for value in external}
     for member in members:
         body_values[member] = _copy(member, [body_values[i] for i in member.inputs])
-    body = Graph(f"fused_{group.root.name}", [body_values[v] for v in external],
-                 [body_values[m] for m in members], [body_values[group.root]])
+    body = Graph(f"fused_{first.name}", [body_values[v] for v in external],
+                 [body_values[m] for m in members], [body_values[output] for output in group.outputs])
     operands = [values[v] for v in external]
     attrs, out_type = infer_node("fused", [v.type for v in operands], {"kind": group.kind, "body": body})
-    return Node(group.root.name, "fused", operands, attrs, out_type, loc=group.root.loc)
+    if len(group.outputs) == 1:
+        values[first] = Node(first.name, "fused", operands, attrs, out_type, loc=first.loc)
+        return [values[first]]
+    kernel = Node(_fresh_name(f"{first.name}.kernel", taken), "fused", operands, attrs, out_type, loc=first.loc)
+    nodes = [kernel]
+    for index, output in enumerate(group.outputs):
+        get_attrs, get_type = infer_node("tuple_get", [out_type], {"index": index})
+        values[output] = Node(output.name, "tuple_get", [kernel], get_attrs, get_type, loc=output.loc)
+        nodes.append(values[output])
+    return nodes
+
+
+def _fresh_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name2``, ``name3``, ... if the graph already has it; the result is taken."""
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name}{count}"
+    taken.add(candidate)
+    return candidate
 
 
 # -- reporting ------------------------------------------------------------------------
@@ -369,11 +420,16 @@ def fusion_report(before: Graph, after: Graph) -> FusionReport:
 # -- the pass ------------------------------------------------------------------------
 
 def run(graph: Graph, options: Mapping[str, object]) -> Graph:
-    """Group primitives into kernels, one ``fused`` node per group (option: max_group_size)."""
-    unknown = set(options) - {"max_group_size"}
+    """Group primitives into kernels, one ``fused`` node per group (options: max_group_size,
+    max_kernel_outputs)."""
+    unknown = set(options) - {"max_group_size", "max_kernel_outputs"}
     if unknown:
-        raise GraphcError(f"fusion: unknown option(s) {', '.join(sorted(unknown))}; it takes max_group_size")
-    return fuse(graph, int(options.get("max_group_size", DEFAULT_MAX_GROUP_SIZE)))
+        raise GraphcError(f"fusion: unknown option(s) {', '.join(sorted(unknown))}; "
+                          f"it takes max_group_size and max_kernel_outputs")
+    max_outputs = int(options.get("max_kernel_outputs", DEFAULT_MAX_KERNEL_OUTPUTS))
+    if max_outputs < 1:
+        raise GraphcError(f"fusion: max_kernel_outputs must be at least 1, got {max_outputs}")
+    return fuse(graph, int(options.get("max_group_size", DEFAULT_MAX_GROUP_SIZE)), max_outputs)
 
 
 register_pass("fusion", run)

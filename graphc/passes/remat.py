@@ -49,6 +49,7 @@ from typing import Callable, Mapping
 
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node
+from ..ir.types import TupleType
 from .fusion import ELEMENTWISE, MOVEMENT, classify, is_kernel
 from .manager import register_pass
 from .memory import last_uses, peak_live_bytes
@@ -113,7 +114,10 @@ CHEAP_WINDOW_OPS = ("max_pool2d", "avg_pool2d")
 
 
 def is_cheap(node: Node) -> bool:
-    """Whether ``node`` is cheap enough to compute twice: about one pass over its output."""
+    """Whether ``node`` is cheap enough to compute twice: about one pass over its output.
+    A multi-output kernel is never copied: its outputs have readers of their own."""
+    if isinstance(node.type, TupleType):
+        return False
     if node.op == "fused":
         return node.attrs["kind"] in CHEAP_FUSED_KINDS or _pooling_kernel(node.attrs["body"])
     return classify(node) in (ELEMENTWISE, MOVEMENT) or node.op in CHEAP_WINDOW_OPS
@@ -135,7 +139,7 @@ def candidates_of(graph: Graph) -> list[Remat]:
     """Every rematerialization that the node order of ``graph`` allows, in kernel order."""
     kernels = [node for node in graph.nodes if is_kernel(node)]
     index = {kernel: i for i, kernel in enumerate(kernels)}
-    last = last_uses(graph, kernels)
+    last = last_uses(graph)
     escaping = set(graph.outputs) | {value for _, value in graph.writes}
     users = graph.users()
     candidates = []

@@ -36,7 +36,8 @@ Besides data, two things order kernels:
   constraint would be a cycle, and the value is scheduled as an ordinary kernel.
 
 Scalar constants are no kernels (``fusion.is_kernel``); each is placed just
-before its first reader.
+before its first reader.  Nor is a ``tuple_get``: each follows its
+multi-output kernel.
 
 A greedy order can still lose to the program's own (delaying an update past
 the other readers of its parameter keeps its operands alive longer), so the
@@ -53,7 +54,7 @@ from ..ir.graph import Graph, Node
 from ..ops.registry import get_op
 from .fusion import is_kernel
 from .manager import register_pass
-from .memory import donation_candidates, peak_live_bytes
+from .memory import KernelBuffers, donation_candidates, kernel_buffers, peak_live_bytes
 
 # Kernel -> the kernels that must run before it.
 Dependencies = dict[Node, set[Node]]
@@ -61,21 +62,22 @@ Dependencies = dict[Node, set[Node]]
 
 def schedule(graph: Graph) -> Graph:
     """``graph`` with its nodes in a memory-aware topological order (see the module docstring)."""
-    kernels = [node for node in graph.nodes if is_kernel(node)]
-    dependencies = _data_dependencies(kernels)
-    _chain_random_ops(kernels, dependencies)
-    donated = _order_donations(graph, dependencies)
-    order = _greedy_order(graph, kernels, dependencies, donated)
-    scheduled = Graph(graph.name, graph.inputs, _with_constants(graph, order), graph.outputs, graph.writes)
+    buffers = kernel_buffers(graph)
+    dependencies = _data_dependencies(buffers)
+    _chain_random_ops(buffers.kernels, dependencies)
+    donated = _order_donations(graph, buffers, dependencies)
+    order = _greedy_order(graph, buffers, dependencies, donated)
+    scheduled = Graph(graph.name, graph.inputs, _with_constants(graph, buffers, order), graph.outputs,
+                      graph.writes)
     return scheduled if peak_live_bytes(scheduled) <= peak_live_bytes(graph) else graph
 
 
 # -- what must run before what ----------------------------------------------------------
 
-def _data_dependencies(kernels: list[Node]) -> Dependencies:
-    """Each kernel's operands that are kernels (graph inputs and scalar constants are always there)."""
-    produced = set(kernels)
-    return {kernel: {operand for operand in kernel.inputs if operand in produced} for kernel in kernels}
+def _data_dependencies(buffers: KernelBuffers) -> Dependencies:
+    """The kernels storing each kernel's operands (graph inputs and scalar constants are always there)."""
+    return {kernel: {buffers.kernel_of(operand) for operand in kernel.inputs if operand in buffers.stored_by}
+            for kernel in buffers.kernels}
 
 
 def _chain_random_ops(kernels: list[Node], dependencies: Dependencies) -> None:
@@ -85,20 +87,21 @@ def _chain_random_ops(kernels: list[Node], dependencies: Dependencies) -> None:
         dependencies[later].add(earlier)
 
 
-def _order_donations(graph: Graph, dependencies: Dependencies) -> set[Node]:
-    """Make each donation candidate depend on the other readers of its state's old value,
-    where that adds no cycle; returns the candidates so ordered."""
+def _order_donations(graph: Graph, buffers: KernelBuffers, dependencies: Dependencies) -> set[Node]:
+    """Make the kernel of each donation candidate depend on the other readers of its state's
+    old value, where that adds no cycle; returns the candidates so ordered."""
     users = graph.users()
     dependents = _dependents(dependencies)
     donated = set()
     for value, state in donation_candidates(graph).items():
-        readers = [user for user in users[state] if user is not value]
-        after_value = _reachable_from(value, dependents)
-        if any(reader in after_value for reader in readers):
+        kernel = buffers.kernel_of(value)
+        readers = [user for user in users[state] if user is not kernel]
+        after_kernel = _reachable_from(kernel, dependents)
+        if any(reader in after_kernel for reader in readers):
             continue
         for reader in readers:
-            dependencies[value].add(reader)
-            dependents[reader].add(value)
+            dependencies[kernel].add(reader)
+            dependents[reader].add(kernel)
         donated.add(value)
     return donated
 
@@ -126,21 +129,23 @@ def _reachable_from(start: Node, dependents: Dependencies) -> set[Node]:
 
 # -- the greedy order ------------------------------------------------------------------
 
-def _greedy_order(graph: Graph, kernels: list[Node], dependencies: Dependencies,
+def _greedy_order(graph: Graph, buffers: KernelBuffers, dependencies: Dependencies,
                   donated: set[Node]) -> list[Node]:
     """The kernels in list-scheduling order: the ready kernel with the best ``_priority`` first."""
-    position = {kernel: i for i, kernel in enumerate(kernels)}
+    kernels = buffers.kernels
     escaping = set(graph.outputs) | {value for _, value in graph.writes}
     dependents = _dependents(dependencies)
     waiting = {kernel: len(before) for kernel, before in dependencies.items()}
-    readers_left = {kernel: 0 for kernel in kernels}
+    readers_left = {value: 0 for value in buffers.stored_by}
     for kernel in kernels:
         for operand in set(kernel.inputs) & readers_left.keys():
             readers_left[operand] += 1
+    allocates = {kernel: sum(value.type.nbytes for value in buffers.outputs[kernel] if value not in donated)
+                 for kernel in kernels}
     ready = [kernel for kernel in kernels if waiting[kernel] == 0]
     order = []
     while ready:
-        best = max(ready, key=lambda k: (_priority(k, readers_left, escaping, donated), -position[k]))
+        best = max(ready, key=lambda k: (_priority(k, readers_left, escaping, allocates[k]), -buffers.index[k]))
         ready.remove(best)
         order.append(best)
         for operand in set(best.inputs) & readers_left.keys():
@@ -155,27 +160,29 @@ def _greedy_order(graph: Graph, kernels: list[Node], dependencies: Dependencies,
 
 
 def _priority(kernel: Node, readers_left: dict[Node, int], escaping: set[Node],
-              donated: set[Node]) -> tuple[int, int]:
+              allocated: int) -> tuple[int, int]:
     """Kernels that free at least the bytes they allocate come first, the largest gain first;
     the others tie, leaving them in the original order."""
     freed = sum(operand.type.nbytes for operand in set(kernel.inputs)
                 if readers_left.get(operand) == 1 and operand not in escaping)
-    allocated = 0 if kernel in donated else kernel.type.nbytes
     gain = freed - allocated
     return (1, gain) if gain >= 0 else (0, 0)
 
 
-def _with_constants(graph: Graph, order: list[Node]) -> list[Node]:
-    """``order`` with every scalar constant just before its first reader (unread ones at the end)."""
-    constants = [node for node in graph.nodes if not is_kernel(node)]
+def _with_constants(graph: Graph, buffers: KernelBuffers, order: list[Node]) -> list[Node]:
+    """``order`` with every scalar constant just before its first reader (unread ones at the end)
+    and each multi-output kernel's ``tuple_get`` nodes just after it."""
+    constants = [node for node in graph.nodes if not is_kernel(node) and node.op != "tuple_get"]
     placed: set[Node] = set()
     nodes = []
     for kernel in order:
         for operand in kernel.inputs:
-            if not is_kernel(operand) and operand not in placed:
+            if not is_kernel(operand) and operand.op != "tuple_get" and operand not in placed:
                 placed.add(operand)
                 nodes.append(operand)
         nodes.append(kernel)
+        if kernel.op == "fused" and buffers.outputs[kernel] != [kernel]:
+            nodes += buffers.outputs[kernel]
     return nodes + [constant for constant in constants if constant not in placed]
 
 

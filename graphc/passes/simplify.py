@@ -24,6 +24,17 @@ code; sweeps repeat until the graph stops changing (a fixed point).
   permute∘permute one composed permute, a movement of a ``full`` a ``full`` of
   the new shape, and cast∘cast one cast when the middle dtype holds every value
   of the first exactly.
+- **Masks moved through a max pool's gradient**:
+  ``where(pred(y), max_pool2d_grad(g, max_pool2d_argmax(y)), 0)``, for a
+  comparison ``pred`` of y with a scalar ``full`` (either operand order),
+  becomes ``max_pool2d_grad(where(pred(max_pool2d(y)), g, 0), max_pool2d_argmax(y))``.
+  This is exact: the gradient is zero off each window's argmax either way, and
+  at the argmax y equals the window's maximum.  It is a ReLU's gradient meeting
+  max pooling's (the mask reads the ReLU output y); afterwards the backward
+  pass reads y only pooled, as the forward pass already computed it (CSE
+  merges the two), so y dies in the forward pass.  It fires only when nothing
+  broadcasts, the 0 is +0.0 (a -0.0 would show where the mask is false), and
+  the gradient's window attributes are the argmax's.
 
 The input graph is never modified: the result is a new Graph of fresh Nodes.
 Nodes that survive keep their names; a rewritten node takes the name of the
@@ -159,7 +170,7 @@ def _sweep(graph: Graph) -> Graph:
     seen: dict[tuple, Node] = {}
     for node in graph.nodes:
         inputs = rewriter.values(node.inputs)
-        rewrite = _first_rewrite(node, inputs)
+        rewrite = _first_rewrite(node, inputs, rewriter.builder)
         if isinstance(rewrite, Node):
             rewriter.replace(node, rewrite)
             continue
@@ -175,12 +186,14 @@ def _sweep(graph: Graph) -> Graph:
     return rewriter.finish()
 
 
-def _first_rewrite(node: Node, inputs: list[Node]) -> Rewrite:
+def _first_rewrite(node: Node, inputs: list[Node], builder: GraphBuilder) -> Rewrite:
     for rule in RULES:
         rewrite = rule(node, inputs)
         if rewrite is not None:
             return rewrite
-    return None
+    # The one rule that needs more new nodes than the one it answers with builds them through
+    # the rewriter's builder, whose names never clash with the old graph's.
+    return _move_mask_to_pooled_side(node, inputs, builder)
 
 
 # -- identities ---------------------------------------------------------------------
@@ -310,6 +323,44 @@ def uniform_value(array: np.ndarray) -> np.ndarray | None:
 
 def _full(out_type: TensorType, value) -> NewNode:
     return NewNode.of("full", [], shape=out_type.shape, dtype=out_type.dtype, value=np.asarray(value).item())
+
+
+# -- a mask over a max pool's gradient ---------------------------------------------------
+
+COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
+
+
+def _move_mask_to_pooled_side(node: Node, inputs: list[Node], builder: GraphBuilder) -> NewNode | None:
+    """``where(pred(y), max_pool2d_grad(g, max_pool2d_argmax(y)), 0)`` with the mask moved to
+    the pooled side, ``max_pool2d_grad(where(pred(max_pool2d(y)), g, 0), max_pool2d_argmax(y))``
+    (see the module docstring)."""
+    if node.op != "where":
+        return None
+    mask, pooled_grad, zero = inputs
+    if mask.op not in COMPARISONS or pooled_grad.op != "max_pool2d_grad" or not _is_positive_zero(zero):
+        return None
+    g, indices = pooled_grad.inputs
+    if indices.op != "max_pool2d_argmax":
+        return None
+    y = indices.inputs[0]
+    operands = list(mask.inputs)
+    y_position = next((i for i, operand in enumerate(operands) if operand is y), None)
+    if y_position is None:
+        return None
+    threshold = operands[1 - y_position]
+    window_attrs = {name: value for name, value in pooled_grad.attrs.items() if name != "input_size"}
+    if (threshold.op != "full" or threshold.shape != () or not (y.shape == mask.shape == pooled_grad.shape)
+            or window_attrs != indices.attrs):
+        return None
+    saved_loc, builder.loc = builder.loc, node.loc
+    operands[y_position] = builder.max_pool2d(y, **indices.attrs)
+    masked = builder.where(builder.op(mask.op, *operands), g, zero)
+    builder.loc = saved_loc
+    return NewNode.of("max_pool2d_grad", [masked, indices], **pooled_grad.attrs)
+
+
+def _is_positive_zero(node: Node) -> bool:
+    return node.op == "full" and node.shape == () and node.attrs["value"] == 0 and not np.signbit(node.attrs["value"])
 
 
 RULES: tuple[Rule, ...] = (_uniform_constant, _identity, _fold_chain, _fold_constant)

@@ -169,3 +169,28 @@ def test_render_svg_with_graphviz(tmp_path):
     svg = path.read_text()
     assert "<svg" in svg
     assert "mul" in svg and "f32[4,3]" in svg
+
+
+def test_a_multi_output_kernel_wires_each_output_to_its_readers():
+    from graphc.ir import parse_graph
+    graph = parse_graph("""graph moments(%g: f32[8] data, %m: f32[8] state, %v: f32[8] state) {
+      %m_new.kernel = fused(%m, %g, %v) {kind="elementwise"} : (f32[8], f32[8]) {
+        graph fused_m_new(%m: f32[8] data, %g: f32[8] data, %v: f32[8] data)
+        %m_new = add(%m, %g) : f32[8]
+        %v_new = add(%v, %g) : f32[8]
+        return %m_new, %v_new
+      }
+      %m_new = tuple_get(%m_new.kernel) {index=0} : f32[8]
+      %v_new = tuple_get(%m_new.kernel) {index=1} : f32[8]
+      return %m_new, write(%m, %m_new), write(%v, %v_new)
+    }""")
+    dot = viz.to_dot(graph)
+    # No box for a tuple_get: each write-back leaves the body's op computing that output.
+    assert "tuple_get" not in dot
+    assert '"m_new.kernel/m_new" -> "m" [style="dashed"' in dot
+    assert '"m_new.kernel/v_new" -> "v" [style="dashed"' in dot
+    assert '"m_new.kernel/m_new" [label="add\\nf32[8]", shape="box", style="rounded,filled", fillcolor="white", ' \
+           'tooltip="%m_new", peripheries="2"' in dot
+    nxg = viz.to_networkx(graph)
+    assert nxg.nodes["m_new.kernel"]["shape"] is None and nxg.nodes["v_new"]["shape"] == (8,)
+    assert nxg.has_edge("m_new.kernel", "v_new")

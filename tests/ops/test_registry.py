@@ -23,7 +23,7 @@ def test_the_primitive_set_is_the_designed_one():
         "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
         "where", "cast", "stop_gradient", "sum", "max", "min", "argmax", "reshape", "permute", "expand",
         "slice", "pad", "concat", "matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
-        "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad", "gather", "scatter_add",
-        "one_hot", "rand", "randn", "full", "constant", "fused",
+        "max_pool2d", "max_pool2d_argmax", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad", "gather", "scatter_add",
+        "one_hot", "rand", "randn", "full", "constant", "fused", "tuple_get",
     }
     assert set(OPS) == expected

@@ -197,18 +197,71 @@ ADAM = """graph adam(%g: f32[16] data, %p: f32[16] param, %m: f32[16] state, %v:
 }"""
 
 
-def test_adam_is_one_kernel_per_written_value():
+def test_adam_is_one_kernel_with_three_outputs():
     graph = parse_graph(ADAM)
     fused = fuse(graph)
-    # Three values leave the update, and nodes have one output: three kernels, the last
-    # reading the new moments instead of computing them again.
-    assert [(n.name, n.attrs["kind"]) for n in fused.nodes] == [
-        ("m_new", "elementwise"), ("v_new", "elementwise"), ("p_new", "elementwise")]
-    assert [i.name for i in fused.nodes[2].inputs] == ["v_new", "m_new", "p"]
+    # The new moments are written back and read by the parameter's update: one kernel
+    # stores all three, and tuple_get names each output after its value.
+    assert print_graph(fused) == """graph adam(%g: f32[16] data, %p: f32[16] param, %m: f32[16] state, %v: f32[16] state) {
+  %m_new.kernel = fused(%m, %g, %v, %p) {kind="elementwise"} : (f32[16], f32[16], f32[16]) {
+    graph fused_m_new(%m: f32[16] data, %g: f32[16] data, %v: f32[16] data, %p: f32[16] data)
+    %b1 = full() {shape=[], dtype=f32, value=0.9} : f32[]
+    %c1 = full() {shape=[], dtype=f32, value=0.1} : f32[]
+    %m1 = mul(%m, %b1) : f32[16]
+    %m2 = mul(%g, %c1) : f32[16]
+    %m_new = add(%m1, %m2) : f32[16]
+    %b2 = full() {shape=[], dtype=f32, value=0.999} : f32[]
+    %c2 = full() {shape=[], dtype=f32, value=0.001} : f32[]
+    %v1 = mul(%v, %b2) : f32[16]
+    %g2 = mul(%g, %g) : f32[16]
+    %v2 = mul(%g2, %c2) : f32[16]
+    %v_new = add(%v1, %v2) : f32[16]
+    %root = sqrt(%v_new) : f32[16]
+    %eps = full() {shape=[], dtype=f32, value=1e-08} : f32[]
+    %den = add(%root, %eps) : f32[16]
+    %step = div(%m_new, %den) : f32[16]
+    %lr = full() {shape=[], dtype=f32, value=0.001} : f32[]
+    %upd = mul(%step, %lr) : f32[16]
+    %p_new = sub(%p, %upd) : f32[16]
+    return %m_new, %v_new, %p_new
+  }
+  %m_new = tuple_get(%m_new.kernel) {index=0} : f32[16]
+  %v_new = tuple_get(%m_new.kernel) {index=1} : f32[16]
+  %p_new = tuple_get(%m_new.kernel) {index=2} : f32[16]
+  return write(%p, %p_new), write(%m, %m_new), write(%v, %v_new)
+}"""
+    assert count_kernels(fused) == 1
     assert_same_results(graph, fused)
 
 
-def test_a_value_read_by_another_kernel_stays_an_output_of_its_own():
+def updates_of(shapes: list[str]) -> str:
+    """A graph updating one parameter per shape with SGD (p - lr * g, lr a state scalar)."""
+    inputs = ", ".join(f"%g{i}: {shape} data, %p{i}: {shape} param" for i, shape in enumerate(shapes))
+    lines = [f"  %d{i} = mul(%g{i}, %lr) : {shape}\n  %n{i} = sub(%p{i}, %d{i}) : {shape}"
+             for i, shape in enumerate(shapes)]
+    writes = ", ".join(f"write(%p{i}, %n{i})" for i in range(len(shapes)))
+    return f"graph sgd({inputs}, %lr: f32[] state) {{\n" + "\n".join(lines) + f"\n  return {writes}\n}}"
+
+
+def test_the_updates_of_all_parameters_of_one_shape_are_one_kernel():
+    graph = parse_graph(updates_of(["f32[3,4]", "f32[5]", "f32[3,4]", "f32[3,4]", "f32[5]", "f32[4,3]"]))
+    fused = fuse(graph)
+    outputs = [[get.name for get in fused.nodes if get.op == "tuple_get" and get.inputs[0] is node]
+               for node in fused_nodes(fused)]
+    # One launch per shape (f32[4,3] holds as many elements as f32[3,4], but is another loop nest).
+    assert outputs == [["n0", "n2", "n3"], ["n1", "n4"], []]
+    assert [n.name for n in fused_nodes(fused)] == ["n0.kernel", "n1.kernel", "n5"]
+    assert_same_results(graph, fused)
+
+
+def test_max_kernel_outputs_bounds_the_updates_merged_into_one_kernel():
+    graph = parse_graph(updates_of(["f32[8]"] * 5))
+    fused = PassManager(["fusion"], options={"fusion": {"max_kernel_outputs": 2}}).run(graph)
+    assert sorted(len(node.type) if node.name.endswith(".kernel") else 1 for node in fused_nodes(fused)) == [1, 2, 2]
+    assert_same_results(graph, fused)
+
+
+def test_an_anchor_stores_the_elementwise_values_read_from_it_in_its_epilogue():
     graph = parse_graph("""graph shared(%x: f32[2,3,6,6] data, %w: f32[3,3,3,3] param) {
       %conv = conv2d(%x, %w) : f32[2,3,4,4]
       %a = relu(%conv) : f32[2,3,4,4]
@@ -216,8 +269,84 @@ def test_a_value_read_by_another_kernel_stays_an_output_of_its_own():
       return %a, %b
     }""")
     fused = fuse(graph)
-    # The convolution is expensive: it is computed once and stored, never inside both readers.
-    assert kinds(fused) == ["conv2d", "relu", "tanh"]
+    # The convolution is computed once, and both activations in its epilogue: it need not be stored.
+    assert [n.op for n in fused.nodes] == ["fused", "tuple_get", "tuple_get"]
+    assert fused.nodes[0].attrs["kind"] == "contraction"
+    assert body_ops(fused.nodes[0]) == ["conv2d", "relu", "tanh"]
+    assert str(fused.nodes[0].type) == "(f32[2,3,4,4], f32[2,3,4,4])"
+    assert_same_results(graph, fused)
+
+
+def test_a_value_read_through_a_transpose_is_not_merged_into_its_reader():
+    graph = parse_graph("""graph t(%x: f32[4,4] data, %y: f32[4,4] data) {
+      %e = exp(%x) : f32[4,4]
+      %t = permute(%e) {dims=[1,0]} : f32[4,4]
+      %s = add(%t, %y) : f32[4,4]
+      return %e, %s
+    }""")
+    fused = fuse(graph)
+    # Iteration (i, j) of the reader needs exp at (j, i): not yet computed in one loop nest.
+    assert [n.name for n in fused.nodes] == ["e", "s"]
+    assert_same_results(graph, fused)
+
+
+def test_kernels_linked_through_a_third_are_never_merged():
+    graph = parse_graph("""graph cycle(%x: f32[8] data, %i: i64[8] data) {
+      %a = exp(%x) : f32[8]
+      %g = gather(%a, %i) {axis=0} : f32[8]
+      %b = add(%a, %g) : f32[8]
+      return %a, %b
+    }""")
+    fused = fuse(graph)
+    # %b reads %a directly and through the gather: merging %a into %b's kernel would make
+    # the gather read a value its own reader computes.
+    assert [n.op for n in fused.nodes] == ["exp", "gather", "add"]
+    assert_same_results(graph, fused)
+
+
+def test_max_pooling_and_its_argmax_are_one_pass_over_the_windows():
+    graph = parse_graph("""graph pool(%x: f32[1,2,6,6] data) {
+      %p = max_pool2d(%x) {kernel_size=[2,2], stride=[2,2]} : f32[1,2,3,3]
+      %i = max_pool2d_argmax(%x) {kernel_size=[2,2], stride=[2,2]} : u8[1,2,3,3]
+      %q = avg_pool2d(%x) {kernel_size=[3,3], stride=[3,3]} : f32[1,2,2,2]
+      return %p, %i, %q
+    }""")
+    fused = fuse(graph)
+    assert [n.op for n in fused.nodes] == ["fused", "tuple_get", "tuple_get", "avg_pool2d"]
+    assert body_ops(fused.nodes[0]) == ["max_pool2d", "max_pool2d_argmax"]
+    assert fused.nodes[0].attrs["kind"] == "window"
+    assert_same_results(graph, fused)
+
+
+def test_reductions_over_the_same_axes_of_one_input_are_one_pass():
+    graph = parse_graph("""graph bn_backward(%g: f32[8,3,4,4] data, %xhat: f32[8,3,4,4] data, %z: f32[8,3,4,4] data) {
+      %db = sum(%g) {axes=[0,2,3]} : f32[3]
+      %gx = mul(%g, %xhat) : f32[8,3,4,4]
+      %dw = sum(%gx) {axes=[0,2,3]} : f32[3]
+      %m = max(%z) {axes=[0,2,3]} : f32[3]
+      return %db, %dw, %m
+    }""")
+    fused = fuse(graph)
+    # BatchNorm's backward sums g and g * xhat over the same axes: one pass over g.  The max
+    # reads only z, nothing the sums read, so it stays a pass of its own.
+    assert [n.op for n in fused.nodes] == ["fused", "tuple_get", "tuple_get", "max"]
+    assert body_ops(fused.nodes[0]) == ["sum", "mul", "sum"]
+    assert_same_results(graph, fused)
+
+
+def test_rank_0_work_is_computed_in_every_kernel_that_reads_it():
+    graph = parse_graph("""graph bias_correction(%g: f32[8] data, %h: f32[4] data, %t: f32[] state) {
+      %one = full() {shape=[], dtype=f32, value=1.0} : f32[]
+      %t1 = add(%t, %one) : f32[]
+      %c = div(%one, %t1) : f32[]
+      %a = mul(%g, %c) : f32[8]
+      %b = mul(%h, %c) : f32[4]
+      return %a, %b, write(%t, %t1)
+    }""")
+    fused = fuse(graph)
+    # The scalars do not depend on the loop index: a backend computes them once before each loop.
+    assert [n.name for n in fused_nodes(fused)] == ["t1", "a", "b"]
+    assert body_ops(fused.nodes[1]) == ["full", "div", "mul"]
     assert_same_results(graph, fused)
 
 

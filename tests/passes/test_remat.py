@@ -229,6 +229,8 @@ def test_the_resnet_step_recomputes_its_batchnorm_activations_in_a_much_smaller_
     assert copies and all(node.op == "fused" and node.attrs["kind"] == "elementwise" for node in copies)
     before, after = plan_memory(without), plan_memory(final)
     check_plan(after)
-    assert after.lower_bound_bytes < 0.75 * before.lower_bound_bytes
+    # Remat still saves a fifth of the peak after the merges of multi-output fusion, which
+    # lowered the peak of the pipeline without it too.
+    assert after.lower_bound_bytes < 0.8 * before.lower_bound_bytes
     assert after.arena_bytes < before.naive_bytes / 3
     assert_same_results(without, final, random_inputs(traced))

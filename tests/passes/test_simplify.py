@@ -470,6 +470,114 @@ def test_lossless_casts(source, target, lossless):
     assert is_lossless_cast(source, target) == lossless
 
 
+# -- a mask over a max pool's gradient ------------------------------------------------------
+
+POOL = "kernel_size=[2,2], stride=[2,2], padding=[0,0], dilation=[1,1], ceil_mode=false"
+
+
+def test_a_relu_mask_moves_to_the_pooled_side_of_a_max_pool_gradient():
+    # relu then max pooling, differentiated: the relu's mask reads %y at full size in the backward
+    # pass.  Moved to the pooled side it reads max_pool2d(%y), which is the forward pass's %p.
+    check(f"""
+        graph g(%x: f32[1,2,4,4] data, %seed: f32[1,2,2,2] data) {{
+          %y = relu(%x) : f32[1,2,4,4]
+          %p = max_pool2d(%y) {{{POOL}}} : f32[1,2,2,2]
+          %i = max_pool2d_argmax(%y) {{{POOL}}} : u8[1,2,2,2]
+          %gp = max_pool2d_grad(%seed, %i) {{{POOL}, input_size=[4,4]}} : f32[1,2,4,4]
+          %zero = full() {{shape=[], dtype=f32, value=0.0}} : f32[]
+          %m = gt(%y, %zero) : bool[1,2,4,4]
+          %gy = where(%m, %gp, %zero) : f32[1,2,4,4]
+          return %p, %gy
+        }}""", f"""
+        graph g(%x: f32[1,2,4,4] data, %seed: f32[1,2,2,2] data) {{
+          %y = relu(%x) : f32[1,2,4,4]
+          %p = max_pool2d(%y) {{{POOL}}} : f32[1,2,2,2]
+          %i = max_pool2d_argmax(%y) {{{POOL}}} : u8[1,2,2,2]
+          %zero = full() {{shape=[], dtype=f32, value=0.0}} : f32[]
+          %2 = gt(%p, %zero) : bool[1,2,2,2]
+          %3 = where(%2, %seed, %zero) : f32[1,2,2,2]
+          %gy = max_pool2d_grad(%3, %i) {{{POOL}, input_size=[4,4]}} : f32[1,2,4,4]
+          return %p, %gy
+        }}""")
+
+
+@pytest.mark.parametrize("mask", ["gt(%y, %c)", "ge(%c, %y)", "lt(%y, %c)", "le(%c, %y)", "eq(%y, %c)",
+                                  "ne(%c, %y)"])
+def test_moving_a_mask_through_a_max_pool_gradient_is_exact(mask):
+    # Overlapping windows, padding and ceil_mode; inputs with ties, NaN and -inf.
+    attrs = "kernel_size=[3,3], stride=[2,1], padding=[1,1], dilation=[1,1], ceil_mode=true"
+    graph = parse_graph(f"""
+        graph g(%y: f32[2,2,5,6] data, %seed: f32[2,2,3,6] data) {{
+          %i = max_pool2d_argmax(%y) {{{attrs}}} : u8[2,2,3,6]
+          %gp = max_pool2d_grad(%seed, %i) {{{attrs}, input_size=[5,6]}} : f32[2,2,5,6]
+          %c = full() {{shape=[], dtype=f32, value=1.0}} : f32[]
+          %zero = full() {{shape=[], dtype=f32, value=0.0}} : f32[]
+          %m = {mask} : bool[2,2,5,6]
+          %gy = where(%m, %gp, %zero) : f32[2,2,5,6]
+          return %gy
+        }}""")
+    simpler = simplify(graph)
+    verify(simpler)
+    y = simpler.inputs[0]
+    assert [n.op for n in simpler.nodes if y in n.inputs] == ["max_pool2d_argmax", "max_pool2d"]
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 3, (2, 2, 5, 6)).astype(np.float32)
+    values[rng.random(values.shape) < 0.1] = np.nan
+    values[rng.random(values.shape) < 0.1] = -np.inf
+    inputs = {"y": values, "seed": rng.standard_normal((2, 2, 3, 6)).astype(np.float32)}
+    assert_same_results(graph, simpler, inputs)
+
+
+MASKED_POOL_GRADIENT = f"""
+    graph g(%y: f32[1,2,4,4] data, %seed: f32[1,2,2,2] data) {{{{
+      %i = max_pool2d_argmax(%y) {{{{{POOL}}}}} : u8[1,2,2,2]
+      %gp = max_pool2d_grad(%seed, %i) {{{{{POOL}, input_size=[4,4]}}}} : f32[1,2,4,4]
+      {{nodes}}
+      return %gy
+    }}}}"""
+
+
+@pytest.mark.parametrize("nodes", [
+    # where the mask is false the gradient is 1 (or -0.0), not the 0 that max_pool2d_grad gives
+    ["%c = full() {shape=[], dtype=f32, value=0.0} : f32[]",
+     "%one = full() {shape=[], dtype=f32, value=1.0} : f32[]",
+     "%m = gt(%y, %c) : bool[1,2,4,4]",
+     "%gy = where(%m, %gp, %one) : f32[1,2,4,4]"],
+    ["%c = full() {shape=[], dtype=f32, value=0.5} : f32[]",
+     "%minus_zero = full() {shape=[], dtype=f32, value=-0.0} : f32[]",
+     "%m = gt(%y, %c) : bool[1,2,4,4]",
+     "%gy = where(%m, %gp, %minus_zero) : f32[1,2,4,4]"],
+    # the mask broadcasts %y to a larger shape
+    ["%c = full() {shape=[3,1,1,1], dtype=f32, value=0.0} : f32[3,1,1,1]",
+     "%zero = full() {shape=[], dtype=f32, value=0.0} : f32[]",
+     "%m = gt(%y, %c) : bool[3,2,4,4]",
+     "%gy = where(%m, %gp, %zero) : f32[3,2,4,4]"],
+    # the threshold is no constant
+    ["%t = exp(%y) : f32[1,2,4,4]",
+     "%zero = full() {shape=[], dtype=f32, value=0.0} : f32[]",
+     "%m = gt(%y, %t) : bool[1,2,4,4]",
+     "%gy = where(%m, %gp, %zero) : f32[1,2,4,4]"],
+], ids=["else-value one", "else-value minus zero", "broadcast mask", "threshold not constant"])
+def test_a_mask_that_is_not_exactly_a_pooled_one_stays(nodes):
+    text = MASKED_POOL_GRADIENT.format(nodes="\n      ".join(nodes))
+    check(text, text)
+
+
+def test_a_mask_stays_when_the_gradient_windows_are_not_the_argmax_windows():
+    # 3x3 windows at stride 1 also pool a 4x4 input to 2x2, but tap numbers mean other elements there.
+    other_windows = "kernel_size=[3,3], stride=[1,1], padding=[0,0], dilation=[1,1], ceil_mode=false"
+    text = f"""
+        graph g(%y: f32[1,2,4,4] data, %seed: f32[1,2,2,2] data) {{
+          %i = max_pool2d_argmax(%y) {{{POOL}}} : u8[1,2,2,2]
+          %gp = max_pool2d_grad(%seed, %i) {{{other_windows}, input_size=[4,4]}} : f32[1,2,4,4]
+          %zero = full() {{shape=[], dtype=f32, value=0.0}} : f32[]
+          %m = gt(%y, %zero) : bool[1,2,4,4]
+          %gy = where(%m, %gp, %zero) : f32[1,2,4,4]
+          return %gy
+        }}"""
+    check(text, text)
+
+
 # -- the pass as a whole ------------------------------------------------------------------
 
 def test_the_input_graph_is_left_untouched_and_shares_no_nodes():
