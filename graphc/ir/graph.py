@@ -11,6 +11,7 @@ agree).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -149,8 +150,11 @@ def _attr_key(value):
         return ("graph", value._signature())
     if isinstance(value, (list, tuple)):
         return tuple(_attr_key(v) for v in value)
-    if isinstance(value, float) and value != value:
-        return ("nan",)
+    if isinstance(value, float):
+        if value != value:
+            return ("nan",)
+        # 0.0 == -0.0, but a full of -0.0 is another constant (x + -0.0 keeps x's sign; x + 0.0 does not).
+        return ("float", value, math.copysign(1.0, value))
     return (type(value).__name__, value)
 
 

@@ -253,3 +253,11 @@ def test_builder_extend_leaves_the_original_graph_alone():
     extended = b.build()
     assert len(graph.nodes) == 3 and len(graph.outputs) == 1
     assert [n.name for n in extended.nodes] == ["h", "1", "2", "h_1"]
+
+
+def test_attribute_keys_tell_negative_zero_from_zero():
+    from graphc.ir.graph import attrs_key
+    # CSE compares attributes by key: a full of -0.0 must not become a full of 0.0.
+    assert attrs_key({"value": -0.0}) != attrs_key({"value": 0.0})
+    assert attrs_key({"value": 0.0}) == attrs_key({"value": 0.0})
+    assert attrs_key({"value": float("nan")}) == attrs_key({"value": float("nan")})

@@ -56,6 +56,61 @@ def test_a_buffer_nobody_reads_lives_only_at_its_kernel():
     assert (plan.slot("unused").first_use, plan.slot("unused").last_use) == (0, 0)
 
 
+# -- kernels with several outputs -------------------------------------------------------------
+
+MULTI = """graph multi(%x: f32[16] data, %y: f32[16] data, %s: f32[16] state) {
+  %a = exp(%x) : f32[16]
+  %b = neg(%y) : f32[16]
+  %k = fused(%a, %b, %s) {kind="elementwise"} : (f32[16], f32[16], f32[16]) {
+    graph fused_k(%a: f32[16] data, %b: f32[16] data, %s: f32[16] data)
+    %p = add(%a, %b) : f32[16]
+    %q = mul(%a, %b) : f32[16]
+    %r = add(%s, %a) : f32[16]
+    return %p, %q, %r
+  }
+  %p = tuple_get(%k) {index=0} : f32[16]
+  %q = tuple_get(%k) {index=1} : f32[16]
+  %r = tuple_get(%k) {index=2} : f32[16]
+  %t = add(%p, %q) : f32[16]
+  return %t, write(%s, %r)
+}"""
+
+
+def test_each_output_of_a_multi_output_kernel_is_a_buffer_of_its_own():
+    plan = plan_memory(parse_graph(MULTI))
+    # Kernels: a, b, k, t.  The kernel reads %a and %b element for element and both die there,
+    # so %p and %q take over their bytes (one operand each); %r goes into %s's own storage.
+    assert plan.buffers == [
+        BufferSlot("a", 64, 0, 0, 2),
+        BufferSlot("b", 64, 64, 1, 2),
+        BufferSlot("p", 64, 0, 2, 3, in_place_of="a"),
+        BufferSlot("q", 64, 64, 2, 3, in_place_of="b"),
+        BufferSlot("r", 64, None, 2, 3, into_state="s"),
+        BufferSlot("t", 64, 0, 3, 3, in_place_of="p"),
+    ]
+    assert plan.kernel_count == 4 and plan.naive_bytes == 6 * 64
+    check_plan(plan)
+
+
+def test_an_epilogue_output_may_take_over_an_operand_only_the_epilogue_reads():
+    graph = parse_graph("""graph residual(%x: f32[1,2,4,4] data, %w: f32[2,2,1,1] param) {
+      %r = exp(%x) : f32[1,2,4,4]
+      %c = neg(%x) : f32[1,2,4,4]
+      %k = fused(%c, %w, %r) {kind="contraction"} : f32[1,2,4,4] {
+        graph fused_k(%c: f32[1,2,4,4] data, %w: f32[2,2,1,1] data, %r: f32[1,2,4,4] data)
+        %conv = conv2d(%c, %w) : f32[1,2,4,4]
+        %k = add(%conv, %r) : f32[1,2,4,4]
+        return %k
+      }
+      return %k
+    }""")
+    plan = plan_memory(graph)
+    # The residual %r is read only by the epilogue, element for element: %k may overwrite it.
+    # The convolution reads %c at many places for each output element: never overwritten.
+    assert plan.slot("k").in_place_of == "r"
+    check_plan(plan)
+
+
 # -- in place only where it is legal -------------------------------------------------------
 
 def in_place_of(text: str, name: str):
