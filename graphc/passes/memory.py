@@ -45,7 +45,7 @@ comparing every pair of arena buffers and every donation with the state's reads.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Iterable
 
@@ -184,6 +184,14 @@ class KernelBuffers:
     index: dict[Node, int]
     outputs: dict[Node, list[Node]]
     stored_by: dict[Node, int]
+    # Each kernel's operands read only element for element, found when first asked for.
+    _in_step: dict[Node, frozenset[Node]] = field(default_factory=dict, repr=False, compare=False)
+
+    def read_in_step(self, kernel: Node) -> frozenset[Node]:
+        """The operands that ``kernel`` reads only element for element (see ``_operands_read_in_step``)."""
+        if kernel not in self._in_step:
+            self._in_step[kernel] = _operands_read_in_step(kernel)
+        return self._in_step[kernel]
 
     def values(self) -> list[Node]:
         """Every stored value, in kernel order."""
@@ -222,28 +230,35 @@ def last_uses(graph: Graph, buffers: KernelBuffers | None = None) -> dict[Node, 
     return last
 
 
-def _reads_in_step(kernel: Node, operand: Node, output: Node) -> bool:
+def _reads_in_step(buffers: KernelBuffers, kernel: Node, operand: Node, output: Node) -> bool:
     """Whether ``kernel`` reads element i of ``operand`` only while writing element i of its
     outputs, and ``operand`` has the bytes of ``output``: then ``output`` may overwrite it."""
     if operand.type.nbytes != output.type.nbytes or operand.dtype.itemsize != output.dtype.itemsize:
         return False
-    if kernel.op == "fused":
-        body = kernel.attrs["body"]
-        return _keeps_order_after(body, body.inputs[kernel.inputs.index(operand)])
-    # The same size, so not broadcast: read once, at the element being written.
-    return keeps_element_order(kernel)
+    return operand in buffers.read_in_step(kernel)
 
 
-def _keeps_order_after(body: Graph, start: Node) -> bool:
-    """Whether every body node that ``start`` feeds keeps the order of elements over the output's size."""
-    reached = {start}
+def _operands_read_in_step(kernel: Node) -> frozenset[Node]:
+    """The operands of ``kernel`` whose every use keeps the order of elements at the size of its
+    outputs: an elementwise op (or reshape) reads all its operands so (a full-size one once, at
+    the element being written); in a fused body, everything computed from the operand must be
+    elementwise work (or a reshape) of the outputs' size.  One pass over the body finds them all."""
+    if kernel.op != "fused":
+        return frozenset(kernel.inputs) if keeps_element_order(kernel) else frozenset()
+    body = kernel.attrs["body"]
     size = body.outputs[0].type.numel
+    # The body inputs each value is computed from, along element-order-keeping paths only.
+    sources: dict[Node, frozenset[int]] = {inp: frozenset([i]) for i, inp in enumerate(body.inputs)}
+    spoilt: set[int] = set()
     for node in body.nodes:
-        if any(i in reached for i in node.inputs):
-            if not keeps_element_order(node) or node.type.numel != size:
-                return False
-            reached.add(node)
-    return True
+        reached = frozenset().union(*(sources.get(operand, ()) for operand in node.inputs))
+        if not reached:
+            continue
+        if keeps_element_order(node) and node.type.numel == size:
+            sources[node] = reached
+        else:
+            spoilt |= reached
+    return frozenset(kernel.inputs) - {kernel.inputs[i] for i in spoilt}
 
 
 def _in_place_partner(kernel: Node, output: Node, buffers: KernelBuffers, last: dict[Node, int],
@@ -252,7 +267,7 @@ def _in_place_partner(kernel: Node, output: Node, buffers: KernelBuffers, last: 
     here = buffers.index[kernel]
     for operand in kernel.inputs:
         dies_here = operand in buffers.stored_by and last[operand] == here and operand not in unavailable
-        if dies_here and _reads_in_step(kernel, operand, output):
+        if dies_here and _reads_in_step(buffers, kernel, operand, output):
             return operand
     return None
 
@@ -282,7 +297,7 @@ def _storages(graph: Graph, buffers: KernelBuffers, last: dict[Node, int],
 
 # -- donating state storage -------------------------------------------------------------
 
-def donation_candidates(graph: Graph) -> dict[Node, Node]:
+def donation_candidates(graph: Graph, buffers: KernelBuffers | None = None) -> dict[Node, Node]:
     """The write-back values (to their state inputs) that may be computed straight into the
     state's storage, provided every other reader of the old state value runs before them.
 
@@ -291,7 +306,7 @@ def donation_candidates(graph: Graph) -> dict[Node, Node]:
     nor the old state may be returned: a returned array must not alias state.  A value
     written into two states takes the storage of the first.
     """
-    buffers = kernel_buffers(graph)
+    buffers = buffers or kernel_buffers(graph)
     returned = set(graph.outputs)
     candidates: dict[Node, Node] = {}
     for target, value in graph.writes:
@@ -300,7 +315,7 @@ def donation_candidates(graph: Graph) -> dict[Node, Node]:
         if value in returned or target in returned:
             continue
         kernel = buffers.kernel_of(value)
-        if target in kernel.inputs and not _reads_in_step(kernel, target, value):
+        if target in kernel.inputs and not _reads_in_step(buffers, kernel, target, value):
             continue
         candidates[value] = target
     return candidates
@@ -316,7 +331,7 @@ def _state_writes(graph: Graph, buffers: KernelBuffers) -> dict[str, StateWrite]
         readers = [buffers.index[user] for user in users[target]]
         if target in returned:
             readers.append(len(buffers.kernels))
-        in_step = [buffers.index[user] for user in users[target] if _reads_in_step(user, target, value)]
+        in_step = [buffers.index[user] for user in users[target] if _reads_in_step(buffers, user, target, value)]
         writes[target.name] = StateWrite(target.name, target.type.nbytes, value.name,
                                          tuple(sorted(set(readers))), tuple(sorted(set(in_step))))
     return writes
@@ -325,7 +340,7 @@ def _state_writes(graph: Graph, buffers: KernelBuffers) -> dict[str, StateWrite]
 def _donations(graph: Graph, buffers: KernelBuffers, state_writes: dict[str, StateWrite]) -> dict[Node, Node]:
     """The candidates (``donation_candidates``) whose kernel comes after every other reader
     of the old state value, in the graph's node order: value -> state."""
-    return {value: target for value, target in donation_candidates(graph).items()
+    return {value: target for value, target in donation_candidates(graph, buffers).items()
             if all(reader <= buffers.stored_by[value] for reader in state_writes[target.name].readers)}
 
 

@@ -93,7 +93,7 @@ def _order_donations(graph: Graph, buffers: KernelBuffers, dependencies: Depende
     users = graph.users()
     dependents = _dependents(dependencies)
     donated = set()
-    for value, state in donation_candidates(graph).items():
+    for value, state in donation_candidates(graph, buffers).items():
         kernel = buffers.kernel_of(value)
         readers = [user for user in users[state] if user is not kernel]
         after_kernel = _reachable_from(kernel, dependents)
