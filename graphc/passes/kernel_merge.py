@@ -85,6 +85,7 @@ class _GroupGraph:
 
     # -- the four merges ------------------------------------------------------------
     def merge_producers_into_consumers(self, max_group_size: int, max_outputs: int) -> None:
+        """Merge 1: elementwise producers into the elementwise kernels reading them, to a fixed point."""
         changed = True
         while changed:
             changed = False
@@ -100,16 +101,19 @@ class _GroupGraph:
                         changed = True
 
     def merge_updates(self, max_outputs: int) -> None:
+        """Merge 2: the elementwise kernels computing only write-back values, by output shape."""
         updates = [g for g in self.in_order() if g.kind == ELEMENTWISE
                    and all(output in self.write_only for output in g.outputs)]
         self.merge_independent(updates, _shape, max_outputs, max_group_size=None)
 
     def merge_siblings(self, max_group_size: int, max_outputs: int) -> None:
+        """Merge 3: pooling or reduction kernels looping over a common input the same way."""
         anchored = [g for g in self.in_order() if g.kind in (WINDOW, REDUCTION)]
         self.merge_independent(anchored, self.sibling_key, max_outputs, max_group_size,
                                compatible=self.share_an_input)
 
     def merge_epilogues(self, max_group_size: int, max_outputs: int) -> None:
+        """Merge 4: each elementwise kernel into the first anchored kernel it can be the epilogue of."""
         for consumer in self.in_order():
             if consumer.kind != ELEMENTWISE:
                 continue
