@@ -5,17 +5,19 @@ each node calls its op's numpy reference from the registry.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir.graph import Graph, Node
 from graphc.ops.registry import run_reference
+from graphc.passes.fusion import is_kernel
+from graphc.passes.memory import MemoryPlan, plan_memory
 
-if TYPE_CHECKING:
-    from graphc.passes.memory import MemoryPlan
+from .profile import KernelTiming, Profile, describe_kernel
 
 
 @dataclass
@@ -72,8 +74,8 @@ def run_graph(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndar
                      writes={t.name: env[v] for t, v in graph.writes})
 
 
-def run_in_arena(graph: Graph, plan: "MemoryPlan", inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]"
-                 ) -> RunResult:
+def run_in_arena(graph: Graph, plan: MemoryPlan, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]",
+                 seconds: "dict[Node, float] | None" = None) -> RunResult:
     """Run ``graph`` keeping every value where ``plan`` puts it, as a compiled backend must.
 
     Kernel outputs live in one byte arena at their planned offsets, so a plan
@@ -81,7 +83,8 @@ def run_in_arena(graph: Graph, plan: "MemoryPlan", inputs: "Mapping[str, np.ndar
     value donated its state's storage is written into that state's array (a
     copy of the caller's, so a failing step changes nothing), where later
     readers of the old state would see it.  Scalar constants are not kernels
-    and stay outside.  Returns fresh arrays, like ``run_graph``.
+    and stay outside.  Returns fresh arrays, like ``run_graph``.  Given ``seconds``, adds each
+    node's run time (storing included) to its entry.
     """
     env = bind_inputs(graph, inputs)
     state = {node.name: np.array(env[node]) for node, _ in graph.writes}
@@ -91,15 +94,18 @@ def run_in_arena(graph: Graph, plan: "MemoryPlan", inputs: "Mapping[str, np.ndar
     arena = np.zeros(plan.arena_bytes, np.uint8)
     slots = {slot.name: slot for slot in plan.buffers}
     for node in graph.nodes:
+        start = time.perf_counter()
         value = run_node(node, env)
         slot = slots.get(node.name)
-        if slot is None:                 # a scalar constant: no buffer of its own
+        if slot is None:                 # a scalar constant or a multi-output kernel: no buffer of its own
             env[node] = value
-            continue
-        storage = state[slot.into_state] if slot.into_state else \
-            arena[slot.offset:slot.offset + slot.size].view(node.dtype.numpy).reshape(node.shape)
-        np.copyto(storage, value)
-        env[node] = storage
+        else:
+            storage = state[slot.into_state] if slot.into_state else \
+                arena[slot.offset:slot.offset + slot.size].view(node.dtype.numpy).reshape(node.shape)
+            np.copyto(storage, value)
+            env[node] = storage
+        if seconds is not None:
+            seconds[node] = seconds.get(node, 0.0) + time.perf_counter() - start
     return RunResult(outputs=[np.array(env[n]) for n in graph.outputs],
                      writes={t.name: np.array(env[v]) for t, v in graph.writes})
 
@@ -108,7 +114,7 @@ class ReferenceExecutable:
     """A graph bound to the reference interpreter: the oracle every compiled backend is checked
     against.  Given a memory plan, it runs through that plan's arena (``run_in_arena``)."""
 
-    def __init__(self, graph: Graph, plan: "MemoryPlan | None" = None):
+    def __init__(self, graph: Graph, plan: MemoryPlan | None = None):
         self.graph = graph
         self.plan = plan
 
@@ -117,6 +123,35 @@ class ReferenceExecutable:
             return run_graph(self.graph, inputs)
         return run_in_arena(self.graph, self.plan, inputs)
 
+    def profile(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]", runs: int = 3) -> Profile:
+        """Run the graph ``runs`` times through its arena and time every kernel (the best run each).
 
-def build_executable(graph: Graph, plan: "MemoryPlan | None" = None) -> ReferenceExecutable:
+        A multi-output kernel's time includes storing its outputs (its ``tuple_get`` nodes).
+        """
+        plan = self.plan or plan_memory(self.graph)
+        best: dict[Node, float] = {}
+        for _ in range(max(1, runs)):
+            seconds: dict[Node, float] = {}
+            run_in_arena(self.graph, plan, inputs, seconds)
+            per_kernel: dict[Node, float] = {}
+            for node, spent in seconds.items():
+                kernel = node.inputs[0] if node.op == "tuple_get" else node
+                if is_kernel(kernel):
+                    per_kernel[kernel] = per_kernel.get(kernel, 0.0) + spent
+            for kernel, spent in per_kernel.items():
+                best[kernel] = min(spent, best.get(kernel, spent))
+        stored = {slot.name: slot.size for slot in plan.buffers}
+        timings = [KernelTiming(kernel.name, describe_kernel(kernel), _stored_bytes(kernel, self.graph, stored),
+                                best[kernel]) for kernel in self.graph.nodes if kernel in best]
+        return Profile(self.graph.name, timings, max(1, runs))
+
+
+def _stored_bytes(kernel: Node, graph: Graph, stored: dict[str, int]) -> int:
+    """The bytes ``kernel`` stores: its buffer's, or its outputs' (named by its tuple_get nodes)."""
+    if kernel.name in stored:
+        return stored[kernel.name]
+    return sum(stored.get(n.name, 0) for n in graph.nodes if n.op == "tuple_get" and n.inputs[0] is kernel)
+
+
+def build_executable(graph: Graph, plan: MemoryPlan | None = None) -> ReferenceExecutable:
     return ReferenceExecutable(graph, plan)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .backends.profile import Profile
 from .backends.registry import get_backend
 from .errors import TraceError
 from .frontend.naming import referenced_objects, tensor_names
@@ -61,7 +62,8 @@ class CompiledStep:
     def guards_hold(self) -> bool:
         return all(read() == expected for read, expected in self.guards)
 
-    def run(self, args: list) -> Any:
+    def input_arrays(self, args: list) -> dict[str, np.ndarray]:
+        """The graph's inputs by name: the call's tensors and the live state they read."""
         for hook in self.prepare_hooks:
             hook()
         arrays = {}
@@ -70,7 +72,10 @@ class CompiledStep:
                 arrays[node.name] = args[self.data_positions[node.name]]._value
             else:
                 arrays[node.name] = self.bound[node.name]._value
-        result = self.executable.run(arrays)
+        return arrays
+
+    def run(self, args: list) -> Any:
+        result = self.executable.run(self.input_arrays(args))
         # Every output is computed before any state changes: a failed step leaves the model as it was.
         for name, tensor in self.writes:
             np.copyto(tensor._value, result.writes[name])
@@ -127,6 +132,14 @@ class CompiledFunction:
     def memory_plan(self, *args) -> MemoryPlan:
         """How the compiled graph's intermediates are placed in one arena."""
         return self._lookup(args)[0].plan
+
+    def profile(self, *args, runs: int = 3) -> Profile:
+        """Time every kernel of the compiled graph on ``args`` (the best of ``runs`` runs each).
+
+        The results are thrown away: profiling a training step does not update the model.
+        """
+        step = self._lookup(args)[0]
+        return step.executable.profile(step.input_arrays(list(args)), runs)
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._compiles, self._hits, len(self._cache))

@@ -157,3 +157,23 @@ def test_a_step_that_fails_while_running_names_the_line_and_leaves_the_model_as_
         step(x, graphc.tensor([0, 1, 2, 7]))          # class 7 of a 3-class model
     for p, old in zip(model.parameters(), before):
         np.testing.assert_array_equal(p.detach().numpy(), old)
+
+
+def test_profiling_times_every_kernel_and_leaves_the_model_as_it_was():
+    from graphc.passes.fusion import is_kernel
+    model, step, x, y = stepped_sgd_mlp()
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    profile = step.profile(x, y, runs=2)
+    graph = step.graph(x, y)
+    assert [k.name for k in profile.kernels] == [n.name for n in graph.nodes if is_kernel(n)]
+    assert profile.runs == 2 and all(k.seconds >= 0 for k in profile.kernels)
+    assert profile.total_seconds == pytest.approx(sum(k.seconds for k in profile.kernels))
+    # Every kernel output counts once, donated write-backs included, as in the plan's naive sum.
+    plan = step.memory_plan(x, y)
+    assert sum(k.stored_bytes for k in profile.kernels) == plan.naive_bytes
+    assert any(k.kind.startswith("contraction: ") for k in profile.kernels)
+    table = profile.table(count=3)
+    assert table.splitlines()[1].split() == ["kernel", "ms", "share", "stores", "what"]
+    assert len(table.splitlines()) == 2 + 3
+    for old, new in zip(before, model.parameters()):
+        np.testing.assert_array_equal(old, new.detach().numpy())
