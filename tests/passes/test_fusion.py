@@ -683,3 +683,28 @@ def test_a_lenet_training_step_needs_at_most_two_kernels_for_five_primitives():
     fused = run_until(traced, "fusion")
     assert count_kernels(fused) <= 0.4 * len(simplified.nodes)
     assert_same_results(simplified, fused)
+
+
+def test_the_resnet_step_updates_all_parameters_of_one_shape_in_one_kernel():
+    import graphc
+    import graphc.optim as optim
+    import models
+    from training_steps import classifier_step
+    graphc.manual_seed(0)
+    model = models.ResNet(num_blocks=2)
+    step = graphc.compile(classifier_step(model, optim.Adam(model.parameters(), lr=1e-3)))
+    x, y = graphc.randn(2, 3, 32, 32), graphc.randint(0, 10, (2,))
+    step(x, y)                                    # creates the optimizer state
+    graph = step.graph(x, y)
+    kernel_of = {node: node.inputs[0] if node.op == "tuple_get" else node for node in graph.nodes}
+    by_shape: dict[tuple, set[str]] = {}
+    for target, value in graph.writes:
+        if target.tag == "param":
+            by_shape.setdefault(target.shape, set()).add(kernel_of[value].name)
+    shared = {shape: kernels for shape, kernels in by_shape.items()
+              if sum(t.shape == shape for t, _ in graph.writes if t.tag == "param") > 1}
+    assert shared, "the model has parameters that share a shape"
+    # Each update writes the parameter and its two moments: up to 64 outputs is 21 parameters per kernel.
+    for shape, kernels in shared.items():
+        count = sum(t.shape == shape for t, _ in graph.writes if t.tag == "param")
+        assert len(kernels) == -(-count // 21), (shape, count, kernels)
