@@ -67,7 +67,7 @@ def schedule(graph: Graph) -> Graph:
     _chain_random_ops(buffers.kernels, dependencies)
     donated = _order_donations(graph, buffers, dependencies)
     order = _greedy_order(graph, buffers, dependencies, donated)
-    scheduled = Graph(graph.name, graph.inputs, _with_constants(graph, buffers, order), graph.outputs,
+    scheduled = Graph(graph.name, graph.inputs, _with_non_kernels(graph, buffers, order), graph.outputs,
                       graph.writes)
     return scheduled if peak_live_bytes(scheduled) <= peak_live_bytes(graph) else graph
 
@@ -169,7 +169,7 @@ def _priority(kernel: Node, readers_left: dict[Node, int], escaping: set[Node],
     return (1, gain) if gain >= 0 else (0, 0)
 
 
-def _with_constants(graph: Graph, buffers: KernelBuffers, order: list[Node]) -> list[Node]:
+def _with_non_kernels(graph: Graph, buffers: KernelBuffers, order: list[Node]) -> list[Node]:
     """``order`` with every scalar constant just before its first reader (unread ones at the end)
     and each multi-output kernel's ``tuple_get`` nodes just after it."""
     constants = [node for node in graph.nodes if not is_kernel(node) and node.op != "tuple_get"]
