@@ -254,6 +254,15 @@ def test_the_updates_of_all_parameters_of_one_shape_are_one_kernel():
     assert_same_results(graph, fused)
 
 
+def test_updates_merged_side_by_side_are_bounded_by_outputs_not_by_group_size():
+    graph = parse_graph(updates_of(["f32[8]"] * 4))
+    fused = fuse(graph, max_group_size=2)
+    # Each update (mul, sub) is within the group size; four of them side by side are one kernel.
+    (kernel,) = fused_nodes(fused)
+    assert len(kernel.attrs["body"].nodes) == 8 and len(kernel.type) == 4
+    assert_same_results(graph, fused)
+
+
 def test_max_kernel_outputs_bounds_the_updates_merged_into_one_kernel():
     graph = parse_graph(updates_of(["f32[8]"] * 5))
     fused = PassManager(["fusion"], options={"fusion": {"max_kernel_outputs": 2}}).run(graph)
@@ -656,7 +665,24 @@ def test_fusion_never_makes_a_cycle_and_never_changes_a_result(graph, max_group_
 @given(random_graphs(), st.integers(1, 6))
 def test_max_group_size_is_respected(graph, max_group_size):
     fused = fuse(graph, max_group_size)
-    assert all(len(node.attrs["body"].nodes) <= max_group_size for node in fused_nodes(fused))
+    written = {value.name for _, value in graph.writes} - {value.name for value in graph.outputs}
+    for node in fused_nodes(fused):
+        body = node.attrs["body"]
+        if len(body.nodes) > max_group_size:
+            # Only parameter updates merged side by side exceed it, each within it on its own.
+            assert {value.name for value in body.outputs} <= written
+            assert all(len(cone(body, value)) <= max_group_size for value in body.outputs)
+
+
+def cone(body, value) -> set:
+    """The body nodes that ``value`` is computed from, itself included."""
+    needed, pending = set(), [value]
+    while pending:
+        node = pending.pop()
+        if node not in needed and not node.is_input:
+            needed.add(node)
+            pending.extend(node.inputs)
+    return needed
 
 
 @PROPERTY_SETTINGS
