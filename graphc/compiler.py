@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections import namedtuple
+from collections import Counter, namedtuple
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -162,7 +162,8 @@ class CompiledFunction:
         name_source = functools.partial(_strip_self_prefix, objects)
         ctx = TraceContext(identifier(getattr(fn, "__name__", type(fn).__name__)), name_source(), name_source)
         recording = record(fn, args, ctx)
-        manager = PassManager(self._pipeline(recording.graph), dump_dir=self.dump_dir)
+        manager = PassManager(self._pipeline(recording.graph), dump_dir=self.dump_dir,
+                              dump_subdir=_dump_folder(recording.graph.name))
         graph = manager.run(recording.graph)
         bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
         writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
@@ -175,6 +176,17 @@ class CompiledFunction:
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))
         return [name for name in pipeline if name != "bn_fold" or self.fold_batchnorm]
+
+
+# How many graphs of each name this process has compiled: each dumps into a folder of its own.
+_compiled_names: Counter[str] = Counter()
+
+
+def _dump_folder(graph_name: str) -> str:
+    """``graph_name`` for the first graph of that name compiled, then ``graph_name-2``, ..."""
+    _compiled_names[graph_name] += 1
+    count = _compiled_names[graph_name]
+    return graph_name if count == 1 else f"{graph_name}-{count}"
 
 
 def _outputs_to_copy(graph: Graph) -> list[bool]:

@@ -177,3 +177,17 @@ def test_profiling_times_every_kernel_and_leaves_the_model_as_it_was():
     assert len(table.splitlines()) == 2 + 3
     for old, new in zip(before, model.parameters()):
         np.testing.assert_array_equal(old, new.detach().numpy())
+
+
+def test_every_compiled_graph_dumps_into_a_folder_of_its_own(tmp_path):
+    model = make_mlp()
+    step = graphc.compile(classifier_step(model, optim.SGD(model.parameters(), lr=0.1)), dump_dir=tmp_path)
+    evaluate = graphc.compile(lambda x: model(x).argmax(1), dump_dir=tmp_path)
+    step(*batch(4))
+    step(*batch(6))                   # another signature: another graph named step
+    evaluate(batch(4)[0])
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    # Names count up over the whole process, so only their stems are known here.
+    assert [name.split("-")[0] for name in folders] == ["_lambda_", "step", "step"]
+    for folder in folders:
+        assert {"00-input.gir", "01-simplify.gir"} <= {p.name for p in (tmp_path / folder).iterdir()}

@@ -18,6 +18,10 @@ Dumps are asked for with ``dump_dir=``/``dump=`` or, without touching code,
 with the environment: ``GRAPHC_DUMP=all`` (or a comma-separated list of
 stages, e.g. ``GRAPHC_DUMP=simplify,fusion``; ``input`` names the graph before
 any pass) writes into ``GRAPHC_DUMP_DIR`` (default ``./graphc_dump``).
+``dump_subdir`` puts one graph's files in a folder of their own there:
+``graphc.compile`` gives every graph it compiles one named after the graph
+(``graphc_dump/step/``; ``step-2/`` for the next graph of that name), so a
+script compiling a training step and an evaluation step keeps both apart.
 """
 from __future__ import annotations
 
@@ -178,7 +182,7 @@ class PassManager:
     """
 
     def __init__(self, pipeline: list[str], options: dict[str, dict] | None = None,
-                 dump_dir: str | Path | None = None, dump: str | None = None):
+                 dump_dir: str | Path | None = None, dump: str | None = None, dump_subdir: str | None = None):
         for name in pipeline:
             check_pass_name(name)
         self.pipeline = list(pipeline)
@@ -188,6 +192,8 @@ class PassManager:
             raise GraphcError(f"options given for {', '.join(sorted(stray))}, which the pipeline "
                               f"{pipeline} does not run")
         self.dumps = dump_settings(dump_dir, dump)
+        if self.dumps is not None and dump_subdir is not None:
+            self.dumps = DumpSettings(self.dumps.directory / dump_subdir, self.dumps.stages)
         self.records: list[PassRecord] = []
 
     def run(self, graph: Graph) -> Graph:
