@@ -202,34 +202,20 @@ def test_adam_is_one_kernel_with_three_outputs():
     fused = fuse(graph)
     # The new moments are written back and read by the parameter's update: one kernel
     # stores all three, and tuple_get names each output after its value.
-    assert print_graph(fused) == """graph adam(%g: f32[16] data, %p: f32[16] param, %m: f32[16] state, %v: f32[16] state) {
-  %m_new.kernel = fused(%m, %g, %v, %p) {kind="elementwise"} : (f32[16], f32[16], f32[16]) {
-    graph fused_m_new(%m: f32[16] data, %g: f32[16] data, %v: f32[16] data, %p: f32[16] data)
-    %b1 = full() {shape=[], dtype=f32, value=0.9} : f32[]
-    %c1 = full() {shape=[], dtype=f32, value=0.1} : f32[]
-    %m1 = mul(%m, %b1) : f32[16]
-    %m2 = mul(%g, %c1) : f32[16]
-    %m_new = add(%m1, %m2) : f32[16]
-    %b2 = full() {shape=[], dtype=f32, value=0.999} : f32[]
-    %c2 = full() {shape=[], dtype=f32, value=0.001} : f32[]
-    %v1 = mul(%v, %b2) : f32[16]
-    %g2 = mul(%g, %g) : f32[16]
-    %v2 = mul(%g2, %c2) : f32[16]
-    %v_new = add(%v1, %v2) : f32[16]
-    %root = sqrt(%v_new) : f32[16]
-    %eps = full() {shape=[], dtype=f32, value=1e-08} : f32[]
-    %den = add(%root, %eps) : f32[16]
-    %step = div(%m_new, %den) : f32[16]
-    %lr = full() {shape=[], dtype=f32, value=0.001} : f32[]
-    %upd = mul(%step, %lr) : f32[16]
-    %p_new = sub(%p, %upd) : f32[16]
-    return %m_new, %v_new, %p_new
-  }
-  %m_new = tuple_get(%m_new.kernel) {index=0} : f32[16]
-  %v_new = tuple_get(%m_new.kernel) {index=1} : f32[16]
-  %p_new = tuple_get(%m_new.kernel) {index=2} : f32[16]
-  return write(%p, %p_new), write(%m, %m_new), write(%v, %v_new)
-}"""
+    # The body is the update as written, every node in the order given.
+    body = ["    " + line.strip() for line in ADAM.splitlines()[1:-2]]
+    assert print_graph(fused).splitlines() == [
+        "graph adam(%g: f32[16] data, %p: f32[16] param, %m: f32[16] state, %v: f32[16] state) {",
+        '  %m_new.kernel = fused(%m, %g, %v, %p) {kind="elementwise"} : (f32[16], f32[16], f32[16]) {',
+        "    graph fused_m_new(%m: f32[16] data, %g: f32[16] data, %v: f32[16] data, %p: f32[16] data)",
+        *body,
+        "    return %m_new, %v_new, %p_new",
+        "  }",
+        "  %m_new = tuple_get(%m_new.kernel) {index=0} : f32[16]",
+        "  %v_new = tuple_get(%m_new.kernel) {index=1} : f32[16]",
+        "  %p_new = tuple_get(%m_new.kernel) {index=2} : f32[16]",
+        "  return write(%p, %p_new), write(%m, %m_new), write(%v, %v_new)",
+        "}"]
     assert count_kernels(fused) == 1
     assert_same_results(graph, fused)
 
