@@ -14,8 +14,7 @@ import numpy as np
 from graphc.errors import ShapeError
 from graphc.ir.graph import Graph, Node
 from graphc.ops.registry import run_reference
-from graphc.passes.fusion import is_kernel
-from graphc.passes.memory import MemoryPlan, plan_memory
+from graphc.passes.memory import MemoryPlan, kernel_buffers, plan_memory
 
 from .profile import KernelTiming, Profile, describe_kernel
 
@@ -94,7 +93,7 @@ def run_in_arena(graph: Graph, plan: MemoryPlan, inputs: "Mapping[str, np.ndarra
     arena = np.zeros(plan.arena_bytes, np.uint8)
     slots = {slot.name: slot for slot in plan.buffers}
     for node in graph.nodes:
-        start = time.perf_counter()
+        start = time.perf_counter() if seconds is not None else 0.0
         value = run_node(node, env)
         slot = slots.get(node.name)
         if slot is None:                 # a scalar constant or a multi-output kernel: no buffer of its own
@@ -129,28 +128,22 @@ class ReferenceExecutable:
         A multi-output kernel's time includes storing its outputs (its ``tuple_get`` nodes).
         """
         plan = self.plan or plan_memory(self.graph)
+        buffers = kernel_buffers(self.graph)
         best: dict[Node, float] = {}
         for _ in range(max(1, runs)):
             seconds: dict[Node, float] = {}
             run_in_arena(self.graph, plan, inputs, seconds)
             per_kernel: dict[Node, float] = {}
             for node, spent in seconds.items():
-                kernel = node.inputs[0] if node.op == "tuple_get" else node
-                if is_kernel(kernel):
+                kernel = buffers.kernel_of(node) if node in buffers.stored_by else node
+                if kernel in buffers.index:
                     per_kernel[kernel] = per_kernel.get(kernel, 0.0) + spent
             for kernel, spent in per_kernel.items():
                 best[kernel] = min(spent, best.get(kernel, spent))
-        stored = {slot.name: slot.size for slot in plan.buffers}
-        timings = [KernelTiming(kernel.name, describe_kernel(kernel), _stored_bytes(kernel, self.graph, stored),
-                                best[kernel]) for kernel in self.graph.nodes if kernel in best]
+        timings = [KernelTiming(kernel.name, describe_kernel(kernel),
+                                sum(value.type.nbytes for value in buffers.outputs[kernel]), best[kernel])
+                   for kernel in buffers.kernels]
         return Profile(self.graph.name, timings, max(1, runs))
-
-
-def _stored_bytes(kernel: Node, graph: Graph, stored: dict[str, int]) -> int:
-    """The bytes ``kernel`` stores: its buffer's, or its outputs' (named by its tuple_get nodes)."""
-    if kernel.name in stored:
-        return stored[kernel.name]
-    return sum(stored.get(n.name, 0) for n in graph.nodes if n.op == "tuple_get" and n.inputs[0] is kernel)
 
 
 def build_executable(graph: Graph, plan: MemoryPlan | None = None) -> ReferenceExecutable:

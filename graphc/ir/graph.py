@@ -137,6 +137,15 @@ class Graph:
     __hash__ = None
 
 
+def unused_name(name: str, taken: "set[str] | frozenset[str]") -> str:
+    """``name``, or ``name2``, ``name3``, ... whichever is first not in ``taken``."""
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name}{count}"
+    return candidate
+
+
 def attrs_key(attrs: dict[str, Any]) -> tuple:
     """A comparable, hashable form of an attribute dict (used by ==, CSE, caches)."""
     return tuple(sorted((k, _attr_key(v)) for k, v in attrs.items()))

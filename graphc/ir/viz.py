@@ -107,6 +107,7 @@ def _dot_statements(graph: Graph, indent: str, ids: dict[Node, str], prefix: str
     cluster into that cluster.
     """
     lines = []
+    returned_results = _returned_results(graph, returned)
     for node in graph.inputs:
         if node not in ids:
             ids[node] = prefix + node.name
@@ -114,8 +115,7 @@ def _dot_statements(graph: Graph, indent: str, ids: dict[Node, str], prefix: str
     for node in graph.nodes:
         body = next((v for v in node.attrs.values() if isinstance(v, Graph)), None)
         if body is not None:
-            lines += _cluster_statements(node, body, indent, ids, prefix, _returned_results(graph, node, returned),
-                                         edges)
+            lines += _cluster_statements(node, body, indent, ids, prefix, returned_results.get(node, set()), edges)
             continue
         if node.op == "tuple_get":
             ids[node] = ids[node.inputs[0]][node.attrs["index"]]
@@ -131,12 +131,16 @@ def _dot_statements(graph: Graph, indent: str, ids: dict[Node, str], prefix: str
     return lines
 
 
-def _returned_results(graph: Graph, node: Node, returned: set[Node]) -> set[int]:
-    """Which of ``node``'s results the graph returns: its value, or outputs named by ``tuple_get``s."""
-    if not isinstance(node.type, TupleType):
-        return {0} if node in returned else set()
-    return {get.attrs["index"] for get in graph.nodes
-            if get.op == "tuple_get" and get.inputs[0] is node and get in returned}
+def _returned_results(graph: Graph, returned: set[Node]) -> dict[Node, set[int]]:
+    """For each node the graph returns results of, which: its value (0), or the outputs of a
+    multi-output kernel that returned ``tuple_get``s name."""
+    results: dict[Node, set[int]] = {}
+    for node in returned:
+        if node.op == "tuple_get":
+            results.setdefault(node.inputs[0], set()).add(node.attrs["index"])
+        elif not isinstance(node.type, TupleType):
+            results.setdefault(node, set()).add(0)
+    return results
 
 
 def _cluster_statements(node: Node, body: Graph, indent: str, ids: dict[Node, str], prefix: str,

@@ -61,7 +61,7 @@ from typing import Mapping
 import networkx as nx
 
 from ..errors import GraphcError
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, unused_name
 from ..ops.registry import get_op, infer_node
 from .manager import register_pass
 
@@ -295,7 +295,7 @@ def fuse(graph: Graph, max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
     their names; a kernel with several is named ``<first output>.kernel`` and
     followed by one ``tuple_get`` per output, each named after its value.
     """
-    from .kernel_merge import merge_groups
+    from .kernel_merge import merge_groups      # here: kernel_merge builds on this module's groups
     groups = merge_groups(graph, find_groups(graph, max_group_size), max_group_size, max_kernel_outputs)
     position = {node: i for i, node in enumerate(graph.nodes)}
     values: dict[Node, Node] = {node: node for node in graph.inputs}
@@ -376,7 +376,9 @@ def _fused_nodes(group: FusionGroup, members: list[Node], external: list[Node],
     if len(group.outputs) == 1:
         values[first] = Node(first.name, "fused", operands, attrs, out_type, loc=first.loc)
         return [values[first]]
-    kernel = Node(_fresh_name(f"{first.name}.kernel", taken), "fused", operands, attrs, out_type, loc=first.loc)
+    kernel_name = unused_name(f"{first.name}.kernel", taken)
+    taken.add(kernel_name)
+    kernel = Node(kernel_name, "fused", operands, attrs, out_type, loc=first.loc)
     nodes = [kernel]
     for index, output in enumerate(group.outputs):
         get_attrs, get_type = infer_node("tuple_get", [out_type], {"index": index})
@@ -384,15 +386,6 @@ def _fused_nodes(group: FusionGroup, members: list[Node], external: list[Node],
         nodes.append(values[output])
     return nodes
 
-
-def _fresh_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``name2``, ``name3``, ... if the graph already has it; the result is taken."""
-    candidate, count = name, 1
-    while candidate in taken:
-        count += 1
-        candidate = f"{name}{count}"
-    taken.add(candidate)
-    return candidate
 
 
 # -- reporting ------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..errors import GraphcError
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, unused_name
 from ..ir.types import TupleType
 from .fusion import ELEMENTWISE, MOVEMENT, classify, is_kernel
 from .manager import register_pass
@@ -178,7 +178,8 @@ def _apply(graph: Graph, remat: Remat) -> tuple[Graph, Node]:
     """A new graph in which a duplicate of ``remat.kernel``, placed just before its first
     late reader, feeds the late readers, and the duplicate; ``graph`` itself is not changed."""
     kernel, late = remat.kernel, set(remat.late_readers)
-    duplicate = Node(_fresh_name(graph, kernel.name), kernel.op, kernel.inputs, kernel.attrs, kernel.type,
+    taken = {node.name for node in (*graph.inputs, *graph.nodes)}
+    duplicate = Node(unused_name(f"{kernel.name}.remat", taken), kernel.op, kernel.inputs, kernel.attrs, kernel.type,
                      loc=kernel.loc)
 
     def operand_for(reader: Node, operand: Node) -> Node:
@@ -221,16 +222,6 @@ def _rewired(graph: Graph, operand_for: Callable[[Node, Node], Node], insert_bef
 
 def _with_inputs(node: Node, inputs: list[Node]) -> Node:
     return Node(node.name, node.op, inputs, node.attrs, node.type, loc=node.loc)
-
-
-def _fresh_name(graph: Graph, name: str) -> str:
-    """``<name>.remat``, or ``<name>.remat2``, ... if the graph already has that name."""
-    taken = {node.name for node in (*graph.inputs, *graph.nodes)}
-    candidate, count = f"{name}.remat", 1
-    while candidate in taken:
-        count += 1
-        candidate = f"{name}.remat{count}"
-    return candidate
 
 
 # -- the pass ------------------------------------------------------------------------
