@@ -28,8 +28,6 @@ neither op has a gradient rule.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..ir.graph import verify
 from ..ir.types import TupleType
 from .registry import Attr, OpDef, ShapeMismatch, register, run_reference
