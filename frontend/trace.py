@@ -7,6 +7,12 @@ tagged param/buffer/state and named by their module path.  In-place updates
 of a lifted tensor (BatchNorm's running stats, an optimizer's step) do not
 touch the real tensor; they rebind its current value in the trace, and every
 lifted tensor whose value changed becomes a write-back when the trace ends.
+
+Tracing changes nothing outside the graph.  Where traced code must change a
+Python object (an optimizer creating its state on its first step), it
+records the change as a SideEffect, which is undone when the trace ends and
+redone by the compiled step once its first run has succeeded: a trace that
+fails, or a compiled step whose first run fails, leaves the world as it was.
 """
 from __future__ import annotations
 
@@ -14,11 +20,28 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from graphc.errors import TraceError
 from graphc.ir.builder import GraphBuilder
 from graphc.ir.graph import Graph, Node
 
 from .context import tracing, user_location
+
+
+@dataclass
+class SideEffect:
+    """A change traced code made to a Python object: how to take it back, and how to make it again."""
+    undo: Callable[[], None]
+    redo: Callable[[], None]
+
+
+@dataclass
+class InputCheck:
+    """A check of a data input's values, run on the caller's array before every run of the compiled step
+    (a class target in range): values are data, so a graph can only check them when it runs."""
+    input_name: str
+    check: Callable[[np.ndarray], None]
 
 
 @dataclass
@@ -49,6 +72,8 @@ class TraceContext:
         # Gradients live only inside the traced step; the real tensors' .grad is untouched.
         self.grads: dict[int, object] = {}
         self.symbolic_leaves: list = []      # traced inputs created with requires_grad=True
+        self.side_effects: list[SideEffect] = []
+        self.input_checks: list[InputCheck] = []
         self._anonymous = 0
 
     def grad_of(self, tensor) -> tuple[bool, object]:
@@ -65,6 +90,22 @@ class TraceContext:
     def add_prepare_hook(self, hook: Callable[[], None]) -> None:
         if hook not in self.prepare_hooks:
             self.prepare_hooks.append(hook)
+
+    def add_side_effect(self, undo: Callable[[], None], redo: Callable[[], None]) -> None:
+        """Record a change made to a Python object; ``record`` undoes it when the trace ends."""
+        self.side_effects.append(SideEffect(undo, redo))
+
+    def add_input_check(self, tensor, check: Callable[[np.ndarray], None]) -> bool:
+        """Check ``tensor``'s values before every run, if it is one of the traced function's data inputs.
+
+        Returns whether it is: the values of a tensor computed inside the graph cannot be checked
+        before the run, and are left to the op that reads them.
+        """
+        node = tensor._node if tensor._trace is self else None
+        if node is None or node.op != "input" or node.tag != "data":
+            return False
+        self.input_checks.append(InputCheck(node.name, check))
+        return True
 
     # -- values ---------------------------------------------------------------
     def node_of(self, tensor) -> Node:
@@ -164,17 +205,21 @@ def record(fn, args, ctx: TraceContext) -> Recording:
     from .tensor import Tensor
     target = fn.forward if isinstance(fn, Module) else fn
     data_positions = {}
-    with tracing(ctx):
-        symbolic = []
-        for position, (name, value) in enumerate(zip(argument_names(target, len(args)), args)):
-            if isinstance(value, Tensor):
-                node = ctx.data_input(name, value._type)
-                data_positions[node.name] = position
-                value = ctx.symbolic_input(node, value.requires_grad)
-            symbolic.append(value)
-        result = fn(*symbolic)
-        outputs = flatten_outputs(result)
-        graph = ctx.finish([ctx.node_of(t) for t in outputs])
+    try:
+        with tracing(ctx):
+            symbolic = []
+            for position, (name, value) in enumerate(zip(argument_names(target, len(args)), args)):
+                if isinstance(value, Tensor):
+                    node = ctx.data_input(name, value._type)
+                    data_positions[node.name] = position
+                    value = ctx.symbolic_input(node, value.requires_grad)
+                symbolic.append(value)
+            result = fn(*symbolic)
+            outputs = flatten_outputs(result)
+            graph = ctx.finish([ctx.node_of(t) for t in outputs])
+    finally:
+        for effect in reversed(ctx.side_effects):
+            effect.undo()
     return Recording(graph, result, outputs, data_positions)
 
 

@@ -7,7 +7,8 @@ Users only import ``graphc``: the frontend (``graphc.frontend``) supplies the
 tensor API, ``graphc.nn``, ``graphc.optim`` and ``graphc.utils.data``.
 """
 from . import ops  # noqa: F401  (registers the primitives)
-from .errors import BackendError, CheckpointError, GraphcError, ParseError, ShapeError, TraceError, VerifyError
+from .errors import (BackendError, CheckpointError, GraphcError, OutOfMemoryError, OutOfRangeError, ParseError,
+                     ShapeError, TraceError, VerifyError)
 from .ir import Graph, GraphBuilder, Node, TensorType, parse_graph, print_graph
 
 from .frontend import *  # noqa: E402,F401,F403
@@ -33,5 +34,6 @@ for _public, _private in [("nn", "nn"), ("nn.functional", "nn.functional"), ("nn
                           ("datasets", "datasets"), ("transforms", "transforms")]:
     _expose(_public, _private)
 
-__all__ = ["BackendError", "CheckpointError", "GraphcError", "ParseError", "ShapeError", "TraceError",
+__all__ = ["BackendError", "CheckpointError", "GraphcError", "OutOfMemoryError", "OutOfRangeError", "ParseError",
+           "ShapeError", "TraceError",
            "VerifyError", "Graph", "GraphBuilder", "Node", "TensorType", "parse_graph", "print_graph", "compile", "save", "load", *_frontend_all]

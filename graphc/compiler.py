@@ -28,10 +28,10 @@ import numpy as np
 
 from .backends.profile import Profile
 from .backends.registry import get_backend
-from .errors import TraceError
+from .errors import GraphcError, OutOfRangeError, TraceError
 from .frontend.naming import referenced_objects, tensor_names
 from .frontend.tensor import Tensor
-from .frontend.trace import TraceContext, identifier, record
+from .frontend.trace import InputCheck, SideEffect, TraceContext, identifier, record
 from .ir.graph import Graph
 from .passes.fusion import count_kernels
 from .passes.manager import PassManager, default_pipeline, is_training_graph
@@ -54,6 +54,10 @@ class CompiledStep:
     writes: list[tuple[str, Tensor]]         # write-back target name -> the live tensor it updates
     guards: list[tuple[Callable[[], object], object]]
     prepare_hooks: list[Callable[[], None]]
+    input_checks: list[InputCheck]           # run on the call's data before every run
+    # Changes the trace made outside the graph (an optimizer's new state), undone when tracing
+    # ended; made again once the first run succeeds, so a failed first run changes nothing.
+    pending_effects: list[SideEffect]
     result_structure: Any                    # the function's return value with tensors as output indices
     # Outputs that are graph inputs, or returned twice, are copied so that a returned tensor never
     # aliases the caller's argument, live state the next step overwrites, or another output.
@@ -75,10 +79,18 @@ class CompiledStep:
         return arrays
 
     def run(self, args: list) -> Any:
-        result = self.executable.run(self.input_arrays(args))
+        for check in self.input_checks:
+            check.check(args[self.data_positions[check.input_name]]._value)
+        try:
+            result = self.executable.run(self.input_arrays(args))
+        except IndexError as error:      # an index the checks could not see, out of range in the graph
+            raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
         # Every output is computed before any state changes: a failed step leaves the model as it was.
         for name, tensor in self.writes:
             np.copyto(tensor._value, result.writes[name])
+        for effect in self.pending_effects:
+            effect.redo()
+        self.pending_effects.clear()
         outputs = [Tensor._wrap(a.copy() if fresh else a) for a, fresh in zip(result.outputs, self.copy_outputs)]
         return _rebuild(self.result_structure, outputs)
 
@@ -171,7 +183,8 @@ class CompiledFunction:
         executable = get_backend(self.backend).build_executable(graph, plan)
         structure = _structure(recording.result, iter(range(len(recording.outputs))))
         return CompiledStep(recording.graph, graph, manager.records, plan, executable, recording.data_positions,
-                            bound, writes, ctx.guards, ctx.prepare_hooks, structure, _outputs_to_copy(graph))
+                            bound, writes, ctx.guards, ctx.prepare_hooks, ctx.input_checks, ctx.side_effects,
+                            structure, _outputs_to_copy(graph))
 
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))

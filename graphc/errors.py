@@ -17,6 +17,17 @@ class TraceError(GraphcError, RuntimeError):
     """User code did something that cannot be recorded into a graph."""
 
 
+class OutOfRangeError(GraphcError, IndexError):
+    """An index, a dimension or a class target outside the range its tensor allows.
+
+    Also an IndexError, as PyTorch's (and Python's) errors for the same mistakes are.
+    """
+
+
+class OutOfMemoryError(GraphcError, MemoryError):
+    """A tensor too large for this machine's memory, refused before anything is allocated."""
+
+
 class BackendError(GraphcError, RuntimeError):
     """A backend failed to compile or run a graph."""
 
