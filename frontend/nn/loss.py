@@ -14,10 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from graphc.errors import ShapeError
+from graphc.errors import OutOfRangeError, ShapeError
 from graphc.ir.dtypes import i64, u8
 
-from ..context import error_context
+from ..context import current_trace, error_context
 from ..functions import where
 from ..tensor import Tensor, as_tensor, minimum
 from .module import Module
@@ -225,12 +225,12 @@ def _class_targets(input: Tensor, target, weight, ignore_index: int, name: str) 
     n_classes = input.shape[class_dim]
     if target.dtype not in (i64, u8):
         raise ShapeError(f"{name}: class-index targets must have dtype i64, got {target.dtype}" + error_context())
-    target = target.long()
     expected = input.shape[:class_dim] + input.shape[class_dim + 1:]
     if target.shape != expected:
         raise ShapeError(f"{name}: expected target of shape {list(expected)} for input of shape "
                          f"{list(input.shape)}, got target of shape {list(target.shape)}" + error_context())
     _check_class_range(target, n_classes, ignore_index, name)
+    target = target.long()
     ignored = target == ignore_index
     index = where(ignored, 0, target)
     if weight is None:
@@ -242,13 +242,30 @@ def _class_targets(input: Tensor, target, weight, ignore_index: int, name: str) 
 
 
 def _check_class_range(target: Tensor, n_classes: int, ignore_index: int, name: str) -> None:
-    """Name an out-of-range class as PyTorch does; while tracing, the values are only known when run."""
-    if target.is_symbolic:
+    """Name an out-of-range class as PyTorch does.
+
+    While tracing, the values are only known when the compiled step runs; a
+    target that is an argument of the step is checked then, before the step
+    runs, with this line named (one computed inside the step fails in the op
+    that reads it).
+    """
+    def check(values: np.ndarray, where: str) -> None:
+        bad = values[((values < 0) | (values >= n_classes)) & (values != ignore_index)]
+        if bad.size:
+            raise OutOfRangeError(f"{name}: target {bad[0]} is out of bounds for {n_classes} classes{where}")
+
+    if not target.is_symbolic:
+        check(target.numpy(), error_context())
         return
-    values = target.numpy()
-    bad = values[((values < 0) | (values >= n_classes)) & (values != ignore_index)]
-    if bad.size:
-        raise IndexError(f"{name}: target {bad[0]} is out of bounds for {n_classes} classes" + error_context())
+    where = error_context()
+    current_trace().add_input_check(target, lambda values: check(values, where))
+
+
+def _check_logits(input: Tensor, name: str) -> None:
+    """PyTorch refuses integer logits (its log_softmax has no integer kernel); so does graphc."""
+    if not input.dtype.is_float:
+        raise ShapeError(f"{name}: input must be floating-point, got {input._type} (convert it with .float())"
+                         + error_context())
 
 
 def _broadcast_over_classes(weight: Tensor, input: Tensor, class_dim: int) -> Tensor:
@@ -260,6 +277,7 @@ def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class-index ``target`` under log-probabilities ``input``."""
     reduction = _reduction(reduction, size_average, reduce)
+    _check_logits(input, "nll_loss")
     targets = _class_targets(input, target, weight, ignore_index, "nll_loss")
     return _nll(input, targets, _class_dim(input, "nll_loss"), reduction)
 
@@ -281,6 +299,7 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     target = as_tensor(target)
+    _check_logits(input, "cross_entropy")
     class_dim = _class_dim(input, "cross_entropy")
     log_probs = input.log_softmax(class_dim)
     if target.shape == input.shape:

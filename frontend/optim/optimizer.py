@@ -11,6 +11,8 @@ graph compiled earlier.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import warnings
 from collections import defaultdict
 
@@ -117,10 +119,48 @@ class Optimizer:
             ctx.add_guard(self._state_layout)
             ctx.add_prepare_hook(self._sync_lr_tensors)
         self._sync_lr_tensors()
-        with no_grad():
+        with self._traced_state_changes(ctx) if ctx is not None else self._all_or_nothing(), no_grad():
             for group, lr in zip(self.param_groups, self._lr_tensors):
                 self._update_group(group, lr)
         return loss
+
+    @contextlib.contextmanager
+    def _traced_state_changes(self, ctx):
+        """Record the state this traced step creates as a side effect of the trace: the trace takes it
+        back when it ends, and the compiled step makes it again once its first run succeeds."""
+        before = self._state_entries()
+        try:
+            yield
+        finally:
+            ctx.add_side_effect(undo=functools.partial(self._restore_entries, before),
+                                redo=functools.partial(self._restore_entries, self._state_entries()))
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self):
+        """An eager step that fails part-way puts back every parameter and state value it changed."""
+        before = self._state_entries()
+        tensors = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        tensors += [value for entries in before.values() for value in entries.values() if isinstance(value, Tensor)]
+        saved = [(tensor, tensor._value.copy()) for tensor in tensors]
+        try:
+            yield
+        except BaseException:
+            self._restore_entries(before)
+            for tensor, value in saved:
+                np.copyto(tensor._value, value)
+            raise
+
+    def _state_entries(self) -> dict:
+        """Which state each parameter has (the dicts copied, not the tensors), for ``_restore_entries``."""
+        return {p: dict(entries) for p, entries in self.state.items()}
+
+    def _restore_entries(self, entries: dict) -> None:
+        """Make ``self.state`` hold ``entries`` again, keeping its dict objects (callers may hold them)."""
+        for p in [p for p in self.state if p not in entries]:
+            del self.state[p]
+        for p, values in entries.items():
+            self.state[p].clear()
+            self.state[p].update(values)
 
     def _update_group(self, group: dict, lr: Tensor) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement its update")
