@@ -15,8 +15,11 @@ import contextlib
 import functools
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
+
+from graphc.errors import ShapeError
 
 from ..context import current_trace, enable_grad, no_grad
 from ..tensor import Tensor
@@ -204,45 +207,110 @@ class Optimizer:
 
         Values are copied into this optimizer's existing state tensors (new ones are
         made only for state it lacks), so a compiled step that reads them stays valid
-        and two optimizers never share a tensor.
+        and two optimizers never share a tensor.  Everything is checked before
+        anything changes: a state dict that does not fit raises ValueError (a
+        graphc.ShapeError for a state value, naming the parameter and the key) and
+        leaves this optimizer as it was.
         """
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        for group, saved in zip(self.param_groups, saved_groups):
-            if len(group["params"]) != len(saved["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
-                                 "optimizer's group")
+        saved_groups = self._checked_groups(state_dict)
         param_of = {saved_index: p for group, saved in zip(self.param_groups, saved_groups)
                     for saved_index, p in zip(saved["params"], group["params"])}
-        state: defaultdict = defaultdict(dict)
-        for key, values in state_dict["state"].items():
-            if key not in param_of:
-                state[key] = values
-                continue
-            param = param_of[key]
+        loads = []
+        for index, values in state_dict["state"].items():
+            if index not in param_of:
+                raise ValueError(f"loaded state dict has state for parameter {index!r}, which none of its "
+                                 "param_groups lists")
+            if not isinstance(values, dict):
+                raise ShapeError(f"loaded optimizer state of parameter {index} is a {type(values).__name__}, "
+                                 "not a dict from names to tensors")
+            param = param_of[index]
             current = self.state.get(param, {})
-            state[param] = {name: _loaded_state(current.get(name), value, param, name)
-                            for name, value in values.items()}
+            loads += [_StateLoad(param, name, current.get(name), _state_array(value, param, index, name))
+                      for name, value in values.items()]
+        state: defaultdict = defaultdict(dict)
+        for load in loads:
+            state[load.param][load.name] = load.apply()
         self.state = state
         self.param_groups = [{**saved, "params": group["params"]}
                              for group, saved in zip(self.param_groups, saved_groups)]
 
+    def _checked_groups(self, state_dict) -> list[dict]:
+        """The state dict's param_groups, checked against this optimizer's groups and hyperparameters."""
+        if not (isinstance(state_dict, dict) and isinstance(state_dict.get("state"), dict)
+                and isinstance(state_dict.get("param_groups"), list)):
+            raise ValueError("loaded state dict must be a dict holding 'state' (a dict) and 'param_groups' (a list), "
+                             f"as Optimizer.state_dict() makes; got {_summary(state_dict)}")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for number, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if not (isinstance(saved, dict) and isinstance(saved.get("params"), list)):
+                raise ValueError(f"loaded state dict's param_groups[{number}] must be a dict with a 'params' list; "
+                                 f"got {_summary(saved)}")
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                                 "optimizer's group")
+            for name, default in self.defaults.items():
+                if name in saved and not _fits_hyperparameter(saved[name], default):
+                    raise ValueError(f"loaded state dict's param_groups[{number}]['{name}'] is {saved[name]!r} "
+                                     f"({type(saved[name]).__name__}); expected a value like {default!r}")
+        return saved_groups
 
-def _loaded_state(existing: Tensor | None, value, param: Tensor, name: str):
-    """A loaded state entry for ``param``: tensors in the parameter's dtype (but 'step', which stays
-    float32 as PyTorch keeps it), written into ``existing`` where there is one."""
+
+def _fits_hyperparameter(value, default) -> bool:
+    """Whether a loaded hyperparameter has the kind of its default (defaults of None take anything)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return _is_real(value)
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and len(value) == len(default) and all(map(_is_real, value))
+    return True
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _summary(value) -> str:
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+@dataclass
+class _StateLoad:
+    """One checked state entry waiting to be loaded: into ``existing`` where it fits, else a new tensor."""
+    param: Tensor
+    name: str
+    existing: Tensor | None
+    array: np.ndarray
+
+    def apply(self) -> Tensor:
+        if self.existing is not None and self.existing.shape == self.array.shape:
+            np.copyto(self.existing._value, self.array, casting="unsafe")
+            return self.existing
+        # 'step' stays float32, as PyTorch keeps it; other state takes its parameter's dtype.
+        dtype = np.float32 if self.name == "step" else self.param.dtype.numpy
+        return state_tensor(np.array(self.array, dtype=dtype))
+
+
+def _state_array(value, param: Tensor, index, name: str) -> np.ndarray:
+    """A loaded state value as an array, checked: a tensor of numbers shaped like its parameter
+    ('step': one number, which older PyTorch checkpoints store as a plain int)."""
+    what = f"loaded optimizer state '{name}' of parameter {index} (shape {list(param.shape)})"
+    if name == "step" and _is_real(value):
+        return np.array(value, np.float32)
     if not isinstance(value, (Tensor, np.ndarray)):
-        return value
+        raise ShapeError(f"{what} is a {type(value).__name__} ({value!r:.40}); expected a tensor")
     array = value.detach().numpy() if isinstance(value, Tensor) else value
-    dtype = np.float32 if name == "step" else param.dtype.numpy
-    if name != "step" and array.shape != tuple(param.shape):
-        raise ValueError(f"loaded optimizer state '{name}' has shape {list(array.shape)}, but its parameter has "
-                         f"shape {list(param.shape)}")
-    if existing is None or existing.shape != array.shape:
-        return state_tensor(np.array(array, dtype=dtype))
-    np.copyto(existing._value, array, casting="unsafe")
-    return existing
+    if array.dtype.kind not in "iuf":
+        raise ShapeError(f"{what} has dtype {array.dtype}; expected a tensor of numbers")
+    if name == "step":
+        if array.size != 1:
+            raise ShapeError(f"{what} has shape {list(array.shape)}; expected a single number")
+        return array.reshape(())
+    if array.shape != tuple(param.shape):
+        raise ShapeError(f"{what} has shape {list(array.shape)}, but its parameter has shape {list(param.shape)}")
+    return array
 
 
 def _type_name(value) -> str:
