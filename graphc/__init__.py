@@ -29,7 +29,7 @@ def _expose(public: str, private: str) -> None:
 
 
 for _public, _private in [("nn", "nn"), ("nn.functional", "nn.functional"), ("nn.init", "nn.init"),
-                          ("optim", "optim"), ("optim.lr_scheduler", "optim.lr_scheduler"),
+                          ("nn.utils", "nn.utils"), ("optim", "optim"), ("optim.lr_scheduler", "optim.lr_scheduler"),
                           ("autograd", "autograd"), ("utils", "utils"), ("utils.data", "utils.data"),
                           ("datasets", "datasets"), ("transforms", "transforms")]:
     _expose(_public, _private)

@@ -3,20 +3,29 @@
     import graphc.nn as nn
     import graphc.nn.functional as F
 """
-from . import functional, init
-from .activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from . import functional, init, utils
+from .activation import (ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, PReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+                         Tanh)
 from .batchnorm import BatchNorm1d, BatchNorm2d
-from .container import ModuleDict, ModuleList, Sequential
-from .conv import Conv2d, ConvTranspose2d
+from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
+from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .flatten import Flatten, Unflatten
 from .linear import Identity, Linear
-from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+                   SmoothL1Loss)
 from .module import Module, Parameter
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .sparse import Embedding
+from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
-__all__ = ["functional", "init", "Module", "Parameter", "Linear", "Identity", "Conv2d", "ConvTranspose2d",
-           "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-           "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Unflatten", "Dropout", "Dropout2d",
-           "Sequential", "ModuleList", "ModuleDict", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss",
-           "MSELoss", "NLLLoss"]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Identity", "Conv1d", "Conv2d",
+           "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
+           "InstanceNorm2d", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Softplus", "Hardtanh", "PReLU", "Sigmoid",
+           "Tanh", "Softmax", "LogSoftmax", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "AdaptiveMaxPool2d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "Embedding", "RNN", "LSTM",
+           "GRU", "RNNCell", "LSTMCell", "GRUCell", "Flatten", "Unflatten", "Dropout", "Dropout2d", "Sequential",
+           "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "BCELoss", "BCEWithLogitsLoss",
+           "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss", "HuberLoss", "KLDivLoss"]

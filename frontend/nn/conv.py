@@ -1,9 +1,9 @@
-"""Conv2d and ConvTranspose2d."""
+"""Conv1d, Conv2d and ConvTranspose2d."""
 from __future__ import annotations
 
 from . import functional as F
 from . import init
-from .functional import _pair
+from .functional import _pair, _single_tuple
 from .module import Module, _empty_parameter
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -11,7 +11,13 @@ _PADDING_STRINGS = ("valid", "same")
 
 
 class _ConvNd(Module):
-    """What Conv2d and ConvTranspose2d share: checked settings, weight and bias, init and repr."""
+    """What the convolutions share: checked settings, weight and bias, init and repr.
+
+    ``_ntuple`` turns an int or a sequence into the per-spatial-dimension tuple
+    the layer stores (1 for Conv1d, 2 for the 2-D layers), as PyTorch's do.
+    """
+
+    _ntuple = staticmethod(_pair)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride, padding, dilation,
                  transposed: bool, output_padding, groups: int, bias: bool, padding_mode: str, device, dtype):
@@ -30,12 +36,12 @@ class _ConvNd(Module):
                                       "only padding_mode='zeros' is")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.dilation = _pair(dilation)
+        self.kernel_size = self._ntuple(kernel_size)
+        self.stride = self._ntuple(stride)
+        self.padding = padding if isinstance(padding, str) else self._ntuple(padding)
+        self.dilation = self._ntuple(dilation)
         self.transposed = transposed
-        self.output_padding = _pair(output_padding)
+        self.output_padding = self._ntuple(output_padding)
         self.groups = groups
         self.padding_mode = padding_mode
         shape = ((in_channels, out_channels // groups) if transposed
@@ -53,11 +59,12 @@ class _ConvNd(Module):
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
-        if self.padding != (0, 0):
+        zeros, ones = (0,) * len(self.kernel_size), (1,) * len(self.kernel_size)
+        if self.padding != zeros:
             text += f", padding={self.padding}"
-        if self.dilation != (1, 1):
+        if self.dilation != ones:
             text += f", dilation={self.dilation}"
-        if self.output_padding != (0, 0):
+        if self.output_padding != zeros:
             text += f", output_padding={self.output_padding}"
         if self.groups != 1:
             text += f", groups={self.groups}"
@@ -66,16 +73,35 @@ class _ConvNd(Module):
         return text
 
 
+def _check_padding_string(padding, stride) -> None:
+    if isinstance(padding, str):
+        if padding not in _PADDING_STRINGS:
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of {list(_PADDING_STRINGS)}")
+        if padding == "same" and any(s != 1 for s in _pair(stride)):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+
+
+class Conv1d(_ConvNd):
+    """1-D cross-correlation over NCL (or unbatched CL) input, as torch.nn.Conv1d."""
+
+    _ntuple = staticmethod(_single_tuple)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        _check_padding_string(padding, stride)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
+                         bias, padding_mode, device, dtype)
+
+    def forward(self, input):
+        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 class Conv2d(_ConvNd):
     """2-D cross-correlation over NCHW (or unbatched CHW) input, as torch.nn.Conv2d."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        if isinstance(padding, str):
-            if padding not in _PADDING_STRINGS:
-                raise ValueError(f"Invalid padding string {padding!r}, should be one of {list(_PADDING_STRINGS)}")
-            if padding == "same" and any(s != 1 for s in _pair(stride)):
-                raise ValueError("padding='same' is not supported for strided convolutions")
+        _check_padding_string(padding, stride)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
                          bias, padding_mode, device, dtype)
 

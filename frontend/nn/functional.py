@@ -7,6 +7,7 @@ and defaults are PyTorch's.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 from graphc.errors import ShapeError, TraceError
@@ -17,9 +18,11 @@ from ..dtypes import as_dtype, i64
 from ..functions import where
 from ..random import rand
 from ..tensor import Tensor, matmul
+from .special import erf
 
-__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "conv2d",
-           "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout",
+__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu", "softplus", "hardtanh", "prelu",
+           "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "dropout",
            "dropout2d", "flatten", "pad", "one_hot"]
 
 
@@ -28,6 +31,24 @@ def _pair(value) -> tuple:
     if isinstance(value, (list, tuple)):
         return tuple(value) * 2 if len(value) == 1 else tuple(value)
     return (value, value)
+
+
+def _single(value) -> int:
+    """An int or a 1-sequence as an int, as PyTorch's ``_single`` for 1-D layers."""
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def _single_tuple(value) -> tuple:
+    """An int or a 1-sequence as a 1-tuple: how PyTorch's 1-D layers store their settings."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+def _as_2d(name: str, input: Tensor, run) -> Tensor:
+    """Run a 2-D op on a 1-D (N, C, L) or (C, L) input, as (N, C, 1, L) with a unit height axis."""
+    if input.dim() not in (2, 3):
+        raise ShapeError(f"{name}: expected a 2-D (unbatched) or 3-D (batched) input, got input of shape "
+                         f"{list(input.shape)}" + error_context())
+    return run(input.unsqueeze(-2)).squeeze(-2)
 
 
 def _batched(name: str, input: Tensor, run) -> Tensor:
@@ -60,6 +81,59 @@ def sigmoid(input: Tensor) -> Tensor:
 def tanh(input: Tensor) -> Tensor:
     """Hyperbolic tangent."""
     return input.tanh()
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x for x > 0, else alpha * (exp(x) - 1)."""
+    # exp of the clamped input: exp(large x) is inf, and its gradient, though not selected, would be 0 * inf.
+    return where(input > 0, input, (input.clamp(max=0.0).exp() - 1) * alpha)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x), Phi the standard normal CDF: exactly (through erf), or its tanh approximation."""
+    if approximate == "tanh":
+        inner = (input + input * input * input * 0.044715) * math.sqrt(2 / math.pi)
+        return input * 0.5 * (inner.tanh() + 1)
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return input * 0.5 * (erf(input * (1 / math.sqrt(2))) + 1)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x) (also called swish)."""
+    return input * input.sigmoid()
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold (as PyTorch)."""
+    scaled = input * beta
+    # log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): nothing overflows and small tails keep their digits.
+    smooth = (scaled.relu() + _log1p(scaled.abs().neg().exp())) * (1 / beta)
+    return where(scaled > threshold, input, smooth)
+
+
+def _log1p(x: Tensor) -> Tensor:
+    """log(1 + x) accurate for small x (Kahan: x * log(u) / (u - 1) with u = 1 + x; x itself where u rounds to 1)."""
+    u = x + 1
+    rounded_to_one = u == 1
+    return where(rounded_to_one, x, x * u.log() / where(rounded_to_one, 1.0, u - 1))
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """x clamped to [min_val, max_val]; the gradient is 1 strictly inside, 0 elsewhere (as PyTorch's)."""
+    return where(input <= min_val, min_val, where(input >= max_val, max_val, input))
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """x for x > 0, else weight * x, with one weight shared or one per channel (dim 1)."""
+    if weight.numel() != 1:
+        channels = input.shape[1] if input.dim() >= 2 else input.shape[0]
+        if weight.numel() != channels:
+            raise ShapeError(f"prelu: weight has {weight.numel()} elements but the input has {channels} channels "
+                             f"(input of shape {list(input.shape)})" + error_context())
+        if input.dim() >= 2:
+            weight = weight.reshape(1, channels, *(1,) * (input.dim() - 2))
+    return where(input > 0, input, input * weight)
 
 
 def _softmax_dim(name: str, ndim: int) -> int:
@@ -146,6 +220,14 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return _batched("conv2d", input, run)
 
 
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """1-D cross-correlation of (N, C, L) or (C, L) input: conv2d over a unit height axis."""
+    padding = padding if isinstance(padding, str) else (0, _single(padding))
+    return _as_2d("conv1d", input, lambda x: conv2d(x, weight.unsqueeze(-2), bias, (1, _single(stride)), padding,
+                                                    (1, _single(dilation)), groups))
+
+
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """The transpose of conv2d (its gradient w.r.t. the input), weight [Cin, Cout/groups, kh, kw]."""
@@ -176,6 +258,24 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
         padding=_pair(padding), dilation=_pair(dilation), ceil_mode=ceil_mode))
 
 
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:
+    """Maximum over windows of (N, C, L) or (C, L) input: max_pool2d over a unit height axis."""
+    if return_indices:
+        raise NotImplementedError("max_pool1d(return_indices=True) is not supported by graphc")
+    stride = _single(kernel_size) if stride is None or stride == [] or stride == () else _single(stride)
+    return _as_2d("max_pool1d", input, lambda x: max_pool2d(
+        x, (1, _single(kernel_size)), (1, stride), (0, _single(padding)), (1, _single(dilation)), ceil_mode))
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    """Mean over windows of (N, C, L) or (C, L) input: avg_pool2d over a unit height axis."""
+    stride = _single(kernel_size) if stride is None or stride == [] or stride == () else _single(stride)
+    return _as_2d("avg_pool1d", input, lambda x: avg_pool2d(
+        x, (1, _single(kernel_size)), (1, stride), (0, _single(padding)), ceil_mode, count_include_pad))
+
+
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
     """Mean over windows (stride defaults to kernel_size)."""
@@ -185,8 +285,8 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
         divisor_override=divisor_override))
 
 
-def _adaptive_mean_along(x: Tensor, axis: int, out_size: int) -> Tensor:
-    """Average ``x`` over PyTorch's adaptive bins along ``axis``: bin i spans
+def _adaptive_reduce_along(x: Tensor, axis: int, out_size: int, reduce) -> Tensor:
+    """Reduce ``x`` over PyTorch's adaptive bins along ``axis`` with ``reduce(bin, axis)``: bin i spans
     [floor(i*n/out), ceil((i+1)*n/out)), so neighbouring bins may overlap."""
     n = x.shape[axis]
     bins = []
@@ -194,23 +294,38 @@ def _adaptive_mean_along(x: Tensor, axis: int, out_size: int) -> Tensor:
         start, stop = (i * n) // out_size, -(-(i + 1) * n // out_size)
         index = [slice(None)] * x.dim()
         index[axis] = slice(start, stop)
-        bins.append(x[tuple(index)].mean(axis, keepdim=True))
+        bins.append(reduce(x[tuple(index)], axis))
     return bins[0] if out_size == 1 else apply("concat", bins, axis=axis % x.dim())
 
 
-def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
-    """Average pooling to a fixed output size (None in output_size keeps that input size)."""
+def _adaptive_pool2d(name: str, input: Tensor, output_size, pool_op: str, reduce) -> Tensor:
+    """Pooling to a fixed output size (None in output_size keeps that input size): one plain pooling op
+    where the bins are equal and disjoint, else each row's bins then each column's."""
     out_h, out_w = (size if size is not None else input.shape[i - 2]
                     for i, size in enumerate(_pair(output_size)))
 
     def run(x):
         h, w = x.shape[2:]
-        if h % out_h == 0 and w % out_w == 0:     # equal, disjoint bins: one plain average pool
+        if h % out_h == 0 and w % out_w == 0:
             window = (h // out_h, w // out_w)
-            return apply("avg_pool2d", [x], kernel_size=window, stride=window)
-        # A rectangle's mean is the mean over its rows of the mean over its columns.
-        return _adaptive_mean_along(_adaptive_mean_along(x, 2, out_h), 3, out_w)
-    return _batched("adaptive_avg_pool2d", input, run)
+            return apply(pool_op, [x], kernel_size=window, stride=window)
+        # A rectangle's mean (or max) is the mean (max) over its rows of the mean (max) over its columns.
+        return _adaptive_reduce_along(_adaptive_reduce_along(x, 2, out_h, reduce), 3, out_w, reduce)
+    return _batched(name, input, run)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average pooling to a fixed output size (None in output_size keeps that input size)."""
+    return _adaptive_pool2d("adaptive_avg_pool2d", input, output_size, "avg_pool2d",
+                            lambda x, axis: x.mean(axis, keepdim=True))
+
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
+    """Max pooling to a fixed output size (None in output_size keeps that input size)."""
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool2d(return_indices=True) is not supported by graphc")
+    return _adaptive_pool2d("adaptive_max_pool2d", input, output_size, "max_pool2d",
+                            lambda x, axis: x.amax(axis, keepdim=True))
 
 
 # -- normalization ---------------------------------------------------------------------------------
@@ -343,9 +458,14 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return apply("one_hot", [tensor], num_classes=num_classes)
 
 
-# The losses live in loss.py, which itself builds on this module, so they are re-exported last.
+# The losses, normalisations, embedding and resizing live in modules of their own beside their Modules;
+# they build on this one, so they are re-exported last.
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: E402
-                   l1_loss, mse_loss, nll_loss)
+                   huber_loss, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
+from .normalization import group_norm, instance_norm, layer_norm  # noqa: E402
+from .sparse import embedding  # noqa: E402
+from .upsampling import interpolate, upsample  # noqa: E402
 
 __all__ += ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
-            "l1_loss"]
+            "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "layer_norm", "group_norm", "instance_norm",
+            "embedding", "interpolate", "upsample"]

@@ -22,9 +22,9 @@ from ..functions import where
 from ..tensor import Tensor, as_tensor, minimum
 from .module import Module
 
-__all__ = ["L1Loss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
-           "l1_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss",
-           "cross_entropy"]
+__all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss",
+           "CrossEntropyLoss", "l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss", "kl_div",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -103,6 +103,62 @@ def mse_loss(input: Tensor, target, size_average=None, reduce=None, reduction: s
     _check_target_broadcasts(input, target, "mse_loss")
     difference = input - target
     return _elementwise_loss(difference * difference, input, weight, reduction, "mse_loss")
+
+
+def smooth_l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    """0.5 d² / beta where |d| < beta, else |d| - 0.5 beta (d = input - target); beta=0 is the L1 loss."""
+    reduction = _reduction(reduction, size_average, reduce)
+    if beta < 0:
+        raise ValueError("smooth_l1_loss does not support negative values for beta.")
+    target = as_tensor(target)
+    _check_target_broadcasts(input, target, "smooth_l1_loss")
+    distance = (input - target).abs()
+    if beta == 0:
+        return _reduce(distance, reduction)
+    return _reduce(where(distance < beta, distance * distance * (0.5 / beta), distance - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target, reduction: str = "mean", delta: float = 1.0, weight=None) -> Tensor:
+    """0.5 d² where |d| < delta, else delta (|d| - 0.5 delta): smooth_l1_loss scaled by delta."""
+    reduction = _reduction(reduction)
+    if delta <= 0:
+        raise ValueError("huber_loss does not support non-positive values for delta.")
+    target = as_tensor(target)
+    _check_target_broadcasts(input, target, "huber_loss")
+    distance = (input - target).abs()
+    errors = where(distance < delta, distance * distance * 0.5, (distance - 0.5 * delta) * delta)
+    return _elementwise_loss(errors, input, weight, reduction, "huber_loss")
+
+
+def kl_div(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """KL divergence of ``target`` from log-probabilities ``input``: target * (log(target) - input),
+    0 where target is 0; ``target`` holds log-probabilities too with ``log_target``.
+
+    reduction='batchmean' divides the sum by the batch size (the KL divergence
+    proper); 'mean' divides by the number of elements, with PyTorch's warning.
+    """
+    if reduction == "batchmean":
+        if size_average is not None or reduce is not None:
+            raise ValueError("kl_div: reduction='batchmean' cannot be combined with size_average or reduce")
+    else:
+        reduction = _reduction(reduction, size_average, reduce)
+        if reduction == "mean":
+            warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support size."
+                          "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+                          "'mean' will be changed to behave the same as 'batchmean' in the next major release.",
+                          stacklevel=2)
+    target = as_tensor(target)
+    if log_target:
+        pointwise = target.exp() * (target - input)
+    else:
+        positive = target > 0
+        # target * log(target), 0 where target is 0 (the log taken of 1 there, so no inf reaches the gradient).
+        pointwise = where(positive, target * where(positive, target, 1.0).log(), 0.0) - target * input
+    if reduction == "batchmean":
+        return pointwise.sum() / (input.shape[0] if input.dim() else 1)
+    return _reduce(pointwise, reduction)
 
 
 # -- binary cross-entropy --------------------------------------------------------------------------
@@ -372,6 +428,43 @@ class MSELoss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return mse_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """Squared error below ``beta``, absolute error above it, as torch.nn.SmoothL1Loss."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(size_average, reduce, reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """Squared error below ``delta``, delta-scaled absolute error above it, as torch.nn.HuberLoss."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class KLDivLoss(_Loss):
+    """Kullback-Leibler divergence of log-probabilities, as torch.nn.KLDivLoss."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
+        if reduction == "batchmean":
+            super().__init__(size_average, reduce)
+            self.reduction = "batchmean"
+        else:
+            super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 
 class BCELoss(_WeightedLoss):
