@@ -190,5 +190,5 @@ def test_new_files_get_ordinary_permissions(tmp_path):
 def test_map_location(tmp_path):
     save({"w": graphc.ones(1)}, tmp_path / "c")
     assert load(tmp_path / "c", map_location="cpu", weights_only=True)["w"].tolist() == [1.0]
-    with pytest.raises(NotImplementedError, match="CPU"):
+    with pytest.raises(CheckpointError, match="map_location='cuda:0': graphc tensors live on the CPU"):
         load(tmp_path / "c", map_location="cuda:0")
