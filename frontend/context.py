@@ -55,6 +55,19 @@ class enable_grad(no_grad):
         return self
 
 
+class inference_mode(no_grad):
+    """torch.inference_mode: like no_grad (graphc has no separate inference tensors to make);
+    ``inference_mode(False)`` leaves the grad mode as it is."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        set_grad_enabled(self._prev and not self.mode)
+        return self
+
+
 # -- the active trace ---------------------------------------------------------------
 
 def current_trace():

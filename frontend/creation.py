@@ -39,7 +39,7 @@ def _constant(array: np.ndarray) -> Tensor:
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     check_device(device)
-    shape = tuple(_shape_args((size,)) if not isinstance(size, int) else (size,))
+    shape = _shape_args((size,) if not isinstance(size, int) else (size,))
     dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.promote([fill_value])
     ctx = current_trace()
     if ctx is not None:
@@ -55,17 +55,19 @@ def _python_value(value, dtype):
     return bool(value) if dtype == _dt.bool_ else int(value)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_args(size), 0, dtype=dtype or _dt.f32, device=device, requires_grad=requires_grad)
+def zeros(*args, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(_shape_args(args, size), 0, dtype=dtype or _dt.get_default_dtype(), device=device,
+                requires_grad=requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_args(size), 1, dtype=dtype or _dt.f32, device=device, requires_grad=requires_grad)
+def ones(*args, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(_shape_args(args, size), 1, dtype=dtype or _dt.get_default_dtype(), device=device,
+                requires_grad=requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def empty(*args, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Like zeros: graphc never hands out uninitialised memory."""
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return zeros(*args, size=size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -99,19 +101,25 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
         start, end = 0, start
     if dtype is None:
         dtype = _dt.promote([start, end, step])
-        dtype = _dt.i64 if not dtype.is_float else _dt.f32
+        dtype = _dt.i64 if not dtype.is_float else _dt.get_default_dtype()
     values = np.arange(start, end, step).astype(_dt.as_dtype(dtype).numpy)
     return tensor(values, requires_grad=requires_grad, device=device)
 
 
 def linspace(start, end, steps: int, dtype=None, requires_grad: bool = False) -> Tensor:
-    values = np.linspace(start, end, steps).astype(_dt.as_dtype(dtype or _dt.f32).numpy)
+    values = np.linspace(start, end, steps).astype(_dt.as_dtype(dtype or _dt.get_default_dtype()).numpy)
+    return tensor(values, requires_grad=requires_grad)
+
+
+def logspace(start, end, steps: int, base: float = 10.0, dtype=None, requires_grad: bool = False) -> Tensor:
+    exponents = np.linspace(start, end, steps)
+    values = np.power(base, exponents).astype(_dt.as_dtype(dtype or _dt.get_default_dtype()).numpy)
     return tensor(values, requires_grad=requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
-    return tensor(np.eye(n, m, dtype=_dt.as_dtype(dtype or _dt.f32).numpy), requires_grad=requires_grad)
+    return tensor(np.eye(n, m, dtype=_dt.as_dtype(dtype or _dt.get_default_dtype()).numpy), requires_grad=requires_grad)
 
 
 __all__ = ["tensor", "from_numpy", "as_tensor", "full", "zeros", "ones", "empty", "zeros_like", "ones_like",
-           "empty_like", "full_like", "rand_like", "randn_like", "arange", "linspace", "eye"]
+           "empty_like", "full_like", "rand_like", "randn_like", "arange", "linspace", "logspace", "eye"]

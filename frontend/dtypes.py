@@ -25,7 +25,27 @@ UNSUPPORTED = ("float16", "half", "bfloat16", "complex64", "complex128", "cfloat
 
 _CATEGORY = {bool_: 0, u8: 1, i16: 1, i32: 1, i64: 1, f32: 2, f64: 2}
 _ORDER = {d: i for i, d in enumerate((bool_, u8, i16, i32, i64, f32, f64))}
-_DEFAULT_OF_CATEGORY = (bool_, i64, f32)
+
+# The dtype of float data, float Python numbers and float-valued results of integer inputs.
+_default_float = f32
+
+
+def get_default_dtype() -> DType:
+    return _default_float
+
+
+def set_default_dtype(dtype) -> None:
+    """torch.set_default_dtype: float32 or float64 for new floating-point tensors."""
+    global _default_float
+    dtype = as_dtype(dtype)
+    if not dtype.is_float:
+        raise TypeError(f"set_default_dtype: only floating-point types are supported as the default type, "
+                        f"got {dtype!r}")
+    _default_float = dtype
+
+
+def _default_of_category(category: builtins.int) -> DType:
+    return (bool_, i64, _default_float)[category]
 
 
 def _number_category(x) -> builtins.int:
@@ -39,7 +59,7 @@ def promote(operands) -> DType:
 
     Dimensioned tensors outrank zero-dim tensors, which outrank Python numbers;
     an operand of a higher category (bool < integer < float) still lifts the
-    result into its category (to that tier's dtype, or i64/f32 for numbers).
+    result into its category (to that tier's dtype, or i64/the default float dtype for numbers).
     """
     from .tensor import Tensor
     dimensioned = [x.dtype for x in operands if isinstance(x, Tensor) and x.dim() > 0]
@@ -53,8 +73,8 @@ def promote(operands) -> DType:
                 result = best
     for category in numbers:
         if result is None or category > _CATEGORY[result]:
-            result = _DEFAULT_OF_CATEGORY[category]
-    return result if result is not None else f32
+            result = _default_of_category(category)
+    return result if result is not None else _default_float
 
 
 def as_dtype(dtype) -> DType:
@@ -68,7 +88,7 @@ def as_dtype(dtype) -> DType:
         if dtype in UNSUPPORTED:
             raise NotImplementedError(f"dtype {dtype} is not supported by graphc")
         return dtype_from_name(dtype)
-    python_types = {builtins.float: f32, builtins.int: i64, builtins.bool: bool_}
+    python_types = {builtins.float: f64, builtins.int: i64, builtins.bool: bool_}
     if dtype in python_types:
         return python_types[dtype]
     return dtype_from_numpy(np.dtype(dtype))
@@ -80,7 +100,7 @@ def dtype_of_data(data) -> DType:
         return dtype_from_numpy(data.dtype)
     array = np.asarray(data)
     if array.dtype.kind == "f":
-        return f32
+        return _default_float
     if array.dtype.kind in "iu":
         return i64
     if array.dtype.kind == "b":

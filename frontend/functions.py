@@ -15,7 +15,16 @@ from graphc.errors import ShapeError, TraceError
 from . import dtypes as _dt
 from .context import current_trace, error_context, user_location
 from .dispatch import apply
-from .tensor import Tensor, _operands, as_tensor, matmul, maximum, minimum
+from .einsum import einsum
+from .elementwise_math import *  # noqa: F401,F403
+from .elementwise_math import __all__ as _elementwise_math_all
+from .scans import *  # noqa: F401,F403
+from .scans import __all__ as _scans_all
+from .selection import *  # noqa: F401,F403
+from .selection import __all__ as _selection_all
+from .sorting import *  # noqa: F401,F403
+from .sorting import __all__ as _sorting_all
+from .tensor import Tensor, as_tensor, matmul, maximum, minimum, where
 
 svd_result = namedtuple("svd_result", ["U", "S", "Vh"])
 
@@ -45,14 +54,6 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(dim) for t in tensors], dim)
 
 
-def where(condition, input, other) -> Tensor:
-    condition = as_tensor(condition)
-    if condition.dtype != _dt.bool_:
-        condition = condition.bool()
-    x, y = _operands(input, other)
-    return apply("where", [condition, x, y])
-
-
 def _method(name):
     def fn(input, *args, **kwargs):
         return getattr(as_tensor(input), name)(*args, **kwargs)
@@ -64,7 +65,7 @@ def _method(name):
 # graphc.<name>(input, ...) is input.<name>(...) for these, as in torch.
 METHOD_FUNCTIONS = (
     "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "neg", "square",
-    "sign", "log1p", "expm1", "clamp", "clip", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin",
+    "sign", "log1p", "expm1", "log2", "log10", "clamp", "clip", "clamp_min", "clamp_max", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin",
     "var", "std", "all", "any", "norm", "reshape", "flatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
     "softmax", "log_softmax", "gather", "chunk", "split", "numel", "detach", "clone", "logical_not",
     "logical_and", "logical_or",
@@ -81,12 +82,42 @@ def div(input, other): return as_tensor(input) / other
 def pow(input, exponent): return as_tensor(input) ** exponent
 def mm(input, mat2): return matmul(input, mat2)
 def bmm(input, mat2): return matmul(input, mat2)
+def mv(input, vec): return matmul(input, vec)
+def outer(input, vec2): return as_tensor(input).unsqueeze(1) * as_tensor(vec2).unsqueeze(0)
 def eq(a, b): return as_tensor(a) == b
 def ne(a, b): return as_tensor(a) != b
 def lt(a, b): return as_tensor(a) < b
 def le(a, b): return as_tensor(a) <= b
 def gt(a, b): return as_tensor(a) > b
 def ge(a, b): return as_tensor(a) >= b
+
+
+def dot(input, other) -> Tensor:
+    input, other = as_tensor(input), as_tensor(other)
+    if input.dim() != 1 or other.dim() != 1:
+        raise RuntimeError(f"dot: 1D tensors expected, but got {input.dim()}D and {other.dim()}D tensors"
+                           + error_context())
+    return matmul(input, other)
+
+
+def _scaled_sum(input, product: Tensor, beta, alpha) -> Tensor:
+    """beta·input + alpha·product; beta == 0 ignores input, NaNs included, as PyTorch does."""
+    scaled = product if alpha == 1 else product * alpha
+    if beta == 0:
+        return scaled
+    return scaled + (input if beta == 1 else as_tensor(input) * beta)
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
+    return _scaled_sum(input, matmul(mat1, mat2), beta, alpha)
+
+
+def addmv(input, mat, vec, *, beta=1, alpha=1) -> Tensor:
+    return _scaled_sum(input, matmul(mat, vec), beta, alpha)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+    return _scaled_sum(input, matmul(batch1, batch2), beta, alpha)
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
@@ -146,7 +177,9 @@ def svd(input, full_matrices: bool = True):
     return svd_result(*(Tensor._wrap(x.astype(a.dtype)) for x in (u, s, vh)))
 
 
-__all__ = ["cat", "concat", "concatenate", "stack", "where", "maximum", "minimum", "matmul", "mm", "bmm",
+__all__ = ["cat", "concat", "concatenate", "stack", "where", "maximum", "minimum", "matmul", "mm", "bmm", "mv", "dot",
+           "outer", "addmm", "addmv", "baddbmm", "einsum",
+           *_elementwise_math_all, *_scans_all, *_selection_all, *_sorting_all,
            "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "std_mean", "var_mean",
            "is_tensor", "is_floating_point", "allclose", "equal", "det", "inverse", "svd", "negative",
            *METHOD_FUNCTIONS]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.ir.dtypes import f32
 from graphc.ops.random import blocks_used
 
 from . import dtypes as _dt
@@ -51,12 +50,10 @@ def seed() -> int:
     return default_generator.initial_seed()
 
 
-def _draw(op: str, size, dtype, generator):
+def _draw(op: str, shape: tuple, dtype, generator):
     from .tensor import as_tensor
-    from .tensor import _shape_args
     generator = generator or default_generator
-    dtype = _dt.as_dtype(dtype) if dtype is not None else f32
-    shape = _shape_args(size)
+    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.get_default_dtype()
     with no_grad():
         out = apply(op, [generator.state], shape=shape, dtype=dtype)
         advance = as_tensor(np.array([0, blocks_used(op, int(np.prod(shape)), dtype)], np.int64))
@@ -64,23 +61,39 @@ def _draw(op: str, size, dtype, generator):
     return out
 
 
-def rand(*size, dtype=None, generator=None, device=None, requires_grad: bool = False):
+def rand(*args, size=None, dtype=None, generator=None, device=None, requires_grad: bool = False):
     """Uniform samples in [0, 1)."""
+    from .tensor import _shape_args
     check_device(device)
-    return _draw("rand", size, dtype, generator).requires_grad_(requires_grad)
+    return _draw("rand", _shape_args(args, size), dtype, generator).requires_grad_(requires_grad)
 
 
-def randn(*size, dtype=None, generator=None, device=None, requires_grad: bool = False):
+def randn(*args, size=None, dtype=None, generator=None, device=None, requires_grad: bool = False):
     """Standard normal samples."""
+    from .tensor import _shape_args
     check_device(device)
-    return _draw("randn", size, dtype, generator).requires_grad_(requires_grad)
+    return _draw("randn", _shape_args(args, size), dtype, generator).requires_grad_(requires_grad)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None):
+    """torch.normal: samples of N(mean, std²); tensor means and stds broadcast, else ``size`` gives the shape."""
+    from .tensor import Tensor, _shape_args
+    check_device(device)
+    tensors = [t for t in (mean, std) if isinstance(t, Tensor)]
+    if size is not None:
+        shape = _shape_args((size,))
+    else:
+        shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors)) if tensors else ()
+    if dtype is None:
+        dtype = _dt.promote([mean, std]) if tensors else _dt.get_default_dtype()
+    return randn(shape, dtype=dtype, generator=generator) * std + mean
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
     """Integers uniform in [low, high)."""
     if high is None:
         low, high = 0, low
-    u = rand(*size, dtype=_dt.f64, generator=generator, device=device)
+    u = rand(size, dtype=_dt.f64, generator=generator, device=device)
     return (u * (high - low) + low).type_as_dtype(_dt.as_dtype(dtype) if dtype else _dt.i64)
 
 

@@ -15,7 +15,7 @@ from numbers import Number
 import numpy as np
 
 from graphc.errors import ShapeError, TraceError
-from graphc.ir.dtypes import DType, bool_, f32, i64
+from graphc.ir.dtypes import DType, bool_, i64
 from graphc.ir.types import TensorType
 
 from . import dtypes as _dt
@@ -40,11 +40,15 @@ class Size(tuple):
         return f"graphc.Size({list(self)})"
 
 
-def _shape_args(args) -> tuple:
-    """Accept f(2, 3), f((2, 3)) and f([2, 3]) as PyTorch does."""
+def _shape_args(args, size=None) -> tuple:
+    """Accept f(2, 3), f((2, 3)), f([2, 3]) and f(size=(2, 3)) as PyTorch does."""
+    if size is not None:
+        if args:
+            raise TypeError("give the size either by position or as size=, not both")
+        args = (size,)
     if len(args) == 1 and isinstance(args[0], (tuple, list, Size)):
-        return tuple(args[0])
-    return tuple(args)
+        return tuple(int(s) for s in args[0])
+    return tuple(int(s) for s in args)
 
 
 def _needs_value(what: str, suggestion: str):
@@ -59,10 +63,10 @@ class Tensor:
     __array_priority__ = 1000       # so numpy scalars defer to Tensor's reflected operators
 
     def __init__(self, data=None, *, dtype=None, requires_grad: bool = False):
-        # torch.Tensor(data) makes float32; graphc.tensor(data) infers the dtype.
+        # torch.Tensor(data) makes the default float dtype; graphc.tensor(data) infers the dtype.
         array = np.zeros((0,), np.float32) if data is None else np.asarray(data)
         dtype = _dt.as_dtype(dtype) if dtype is not None else (
-            f32 if not isinstance(data, np.ndarray) else _dt.dtype_of_data(array))
+            _dt.get_default_dtype() if not isinstance(data, np.ndarray) else _dt.dtype_of_data(array))
         self._init(np.array(array, dtype=dtype.numpy), None, requires_grad)
 
     # -- construction ----------------------------------------------------------------
@@ -191,7 +195,7 @@ class Tensor:
             return f"tensor(<symbolic %{self._node.name}: {self._node.type}>)"
         body = np.array2string(self._value, separator=", ", prefix="tensor(", precision=4)
         extras = []
-        if self.dtype not in (f32, i64, bool_) or self.numel() == 0:
+        if self.dtype not in (_dt.get_default_dtype(), i64, bool_) or self.numel() == 0:
             extras.append(f"dtype={self.dtype!r}")
         if self._tape is not None:
             extras.append(f"grad_fn=<{self._node.op}>")
@@ -302,6 +306,23 @@ class Tensor:
     def byte(self): return self.type_as_dtype(_dt.u8)
     def bool(self): return self.type_as_dtype(bool_)
 
+    # -- new tensors like this one ---------------------------------------------------------
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from .creation import full
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        return self.new_full(_shape_args(size), 0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        return self.new_full(_shape_args(size), 1, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    new_empty = new_zeros
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from .creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+
     def cpu(self) -> "Tensor":
         return self
 
@@ -354,6 +375,14 @@ class Tensor:
     @property
     def T(self) -> "Tensor":
         return self.permute(list(reversed(range(self.dim()))))
+
+    @property
+    def mT(self) -> "Tensor":
+        """The matrices of a batch transposed (the last two dims swapped)."""
+        if self.dim() < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices, got a "
+                               f"{self.dim()}-D tensor" + error_context())
+        return self.transpose(-2, -1)
 
     def unsqueeze(self, dim: int) -> "Tensor":
         dim = dim % (self.dim() + 1)
@@ -449,6 +478,7 @@ class Tensor:
         return self._assign(src)
 
     def zero_(self): return self.fill_(0)
+    def abs_(self): return self._assign(self.abs())
 
     def fill_(self, value) -> "Tensor":
         return self._assign(full_like(self, value.item() if isinstance(value, Tensor) else value))
@@ -464,7 +494,6 @@ class Tensor:
     def clamp_(self, min=None, max=None): return self._assign(self.clamp(min, max))
     def addcmul_(self, t1, t2, value=1): return self._assign(self + value * t1 * t2)
     def addcdiv_(self, t1, t2, value=1): return self._assign(self + value * t1 / t2)
-    def lerp_(self, end, weight): return self._assign(self + weight * (end - self))
     def maximum_(self, other): return self._assign(maximum(self, other))
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> "Tensor":
@@ -506,11 +535,12 @@ class Tensor:
     def __imul__(self, other): return self.mul_(other)
     def __itruediv__(self, other): return self.div_(other)
 
-    def __floordiv__(self, other):
-        raise NotImplementedError("floor division (//) is not supported by graphc; use (a / b) with a cast")
-
-    def __mod__(self, other):
-        raise NotImplementedError("the modulo operator (%) is not supported by graphc")
+    def __floordiv__(self, other): return _integer_division("floor_divide", self, other)
+    def __rfloordiv__(self, other): return _integer_division("floor_divide", other, self)
+    def __mod__(self, other): return _integer_division("remainder", self, other)
+    def __rmod__(self, other): return _integer_division("remainder", other, self)
+    def __ifloordiv__(self, other): return self._assign(self // other)
+    def __imod__(self, other): return self._assign(self % other)
 
     def __and__(self, other): return _logical("mul", self, other)
     def __or__(self, other): return _logical("add", self, other)
@@ -541,7 +571,7 @@ class Tensor:
 
     # -- unary math ----------------------------------------------------------------------
     def _float_unary(self, op):
-        x = self if self.dtype.is_float else self.float()
+        x = self if self.dtype.is_float else self.type_as_dtype(_dt.get_default_dtype())
         return apply(op, [x])
 
     def exp(self): return self._float_unary("exp")
@@ -574,6 +604,9 @@ class Tensor:
         return out
 
     clip = clamp
+
+    def clamp_min(self, min): return self.clamp(min=min)
+    def clamp_max(self, max): return self.clamp(max=max)
 
     def softmax(self, dim: int):
         from .nn.functional import softmax
@@ -650,11 +683,12 @@ class Tensor:
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
+    # The reductions take no bool: truth values are reduced as 0/1 bytes.
     def all(self, dim=None, keepdim: bool = False):
-        return apply("min", [self.bool()], axes=self._axes(dim), keepdims=keepdim) if self.dim() else self.bool()
+        return apply("min", [self.bool().byte()], axes=self._axes(dim), keepdims=keepdim).bool()
 
     def any(self, dim=None, keepdim: bool = False):
-        return apply("max", [self.bool()], axes=self._axes(dim), keepdims=keepdim) if self.dim() else self.bool()
+        return apply("max", [self.bool().byte()], axes=self._axes(dim), keepdims=keepdim).bool()
 
     def norm(self, p=2, dim=None, keepdim: bool = False):
         if p != 2:
@@ -711,7 +745,7 @@ def as_tensor(value, dtype=None) -> Tensor:
 def _operands(a, b, float_only=False):
     dtype = _dt.promote([a, b])
     if float_only and not dtype.is_float:
-        dtype = f32
+        dtype = _dt.get_default_dtype()
     return as_tensor(a, dtype), as_tensor(b, dtype)
 
 
@@ -723,6 +757,13 @@ def _binary(op: str, a, b, float_only: bool = False) -> Tensor:
             return NotImplemented
     x, y = _operands(a, b, float_only)
     return apply(op, [x, y])
+
+
+def _integer_division(name: str, a, b) -> Tensor:
+    from . import elementwise_math
+    if not all(isinstance(x, (Tensor, Number, np.ndarray)) for x in (a, b)):
+        return NotImplemented
+    return getattr(elementwise_math, name)(a, b)
 
 
 def _logical(op: str, a, b) -> Tensor:
@@ -741,6 +782,14 @@ def _pow(a, b) -> Tensor:
         if b == 0.5 and a.dtype.is_float:
             return a.sqrt()
     return _binary("pow", a, b, float_only=True)
+
+
+def where(condition, input, other) -> Tensor:
+    condition = as_tensor(condition)
+    if condition.dtype != bool_:
+        condition = condition.bool()
+    x, y = _operands(input, other)
+    return apply("where", [condition, x, y])
 
 
 def maximum(a, b) -> Tensor:
