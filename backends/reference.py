@@ -6,42 +6,16 @@ each node calls its op's numpy reference from the registry.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from graphc.errors import ShapeError
 from graphc.ir.graph import Graph, Node
 from graphc.ops.registry import run_reference
 from graphc.passes.memory import MemoryPlan, kernel_buffers, plan_memory
 
+from .executable import RunResult, bind_inputs
 from .profile import KernelTiming, Profile, describe_kernel
-
-
-@dataclass
-class RunResult:
-    outputs: list[np.ndarray]
-    writes: dict[str, np.ndarray]     # state input name -> its new value
-
-
-def bind_inputs(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]") -> dict[Node, np.ndarray]:
-    """Match arrays to the graph's inputs (by name or position), checking shape and dtype."""
-    if not isinstance(inputs, Mapping):
-        if len(inputs) != len(graph.inputs):
-            raise ShapeError(f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(inputs)}")
-        inputs = {n.name: a for n, a in zip(graph.inputs, inputs)}
-    missing = [n.name for n in graph.inputs if n.name not in inputs]
-    if missing:
-        raise ShapeError(f"graph {graph.name}: no value given for input(s) {', '.join('%' + m for m in missing)}")
-    env: dict[Node, np.ndarray] = {}
-    for node in graph.inputs:
-        array = np.asarray(inputs[node.name])
-        if array.shape != node.type.shape or array.dtype != node.type.dtype.numpy:
-            raise ShapeError(f"graph {graph.name}: input %{node.name} expects {node.type}, "
-                             f"got an array of shape {list(array.shape)} and dtype {array.dtype}")
-        env[node] = array
-    return env
 
 
 def run_node(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
@@ -117,7 +91,9 @@ class ReferenceExecutable:
         self.graph = graph
         self.plan = plan
 
-    def run(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]") -> RunResult:
+    def run(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]", in_place: bool = False) -> RunResult:
+        """Run the graph; it never changes ``inputs`` (``in_place`` is accepted, as every
+        executable accepts it, and the new state values are returned for the caller to store)."""
         if self.plan is None:
             return run_graph(self.graph, inputs)
         return run_in_arena(self.graph, self.plan, inputs)

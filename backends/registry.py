@@ -9,8 +9,12 @@ def get_backend(name: str):
     if name == "reference":
         from . import reference
         return reference
-    raise BackendError(f"unknown backend {name!r}; available: reference")
+    if name == "llvm":
+        from . import llvm
+        return llvm
+    raise BackendError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
 
 
 def available_backends() -> list[str]:
-    return ["reference"]
+    """The backends this machine can run, fastest first."""
+    return ["llvm", "reference"]

@@ -20,6 +20,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
+from .lowering import padded_load, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 WINDOW_ATTRS = {
@@ -211,6 +214,65 @@ def _conv_transpose2d_reference(arrays, attrs):
     return full[:, :, ph:ph + ho, pw:pw + wo]
 
 
+# -- lowerings: each output element a sum over its window ----------------------------------
+#
+# All three are written as gathers: every output element sums the products it
+# needs, so each is computed whole before it is stored (the memory plan's rule)
+# and threads never write to one element.  conv_transpose2d, naturally a
+# scatter, instead asks for each tap which input pixel (if any) lands here.
+
+def _lower_conv2d(ctx, node, index: Index):
+    x, w = node.inputs
+    n, o, y, col = index.dims
+    out_channels, per_group, kh, kw = w.shape
+    group_first = E.mul(E.div(o, out_channels // node.attrs["groups"]), per_group) if node.attrs["groups"] > 1 else 0
+    (sh, sw), (ph, pw), (dh, dw) = node.attrs["stride"], node.attrs["padding"], node.attrs["dilation"]
+
+    def update(acc, taps):
+        c, i, j = taps
+        pixel = padded_load(ctx, x, [n, E.add(group_first, c), window_coordinate(y, i, sh, ph, dh),
+                                     window_coordinate(col, j, sw, pw, dw)], E.const(0, x.dtype))
+        return E.add(acc, E.mul(pixel, ctx.value(w, Index.of(w.shape, (o, c, i, j)))))
+    return ctx.reduce(E.const(0, node.dtype), [per_group, kh, kw], update)
+
+
+def _lower_conv_transpose2d(ctx, node, index: Index):
+    x, w = node.inputs
+    n, o, y, col = index.dims
+    in_channels, out_per_group, kh, kw = w.shape
+    in_per_group = in_channels // node.attrs["groups"]
+    group_first = E.mul(E.div(o, out_per_group), in_per_group)
+    o_in_group = E.rem(o, out_per_group) if node.attrs["groups"] > 1 else o
+    (sh, sw), (ph, pw), (dh, dw) = node.attrs["stride"], node.attrs["padding"], node.attrs["dilation"]
+    height, width = x.shape[2:]
+
+    def update(acc, taps):
+        c, i, j = taps
+        row, row_exists = window_origin(y, i, sh, ph, dh, height)
+        column, column_exists = window_origin(col, j, sw, pw, dw, width)
+        channel = E.add(group_first, c)
+        product = E.mul(ctx.value(x, Index.of(x.shape, (n, channel, row, column))),
+                        ctx.value(w, Index.of(w.shape, (channel, o_in_group, i, j))))
+        return E.select(E.logical_and(row_exists, column_exists), E.add(acc, product), acc)
+    return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update)
+
+
+def _lower_conv2d_weight_grad(ctx, node, index: Index):
+    x, gy = node.inputs
+    o, c, i, j = index.dims
+    batch, out_channels, out_h, out_w = gy.shape
+    per_group = x.shape[1] // node.attrs["groups"]
+    channel = E.add(E.mul(E.div(o, out_channels // node.attrs["groups"]), per_group), c) if node.attrs["groups"] > 1 else c
+    (sh, sw), (ph, pw), (dh, dw) = node.attrs["stride"], node.attrs["padding"], node.attrs["dilation"]
+
+    def update(acc, positions):
+        n, y, col = positions
+        pixel = padded_load(ctx, x, [n, channel, window_coordinate(y, i, sh, ph, dh),
+                                     window_coordinate(col, j, sw, pw, dw)], E.const(0, x.dtype))
+        return E.add(acc, E.mul(pixel, ctx.value(gy, Index.of(gy.shape, (n, o, y, col)))))
+    return ctx.reduce(E.const(0, node.dtype), [batch, out_h, out_w], update)
+
+
 # -- gradient rules ---------------------------------------------------------------------
 
 def _conv2d_input_grad(b, grad_output, weight, input_shape, attrs: dict):
@@ -263,7 +325,7 @@ def _conv2d_weight_grad_grads(b, node, g):
 register(OpDef(
     name="conv2d", family="contraction", inputs=("input", "weight"),
     attrs=dict(WINDOW_ATTRS),
-    shape_rule=_conv2d_shape, reference=_conv2d_reference, grad=_conv2d_grads,
+    shape_rule=_conv2d_shape, reference=_conv2d_reference, grad=_conv2d_grads, lower=_lower_conv2d,
     doc="input [N,C,H,W] * weight [O,C/groups,kh,kw] -> [N,O,Ho,Wo], "
         "Ho = floor((H + 2p - d(kh-1) - 1) / s) + 1; cross-correlation as in PyTorch, no bias",
 ))
@@ -272,6 +334,7 @@ register(OpDef(
     name="conv_transpose2d", family="contraction", inputs=("input", "weight"),
     attrs={**WINDOW_ATTRS, "output_padding": Attr("ints", (0, 0))},
     shape_rule=_conv_transpose2d_shape, reference=_conv_transpose2d_reference, grad=_conv_transpose2d_grads,
+    lower=_lower_conv_transpose2d,
     doc="input [N,Cin,H,W], weight [Cin,Cout/groups,kh,kw] -> [N,Cout,Ho,Wo], "
         "Ho = (H-1)s - 2p + d(kh-1) + output_padding + 1; the adjoint of conv2d in its input",
 ))
@@ -280,7 +343,7 @@ register(OpDef(
     name="conv2d_weight_grad", family="contraction", inputs=("input", "grad_output"),
     attrs={**WINDOW_ATTRS, "kernel_size": Attr("ints")},
     shape_rule=_conv2d_weight_grad_shape, reference=_conv2d_weight_grad_reference,
-    grad=_conv2d_weight_grad_grads,
+    grad=_conv2d_weight_grad_grads, lower=_lower_conv2d_weight_grad,
     doc="conv2d's gradient w.r.t. its weight: input [N,C,H,W], grad_output [N,O,Ho,Wo] "
         "-> [O,C/groups,kh,kw]",
 ))

@@ -10,7 +10,9 @@ import numpy as np
 
 from ..ir.dtypes import bool_
 from ..ir.types import TensorType
+from ..kernel import expr as E
 from .grad_helpers import unbroadcast
+from .lowering import elementwise
 from .registry import Attr, OpDef, ShapeMismatch, register
 from .shapes import broadcast_shapes
 
@@ -35,12 +37,21 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
 
 
-def _unary(name, fn, allowed, grad, doc):
+def _unary(name, fn, allowed, grad, doc, lower=None):
     def shape_rule(types, attrs):
         _check_dtype(types[0].dtype, allowed, "input")
         return types[0]
+    lower = lower or elementwise(lambda ctx, node, x: E.unary(name, x))
     register(OpDef(name=name, family="elementwise", inputs=("input",), shape_rule=shape_rule,
-                   reference=lambda xs, a: fn(xs[0]), grad=grad, doc=doc))
+                   reference=lambda xs, a: fn(xs[0]), grad=grad, lower=lower, doc=doc))
+
+
+def _lower_sigmoid(ctx, node, x):
+    # As the reference computes it: e^-|x| never overflows.
+    e = ctx.builder.bind(E.unary("exp", E.unary("neg", E.unary("abs", x))))
+    one = E.const(1, x.dtype)
+    denominator = ctx.builder.bind(E.add(one, e))
+    return E.select(E.ge(x, E.const(0, x.dtype)), E.div(one, denominator), E.div(e, denominator))
 
 
 _unary("neg", np.negative, NUMERIC, lambda b, n, g: [b.neg(g)], "-x")
@@ -50,16 +61,18 @@ _unary("abs", np.abs, NUMERIC,
 _unary("exp", np.exp, FLOAT, lambda b, n, g: [b.mul(g, n)], "e^x")
 _unary("log", np.log, FLOAT, lambda b, n, g: [b.div(g, n.inputs[0])], "natural logarithm")
 _unary("sqrt", np.sqrt, FLOAT, lambda b, n, g: [b.div(g, b.mul(n, 2))], "square root")
-_unary("reciprocal", np.reciprocal, FLOAT, lambda b, n, g: [b.neg(b.mul(g, b.mul(n, n)))], "1/x")
+_unary("reciprocal", np.reciprocal, FLOAT, lambda b, n, g: [b.neg(b.mul(g, b.mul(n, n)))], "1/x",
+       lower=elementwise(lambda ctx, node, x: E.div(E.const(1, x.dtype), x)))
 _unary("sin", np.sin, FLOAT, lambda b, n, g: [b.mul(g, b.cos(n.inputs[0]))], "sine")
 _unary("cos", np.cos, FLOAT, lambda b, n, g: [b.neg(b.mul(g, b.sin(n.inputs[0])))], "cosine")
 _unary("tanh", np.tanh, FLOAT, lambda b, n, g: [b.mul(g, b.sub(1, b.mul(n, n)))], "hyperbolic tangent")
 _unary("sigmoid", _sigmoid, FLOAT, lambda b, n, g: [b.mul(g, b.mul(n, b.sub(1, n)))],
-       "1/(1+e^-x), computed without overflow")
+       "1/(1+e^-x), computed without overflow", lower=elementwise(_lower_sigmoid))
 _unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)), NUMERIC,
        # The mask reads relu's output (y > 0 exactly where x > 0), so backward needs only the output
        # and fusion can keep the pre-activation inside the forward kernel.
-       lambda b, n, g: [b.where(b.gt(n, 0), g, 0)], "max(x, 0); its gradient at 0 is 0")
+       lambda b, n, g: [b.where(b.gt(n, 0), g, 0)], "max(x, 0); its gradient at 0 is 0",
+       lower=elementwise(lambda ctx, node, x: E.maximum(x, E.const(0, x.dtype))))
 
 
 # -- binary ---------------------------------------------------------------------
@@ -74,10 +87,22 @@ def _binary_shape(allowed, result_dtype=None):
     return shape_rule
 
 
+# On bool operands add and maximum are logical or, mul and minimum logical and.
+_BOOL_FORMS = {"add": "or", "maximum": "or", "mul": "and", "minimum": "and"}
+_KERNEL_OPS = {"maximum": "max", "minimum": "min"}
+
+
+def _lower_binary(name):
+    def compute(ctx, node, a, b):
+        op = _BOOL_FORMS[name] if a.dtype == bool_ and name in _BOOL_FORMS else _KERNEL_OPS.get(name, name)
+        return E.binary(op, a, b)
+    return elementwise(compute)
+
+
 def _binary(name, fn, allowed, grad, doc):
     register(OpDef(name=name, family="elementwise", inputs=("lhs", "rhs"),
                    shape_rule=_binary_shape(allowed), reference=lambda xs, a: fn(xs[0], xs[1]),
-                   grad=grad, doc=doc))
+                   grad=grad, lower=_lower_binary(name), doc=doc))
 
 
 def _both(b, n, ga, gb):
@@ -123,7 +148,7 @@ for _name, _fn in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
     register(OpDef(name=_name, family="elementwise", inputs=("lhs", "rhs"),
                    shape_rule=_binary_shape(ANY, result_dtype=bool_),
                    reference=lambda xs, a, fn=_fn: fn(xs[0], xs[1]),
-                   differentiable=False, doc=f"comparison ({_name}), giving bool"))
+                   lower=_lower_binary(_name), differentiable=False, doc=f"comparison ({_name}), giving bool"))
 
 
 # -- where, cast ------------------------------------------------------------------
@@ -147,7 +172,8 @@ def _where_grads(b, n, g):
 register(OpDef(
     name="where", family="elementwise", inputs=("condition", "input", "other"),
     shape_rule=_where_shape, reference=lambda xs, a: np.where(xs[0], xs[1], xs[2]),
-    grad=_where_grads, doc="condition ? input : other, broadcasting all three",
+    grad=_where_grads, lower=elementwise(lambda ctx, node, c, x, y: E.select(c, x, y)),
+    doc="condition ? input : other, broadcasting all three",
 ))
 
 
@@ -170,6 +196,7 @@ register(OpDef(
     attrs={"dtype": Attr("dtype")},
     shape_rule=lambda types, a: types[0].with_dtype(a["dtype"]),
     reference=_cast_reference, grad=_cast_grads,
+    lower=elementwise(lambda ctx, node, x: E.cast(x, node.dtype)),
     doc="convert to another dtype; float to int truncates toward zero, anything to bool is x != 0",
 ))
 
@@ -177,6 +204,6 @@ register(OpDef(
 register(OpDef(
     name="stop_gradient", family="elementwise", inputs=("input",),
     shape_rule=lambda types, a: types[0], reference=lambda xs, a: xs[0].copy(),
-    differentiable=False,
+    lower=elementwise(lambda ctx, node, x: x), differentiable=False,
     doc="identity whose output carries no gradient (what Tensor.detach() records)",
 ))

@@ -71,11 +71,19 @@ def _run_body(arrays, attrs):
     return tuple(values[value] for value in body.outputs)
 
 
+def _lower_output(ctx, kernel, position: int, index):
+    """Output ``position`` of a fused kernel at ``index``: its body, lowered in place."""
+    body = kernel.attrs["body"]
+    ctx.inline(body, kernel.inputs)
+    return ctx.value(body.outputs[position], index)
+
+
 register(OpDef(
     name="fused", family="fused", inputs=("*inputs",),
     attrs={"kind": Attr("str"), "body": Attr("graph")},
     shape_rule=_fused_shape,
     reference=_run_body,
+    lower=lambda ctx, node, index: _lower_output(ctx, node, 0, index),
     differentiable=False,
     doc="one kernel: the subgraph body applied to the inputs (made by the fusion pass, "
         "which runs after autodiff, so it has no gradient)",
@@ -96,6 +104,7 @@ register(OpDef(
     attrs={"index": Attr("int")},
     shape_rule=_tuple_get_shape,
     reference=lambda arrays, attrs: arrays[0][attrs["index"]],
+    lower=lambda ctx, node, index: _lower_output(ctx, node.inputs[0], node.attrs["index"], index),
     differentiable=False,
     doc="output ``index`` of a multi-output fused kernel: no work, the name of that output's buffer",
 ))

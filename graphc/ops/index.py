@@ -14,6 +14,8 @@ import numpy as np
 
 from ..ir.dtypes import bool_, i64
 from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
 from .grad_helpers import zeros
 from .registry import Attr, OpDef, ShapeMismatch, register
 from .shapes import normalize_axis
@@ -56,6 +58,18 @@ def _addresses(index: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
     return tuple(coords)
 
 
+def _checked_index(ctx, node, index_node, at: Index, size: int, what: str, op: str, detail: str = "",
+                   where: E.Expr | None = None):
+    """The index value at ``at`` as i64, clamped into [0, size); the step fails (with the
+    reference's message) if the value was outside."""
+    value = ctx.builder.bind(E.cast(ctx.value(index_node, at), i64))
+    inside = E.in_range(value, size)
+    if where is not None and not (isinstance(where, E.Const) and where.value):
+        inside = E.binary("or", E.unary("not", where), inside)
+    ctx.check(inside, value, op, what, size, node, detail)
+    return E.clamp(value, size)
+
+
 # -- gather --------------------------------------------------------------------------------
 
 def _gather_shape(types, attrs):
@@ -77,11 +91,19 @@ def _gather_grad(b, node, g):
     return [b.scatter_add(zeros(b, x), index, g, axis=node.attrs["axis"]), None]
 
 
+def _lower_gather(ctx, node, index: Index):
+    x, index_node = node.inputs
+    axis = node.attrs["axis"]
+    position = _checked_index(ctx, node, index_node, index, x.shape[axis], "index value", "gather",
+                              f" along axis {axis}")
+    return ctx.value(x, Index.of(x.shape, index.with_dim(axis, position).dims))
+
+
 register(OpDef(
     name="gather", family="index", inputs=("input", "index"),
     attrs={"axis": Attr("int")},
     canonicalize=_canonicalize_axis, shape_rule=_gather_shape, reference=_gather_reference,
-    grad=_gather_grad,
+    grad=_gather_grad, lower=_lower_gather,
     doc="torch.gather: out[p] = input[p with p[axis] replaced by index[p]]; out has index's shape",
 ))
 
@@ -120,11 +142,30 @@ def _scatter_add_grad(b, node, g):
     return [g, None, g_src]
 
 
+def _lower_scatter_add(ctx, node, index: Index):
+    # As a gather: output element q adds every src element whose index names it, in the
+    # order np.add.at adds them (along the axis, first to last).
+    x, index_node, src = node.inputs
+    axis = node.attrs["axis"]
+    covered = E.all_of([E.lt(dim, size) for d, (dim, size) in enumerate(zip(index.dims, index_node.shape))
+                        if d != axis and size < x.shape[d]])
+    base = [E.clamp(dim, size) if d != axis else dim for d, (dim, size) in enumerate(zip(index.dims, index_node.shape))]
+
+    def update(acc, variables):
+        (k,) = variables
+        at = Index.of(index_node.shape, base[:axis] + [k] + base[axis + 1:])
+        target = _checked_index(ctx, node, index_node, at, x.shape[axis], "index value", "scatter_add",
+                                f" along axis {axis}", where=covered)
+        hit = E.logical_and(covered, E.eq(target, index.dims[axis]))
+        return E.select(hit, E.add(acc, ctx.value(src, Index.of(src.shape, at.dims))), acc)
+    return ctx.reduce(ctx.value(x, index), [index_node.shape[axis]], update)
+
+
 register(OpDef(
     name="scatter_add", family="index", inputs=("input", "index", "src"),
     attrs={"axis": Attr("int")},
     canonicalize=_canonicalize_axis, shape_rule=_scatter_add_shape, reference=_scatter_add_reference,
-    grad=_scatter_add_grad,
+    grad=_scatter_add_grad, lower=_lower_scatter_add,
     doc="torch.Tensor.scatter_add: a copy of input with src[p] added at input[p with p[axis] "
         "replaced by index[p]]; duplicate addresses accumulate",
 ))
@@ -147,9 +188,17 @@ def _one_hot_reference(xs, attrs):
     return (index[..., None] == np.arange(num_classes)).astype(attrs["dtype"].numpy)
 
 
+def _lower_one_hot(ctx, node, index: Index):
+    index_node = node.inputs[0]
+    *position, klass = index.dims
+    value = _checked_index(ctx, node, index_node, Index.of(index_node.shape, position), node.attrs["num_classes"],
+                           "class value", "one_hot")
+    return E.cast(E.eq(value, klass), node.dtype)
+
+
 register(OpDef(
     name="one_hot", family="index", inputs=("index",),
     attrs={"num_classes": Attr("int"), "dtype": Attr("dtype", i64)},
-    shape_rule=_one_hot_shape, reference=_one_hot_reference, differentiable=False,
+    shape_rule=_one_hot_shape, reference=_one_hot_reference, lower=_lower_one_hot, differentiable=False,
     doc="index.shape + [num_classes]: 1 where the last coordinate equals the class value, else 0",
 ))

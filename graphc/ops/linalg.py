@@ -11,6 +11,8 @@ import numpy as np
 
 from ..ir.dtypes import bool_
 from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
 from .grad_helpers import unbroadcast
 from .registry import OpDef, ShapeMismatch, register
 
@@ -55,11 +57,24 @@ def _matmul_grads(b, node, g):
             unbroadcast(b, b.matmul(_transposed(b, lhs), g), rhs.shape)]
 
 
+def _lower_matmul(ctx, node, index: Index):
+    lhs, rhs = node.inputs
+    *batch, m, n = index.dims
+
+    def operand(x, row, column):
+        return Index.of(x.shape, (*batch, row, column) if len(x.shape) == 3 else (row, column))
+
+    def update(acc, k):
+        (k,) = k
+        return E.add(acc, E.mul(ctx.value(lhs, operand(lhs, m, k)), ctx.value(rhs, operand(rhs, k, n))))
+    return ctx.reduce(E.const(0, node.dtype), [lhs.shape[-1]], update)
+
+
 register(OpDef(
     name="matmul", family="contraction", inputs=("lhs", "rhs"),
     shape_rule=_matmul_shape,
     reference=lambda xs, a: np.matmul(xs[0], xs[1]),
-    grad=_matmul_grads,
+    grad=_matmul_grads, lower=_lower_matmul,
     doc="lhs [M,K] or [B,M,K] @ rhs [K,N] or [B,K,N] -> [M,N] or [B,M,N]; "
         "3-D batch sizes must be equal, a 2-D operand is shared across the batch",
 ))

@@ -13,7 +13,10 @@ from math import prod
 import numpy as np
 
 from ..ir.dtypes import bool_
+from ..kernel import expr as E
+from ..kernel.builder import Index
 from .grad_helpers import unbroadcast
+from .lowering import padded_load
 from .registry import Attr, OpDef, ShapeMismatch, register
 from .shapes import normalize_axis
 
@@ -45,6 +48,7 @@ register(OpDef(
     shape_rule=_reshape_shape,
     reference=lambda xs, a: xs[0].reshape(a["shape"]).copy(),
     grad=lambda b, node, g: [b.reshape(g, shape=node.inputs[0].shape)],
+    lower=lambda ctx, node, index: ctx.value(node.inputs[0], Index.flat_over(node.inputs[0].shape, index.linear())),
     doc="the same elements in row-major order under a new shape (every size given, no -1)",
 ))
 
@@ -61,6 +65,14 @@ def _permute_canonical(types, attrs):
     return {**attrs, "dims": canonical}
 
 
+def _permuted_index(node, index: Index) -> Index:
+    """Output axis i is input axis dims[i]."""
+    dims = [None] * len(index.dims)
+    for out_axis, in_axis in enumerate(node.attrs["dims"]):
+        dims[in_axis] = index.dims[out_axis]
+    return Index.of(node.inputs[0].shape, dims)
+
+
 register(OpDef(
     name="permute", family="movement", inputs=("input",),
     attrs={"dims": Attr("ints")},
@@ -68,6 +80,7 @@ register(OpDef(
     shape_rule=lambda types, a: types[0].with_shape(types[0].shape[d] for d in a["dims"]),
     reference=lambda xs, a: np.transpose(xs[0], a["dims"]).copy(),
     grad=lambda b, node, g: [b.permute(g, dims=tuple(np.argsort(node.attrs["dims"])))],
+    lower=lambda ctx, node, index: ctx.value(node.inputs[0], _permuted_index(node, index)),
     doc="reorder axes: output axis i is input axis dims[i]",
 ))
 
@@ -93,6 +106,7 @@ register(OpDef(
     shape_rule=_expand_shape,
     reference=lambda xs, a: np.broadcast_to(xs[0], a["shape"]).copy(),
     grad=lambda b, node, g: [unbroadcast(b, g, node.inputs[0].shape)],
+    lower=lambda ctx, node, index: ctx.value(node.inputs[0], index.broadcast_to(node.inputs[0].shape)),
     doc="repeat size-1 axes (and add leading axes) up to shape, like torch.expand without -1",
 ))
 
@@ -161,7 +175,9 @@ register(OpDef(
     attrs={"starts": Attr("ints"), "stops": Attr("ints"), "steps": Attr("ints")},
     canonicalize=_slice_canonical,
     shape_rule=lambda types, a: types[0].with_shape(_slice_counts(a)),
-    reference=_slice_reference, grad=_slice_grad,
+    reference=_slice_reference, grad=_slice_grad, lower=lambda ctx, node, index: ctx.value(
+        node.inputs[0], Index.of(node.inputs[0].shape, [E.add(start, E.mul(dim, step)) for dim, start, step in
+                                                         zip(index.dims, node.attrs["starts"], node.attrs["steps"])])),
     doc="input[start:stop:step] on every axis, Python's rules for negative and out-of-range bounds; "
         "steps must be positive",
 ))
@@ -211,6 +227,9 @@ register(OpDef(
     name="pad", family="movement", inputs=("input",),
     attrs={"pads": Attr("ints"), "value": Attr("scalar", 0.0)},
     canonicalize=_pad_canonical, shape_rule=_pad_shape, reference=_pad_reference, grad=_pad_grad,
+    lower=lambda ctx, node, index: padded_load(ctx, node.inputs[0],
+                                               [E.sub(dim, lo) for dim, lo in zip(index.dims, node.attrs["pads"][0::2])],
+                                               E.const(node.attrs["value"], node.dtype)),
     doc="add pads[2i] elements before and pads[2i+1] after axis i, all equal to value "
         "(cast to the input's dtype); pads are non-negative",
 ))
@@ -249,11 +268,25 @@ def _concat_grads(b, node, g):
     return grads
 
 
+def _lower_concat(ctx, node, index: Index):
+    # The last input's value, then each earlier one where the element falls inside it.
+    axis, position = node.attrs["axis"], index.dims[node.attrs["axis"]]
+    starts = np.cumsum([0] + [x.shape[axis] for x in node.inputs])
+    value = None
+    for x, start, stop in reversed(list(zip(node.inputs, starts[:-1], starts[1:]))):
+        if x.shape[axis] == 0:
+            continue
+        here = ctx.value(x, Index.of(x.shape, index.with_dim(axis, E.clamp(E.sub(position, int(start)),
+                                                                             x.shape[axis])).dims))
+        value = here if value is None else E.select(E.lt(position, int(stop)), here, value)
+    return value if value is not None else E.const(0, node.dtype)     # no element to compute
+
+
 register(OpDef(
     name="concat", family="movement", inputs=("*inputs",),
     attrs={"axis": Attr("int")},
     canonicalize=_concat_canonical, shape_rule=_concat_shape,
     reference=lambda xs, a: np.concatenate(xs, axis=a["axis"]),
-    grad=_concat_grads,
+    grad=_concat_grads, lower=_lower_concat,
     doc="join inputs (same rank and dtype, equal sizes off axis) along axis, like torch.cat",
 ))

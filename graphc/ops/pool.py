@@ -27,6 +27,9 @@ import numpy as np
 
 from ..ir.dtypes import DType, bool_, f32, f64, i32, i64, u8
 from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
+from .lowering import window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 # -- window geometry ------------------------------------------------------------------
@@ -110,6 +113,120 @@ def _window_taps(input_hw, output_hw, attrs) -> Iterator[tuple[np.ndarray, np.nd
             yield rows[i][:, None], cols[j][None, :], rows_inside[i][:, None] & cols_inside[j][None, :]
 
 
+# -- lowerings ---------------------------------------------------------------------------
+#
+# Pooling walks each window's taps in scan order, like the references; the
+# gradients are written as gathers (each input element asks which windows
+# read it, tap by tap), so every element is computed whole before it is stored.
+
+def _window_geometry(attrs):
+    """(stride, padding, dilation) per spatial axis."""
+    return tuple(zip(attrs["stride"], attrs["padding"], _dilation(attrs)))
+
+
+def _tap_coordinates(out_dims, taps, attrs, input_hw):
+    """Where taps (i, j) of the window at output (oy, ox) land, and whether inside the input."""
+    coordinates = [window_coordinate(out, tap, s, p, d)
+                   for out, tap, (s, p, d) in zip(out_dims, taps, _window_geometry(attrs))]
+    inside = E.all_of([E.in_range(c, size) for c, size in zip(coordinates, input_hw)])
+    return [E.clamp(c, size) for c, size in zip(coordinates, input_hw)], inside
+
+
+def _max_window(ctx, x, attrs, index: Index):
+    """(maximum, tap) of the window at ``index``, with the reference's rules (``_max_windows``)."""
+    def compute():
+        n, c, oy, ox = index.dims
+        builder = ctx.builder
+        no_tap = _tap_count(attrs)
+        best = builder.accumulator(E.const(_lowest(x.dtype.numpy), x.dtype), prefix="max")
+        tap = builder.accumulator(E.const(no_tap, i64), prefix="tap")
+        best_ref, tap_ref = E.Ref(best, x.dtype), E.Ref(tap, i64)
+        kh, kw = attrs["kernel_size"]
+        with builder.loop(0, kh, prefix="r") as i, builder.loop(0, kw, prefix="r") as j:
+            (row, column), inside = _tap_coordinates((oy, ox), (i, j), attrs, x.shape[2:])
+            value = ctx.value(x, Index.of(x.shape, (n, c, row, column)))
+            better = E.binary("gt", value, best_ref)
+            if x.dtype.is_float:
+                better = E.binary("or", better, E.unary("isnan", value))
+            take = builder.bind(E.logical_and(inside, E.binary("or", E.eq(tap_ref, no_tap), better)))
+            builder.assign(best, E.select(take, value, best_ref))
+            builder.assign(tap, E.select(take, E.add(E.mul(i, kw), j), tap_ref))
+        return best_ref, tap_ref
+    key = ("max_window", x, tuple(sorted((k, v) for k, v in attrs.items())), index.key())
+    return ctx.shared(key, compute)
+
+
+def _lower_max_pool2d(ctx, node, index: Index):
+    return _max_window(ctx, node.inputs[0], node.attrs, index)[0]
+
+
+def _lower_max_pool2d_argmax(ctx, node, index: Index):
+    return E.cast(_max_window(ctx, node.inputs[0], node.attrs, index)[1], node.dtype)
+
+
+def _lower_max_pool2d_grad(ctx, node, index: Index):
+    grad_output, indices = node.inputs
+    n, c, y, x = index.dims
+    kh, kw = node.attrs["kernel_size"]
+    out_h, out_w = grad_output.shape[2:]
+
+    def update(acc, taps):
+        i, j = taps
+        (s_h, p_h, d_h), (s_w, p_w, d_w) = _window_geometry(node.attrs)
+        row, row_exists = window_origin(y, i, s_h, p_h, d_h, out_h)
+        column, column_exists = window_origin(x, j, s_w, p_w, d_w, out_w)
+        window = Index.of(grad_output.shape, (n, c, row, column))
+        picked = E.eq(E.cast(ctx.value(indices, window), i64), E.add(E.mul(i, kw), j))
+        chosen = E.all_of([row_exists, column_exists, picked])
+        return E.select(chosen, E.add(acc, ctx.value(grad_output, window)), acc)
+    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update)
+
+
+def _axis_divisor(out: E.Expr, size: int, kernel: int, stride: int, pad: int, count_include_pad: bool) -> E.Expr:
+    """``_axis_divisors`` for one window position."""
+    start = E.sub(E.mul(out, stride), pad)
+    end = E.minimum(E.add(start, kernel), size + pad)
+    if count_include_pad:
+        return E.sub(end, start)
+    return E.sub(E.minimum(end, size), E.maximum(start, 0))
+
+
+def _avg_divisor(attrs, input_hw, out_dims) -> E.Expr:
+    if attrs["divisor_override"] is not None:
+        return E.const(attrs["divisor_override"], i64)
+    rows, columns = (_axis_divisor(out, size, k, s, p, attrs["count_include_pad"])
+                     for out, size, k, s, p in zip(out_dims, input_hw, attrs["kernel_size"],
+                                                   attrs["stride"], attrs["padding"]))
+    return E.mul(rows, columns)
+
+
+def _lower_avg_pool2d(ctx, node, index: Index):
+    x = node.inputs[0]
+    n, c, oy, ox = index.dims
+
+    def update(acc, taps):
+        (row, column), inside = _tap_coordinates((oy, ox), taps, node.attrs, x.shape[2:])
+        value = ctx.value(x, Index.of(x.shape, (n, c, row, column)))
+        return E.select(inside, E.add(acc, value), acc)
+    total = ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update)
+    return E.div(total, E.cast(_avg_divisor(node.attrs, x.shape[2:], (oy, ox)), node.dtype))
+
+
+def _lower_avg_pool2d_grad(ctx, node, index: Index):
+    grad_output = node.inputs[0]
+    n, c, y, x = index.dims
+    out_hw = grad_output.shape[2:]
+
+    def update(acc, taps):
+        origins = [window_origin(coordinate, tap, s, p, d, out)
+                   for coordinate, tap, (s, p, d), out in zip((y, x), taps, _window_geometry(node.attrs), out_hw)]
+        (row, row_exists), (column, column_exists) = origins
+        divisor = E.cast(_avg_divisor(node.attrs, node.shape[2:], (row, column)), node.dtype)
+        share = E.div(ctx.value(grad_output, Index.of(grad_output.shape, (n, c, row, column))), divisor)
+        return E.select(E.logical_and(row_exists, column_exists), E.add(acc, share), acc)
+    return ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update)
+
+
 # -- max_pool2d -------------------------------------------------------------------------
 
 def _check_numeric(dtype, what: str):
@@ -173,6 +290,7 @@ register(OpDef(
     attrs=MAX_ATTRS,
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
     shape_rule=_max_pool2d_shape, reference=_max_pool2d_reference, grad=_max_pool2d_grad_rule,
+    lower=_lower_max_pool2d,
     doc="maximum over each (dilated) window of an NCHW input; padding counts as -inf",
 ))
 
@@ -195,6 +313,7 @@ register(OpDef(
     attrs=MAX_ATTRS,
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
     shape_rule=_max_pool2d_argmax_shape, reference=lambda xs, attrs: _max_windows(xs[0], attrs)[1],
+    lower=_lower_max_pool2d_argmax,
     differentiable=False,
     doc="for each window of max_pool2d, the tap (row-major in the kernel, 0 .. kh*kw-1) of the "
         "element it picks; kh*kw for a window with no real element; u8, or i32 past 255 taps",
@@ -244,7 +363,7 @@ register(OpDef(
     name="max_pool2d_grad", family="window", inputs=("grad_output", "indices"),
     attrs={**MAX_ATTRS, "input_size": Attr("ints")},
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
-    shape_rule=_max_pool2d_grad_shape, reference=_max_pool2d_grad_reference,
+    shape_rule=_max_pool2d_grad_shape, reference=_max_pool2d_grad_reference, lower=_lower_max_pool2d_grad,
     # Not differentiable: the indices are integers, and w.r.t. grad_output its adjoint would
     # read the incoming gradient at each window's argmax tap, a gather by window-local index
     # that no primitive expresses.  So max pooling has no second derivative.
@@ -324,6 +443,7 @@ register(OpDef(
     attrs=AVG_ATTRS,
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding"),
     shape_rule=_avg_pool2d_shape, reference=_avg_pool2d_reference, grad=_avg_pool2d_grad_rule,
+    lower=_lower_avg_pool2d,
     doc="mean over each window of an NCHW input: the sum of its real elements divided by "
         "divisor_override, else by its size counting padding (count_include_pad) or not; "
         "i64 divides toward zero",
@@ -365,7 +485,7 @@ register(OpDef(
     name="avg_pool2d_grad", family="window", inputs=("grad_output",),
     attrs={**AVG_ATTRS, "input_shape": Attr("ints")},
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding"),
-    shape_rule=_avg_pool2d_grad_shape, reference=_avg_pool2d_grad_reference,
+    shape_rule=_avg_pool2d_grad_shape, reference=_avg_pool2d_grad_reference, lower=_lower_avg_pool2d_grad,
     grad=_avg_pool2d_grad_grad_rule,
     doc="gradient of avg_pool2d: each window's grad_output, divided by the window's divisor, "
         "spread over its real input elements (an input of shape input_shape)",

@@ -34,6 +34,8 @@ import numpy as np
 
 from ..ir.dtypes import DType, f32, f64, i64
 from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 # Philox4x32 multipliers and Weyl key increments (Salmon et al. 2011, Random123).
@@ -140,6 +142,73 @@ def _randn_reference(arrays, attrs):
     return z.astype(dtype.numpy).reshape(shape)
 
 
+# -- lowering: Philox in 64-bit integer arithmetic -------------------------------------
+#
+# Each element computes the block it takes its words from.  The 32-bit words
+# live in i64 values: a product of two of them fits 64 bits (its bit pattern is
+# right even where it passes 2^63), ``lshr`` takes its high half and a mask its low.
+
+def _philox_words(ctx, key_node, block: E.Expr) -> list[E.Expr]:
+    bind, low = ctx.builder.bind, E.const(0xFFFFFFFF, i64)
+    seed = ctx.value(key_node, Index.of((2,), (0,)))
+    offset = ctx.value(key_node, Index.of((2,), (1,)))
+    counter = bind(E.add(offset, block))
+    c0, c1 = bind(E.binary("and", counter, low)), bind(E.binary("lshr", counter, E.const(32, i64)))
+    c2 = c3 = E.const(0, i64)
+    k0, k1 = bind(E.binary("and", seed, low)), bind(E.binary("lshr", seed, E.const(32, i64)))
+    for round_index in range(PHILOX_ROUNDS):
+        if round_index > 0:
+            k0 = bind(E.binary("and", E.add(k0, int(PHILOX_W0)), low))
+            k1 = bind(E.binary("and", E.add(k1, int(PHILOX_W1)), low))
+        p0 = bind(E.mul(c0, int(PHILOX_M0)))
+        p1 = bind(E.mul(c2, int(PHILOX_M1)))
+        c0, c1, c2, c3 = (
+            bind(E.binary("xor", E.binary("xor", E.binary("lshr", p1, E.const(32, i64)), c1), k0)),
+            bind(E.binary("and", p1, low)),
+            bind(E.binary("xor", E.binary("xor", E.binary("lshr", p0, E.const(32, i64)), c3), k1)),
+            bind(E.binary("and", p0, low)))
+    return [c0, c1, c2, c3]
+
+
+def _pick(position: E.Expr, choices: list[E.Expr]) -> E.Expr:
+    """``choices[position]`` for a position known to be in range."""
+    value = choices[-1]
+    for i in reversed(range(len(choices) - 1)):
+        value = E.select(E.eq(position, i), choices[i], value)
+    return value
+
+
+def _word_pair(ctx, node, index: Index) -> tuple[E.Expr, E.Expr]:
+    """The (first, second) words of element ``index``'s pair: pair i%2 of block i//2."""
+    flat = index.linear()
+    w = _philox_words(ctx, node.inputs[0], E.div(flat, 2))
+    second_pair = E.eq(E.rem(flat, 2), 1)
+    return E.select(second_pair, w[2], w[0]), E.select(second_pair, w[3], w[1])
+
+
+def _top_bits_scaled(word: E.Expr, shift: int, dtype: DType, scale: float) -> E.Expr:
+    return E.mul(E.cast(E.binary("lshr", word, E.const(shift, i64)), dtype), E.const(scale, dtype))
+
+
+def _lower_rand(ctx, node, index: Index):
+    if node.dtype == f32:
+        flat = index.linear()
+        word = _pick(E.rem(flat, WORDS_PER_BLOCK), _philox_words(ctx, node.inputs[0], E.div(flat, WORDS_PER_BLOCK)))
+        return _top_bits_scaled(word, 8, f32, 2.0 ** -24)
+    first, second = _word_pair(ctx, node, index)
+    joined = E.binary("or", first, E.binary("shl", second, E.const(32, i64)))
+    return _top_bits_scaled(joined, 11, f64, 2.0 ** -53)
+
+
+def _lower_randn(ctx, node, index: Index):
+    first, second = _word_pair(ctx, node, index)
+    u1 = E.add(_top_bits_scaled(first, 8, f64, 2.0 ** -24), E.const(2.0 ** -24, f64))
+    u2 = _top_bits_scaled(second, 8, f64, 2.0 ** -24)
+    radius = E.unary("sqrt", E.mul(E.const(-2.0, f64), E.unary("log", u1)))
+    z = E.mul(radius, E.unary("cos", E.mul(E.const(2.0 * math.pi, f64), u2)))
+    return E.cast(z, node.dtype)
+
+
 # -- registration -----------------------------------------------------------------------
 
 def _random_shape(types, attrs):
@@ -158,12 +227,12 @@ _RANDOM_ATTRS = {"shape": Attr("ints"), "dtype": Attr("dtype", f32)}
 
 register(OpDef(
     name="rand", family="random", inputs=("key",), attrs=_RANDOM_ATTRS,
-    shape_rule=_random_shape, reference=_rand_reference, differentiable=False,
+    shape_rule=_random_shape, reference=_rand_reference, lower=_lower_rand, differentiable=False,
     doc="Uniform samples in [0, 1) from the Philox4x32-10 stream at key = (seed, offset).",
 ))
 
 register(OpDef(
     name="randn", family="random", inputs=("key",), attrs=_RANDOM_ATTRS,
-    shape_rule=_random_shape, reference=_randn_reference, differentiable=False,
+    shape_rule=_random_shape, reference=_randn_reference, lower=_lower_randn, differentiable=False,
     doc="Standard normal samples (Box-Muller) from the Philox4x32-10 stream at key = (seed, offset).",
 ))

@@ -11,6 +11,8 @@ import numpy as np
 
 from ..ir.dtypes import bool_, i64
 from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
 from .registry import Attr, OpDef, ShapeMismatch, register
 from .shapes import normalize_axes, normalize_axis
 
@@ -45,6 +47,54 @@ def _expand_to_input(b, value, node):
     return value
 
 
+def _input_index(node, index: Index, reduced: dict) -> Index:
+    """The input element that output element ``index`` reads, with each reduced axis
+    set to ``reduced[axis]`` (a loop variable)."""
+    x, axes, keepdims = node.inputs[0], node.attrs.get("axes", (node.attrs.get("axis"),)), node.attrs["keepdims"]
+    kept = iter(index.dims)
+    dims = []
+    for axis in range(len(x.shape)):
+        if axis in axes:
+            dims.append(reduced[axis])
+            if keepdims:
+                next(kept)
+        else:
+            dims.append(next(kept))
+    return Index.of(x.shape, dims)
+
+
+def _extreme(dtype, largest: bool):
+    if dtype.is_float:
+        return E.const(-np.inf if largest else np.inf, dtype)
+    info = np.iinfo(dtype.numpy)
+    return E.const(info.min if largest else info.max, dtype)
+
+
+def _lower_reduction(combine, init):
+    """A lowering folding ``combine(acc, element)`` over the reduced axes, in order."""
+    def lower(ctx, node, index: Index):
+        x, axes = node.inputs[0], node.attrs["axes"]
+
+        def update(acc, variables):
+            element = ctx.value(x, _input_index(node, index, dict(zip(axes, variables))))
+            return combine(ctx, acc, element)
+        return ctx.reduce(init(node.dtype), [x.shape[axis] for axis in axes], update)
+    return lower
+
+
+def _takes_over(acc, element, largest: bool):
+    """Whether a max (min) reduction moves on to ``element``: it is larger (smaller), or NaN."""
+    beats = E.binary("gt" if largest else "lt", element, acc)
+    if element.dtype.is_float:
+        beats = E.binary("or", beats, E.unary("isnan", element))
+    return beats
+
+
+def _lower_extremum(largest: bool):
+    return _lower_reduction(lambda ctx, acc, x: E.select(_takes_over(acc, x, largest), x, acc),
+                            lambda dtype: _extreme(dtype, largest))
+
+
 # -- sum ---------------------------------------------------------------------------
 
 def _sum_shape(types, attrs):
@@ -63,6 +113,7 @@ register(OpDef(
     name="sum", family="reduction", inputs=("input",),
     attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)},
     canonicalize=_canonical_axes, shape_rule=_sum_shape, reference=_sum_reference,
+    lower=_lower_reduction(lambda ctx, acc, x: E.add(acc, x), lambda dtype: E.const(0, dtype)),
     grad=lambda b, node, g: [_expand_to_input(b, g, node)],
     doc="sum over axes (sorted, non-negative; empty reduces nothing); keeps the input dtype",
 ))
@@ -98,7 +149,7 @@ for _name, _fn in (("max", np.amax), ("min", np.amin)):
         attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)},
         canonicalize=_canonical_axes, shape_rule=_extremum_shape(_name),
         reference=lambda xs, a, fn=_fn: fn(xs[0], axis=a["axes"], keepdims=a["keepdims"]),
-        grad=_extremum_grads,
+        grad=_extremum_grads, lower=_lower_extremum(_name == "max"),
         doc=f"{_name} over axes, like torch.a{_name}: NaN propagates; ties share the gradient evenly",
     ))
 
@@ -127,10 +178,33 @@ def _argmax_reference(xs, attrs):
     return np.argmax(x, axis=attrs["axis"], keepdims=attrs["keepdims"])
 
 
+def _lower_argmax(ctx, node, index: Index):
+    x = node.inputs[0]
+    if not x.shape:
+        return E.const(0, i64)
+    axis = node.attrs["axis"]
+    builder = ctx.builder
+    best = builder.accumulator(_extreme(x.dtype, largest=True))
+    position = builder.accumulator(E.const(0, i64))
+    best_ref, position_ref = E.Ref(best, x.dtype), E.Ref(position, i64)
+    with builder.loop(0, x.shape[axis], prefix="r") as r:
+        element = ctx.value(x, _input_index(node, index, {axis: r}))
+        # The first maximum wins, and the first NaN beats everything (as numpy and PyTorch).
+        take = E.binary("gt", element, best_ref)
+        if x.dtype.is_float:
+            take = E.binary("or", take, E.logical_and(E.unary("isnan", element),
+                                                       E.unary("not", E.unary("isnan", best_ref))))
+        take = builder.bind(take)
+        builder.assign(best, E.select(take, element, best_ref))
+        builder.assign(position, E.select(take, r, position_ref))
+    return position_ref
+
+
 register(OpDef(
     name="argmax", family="reduction", inputs=("input",),
     attrs={"axis": Attr("int"), "keepdims": Attr("bool", False)},
     canonicalize=_argmax_canonical, shape_rule=_argmax_shape, reference=_argmax_reference,
+    lower=_lower_argmax,
     differentiable=False,
     doc="index (i64) of the largest element along axis; the first one among ties",
 ))

@@ -1,9 +1,10 @@
 """The op registry: one OpDef per primitive, the only place an op is defined.
 
 An OpDef carries everything graphc knows about a primitive: its inputs and
-attributes, its shape/dtype rule, its numpy reference implementation and its
-gradient rule.  The builder, the verifier, the reference backend and autodiff
-all look ops up here, so adding an op is adding one ``register(OpDef(...))``.
+attributes, its shape/dtype rule, its numpy reference implementation, its
+gradient rule and its lowering to kernel IR.  The builder, the verifier, the
+reference backend, autodiff and the kernel lowering all look ops up here, so
+adding an op is adding one ``register(OpDef(...))``.
 """
 from __future__ import annotations
 
@@ -112,10 +113,13 @@ _COERCE = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": _to_str,
 
 # Rules take (input types, canonical attrs); references take (arrays, attrs);
 # gradient rules take (builder, node, grad of node) and return one gradient
-# value (or None) per input, built as new nodes through the builder.
+# value (or None) per input, built as new nodes through the builder;
+# lowerings take (a graphc.kernel LoweringContext, node, the Index of an output
+# element) and return the kernel-IR expression of the node's value there.
 ShapeRule = Callable[[Sequence[TensorType], dict], TensorType]
 Reference = Callable[[Sequence[np.ndarray], dict], np.ndarray]
 GradRule = Callable[[Any, Any, Any], Sequence[Any]]
+Lowering = Callable[[Any, Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class OpDef:
     reference: Reference
     attrs: dict[str, Attr] = field(default_factory=dict)
     grad: GradRule | None = None
+    lower: Lowering | None = None
     differentiable: bool = True              # False for ops with no gradient at all (comparisons, argmax, ...)
     canonicalize: Callable[[Sequence[TensorType], dict], dict] | None = None
     doc: str = ""

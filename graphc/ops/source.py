@@ -5,6 +5,7 @@ import numpy as np
 
 from ..ir.dtypes import dtype_from_numpy
 from ..ir.types import TensorType
+from ..kernel import expr as E
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 
@@ -23,6 +24,7 @@ register(OpDef(
     shape_rule=_full_shape,
     reference=lambda xs, a: np.full(a["shape"], a["value"], dtype=a["dtype"].numpy),
     grad=lambda b, node, g: [],
+    lower=lambda ctx, node, index: E.const(node.attrs["value"], node.dtype),
     doc="A tensor of the given shape and dtype filled with one value.",
 ))
 
@@ -41,5 +43,7 @@ register(OpDef(
     shape_rule=_constant_shape,
     reference=lambda xs, a: a["value"].copy(),
     grad=lambda b, node, g: [],
+    # The values are stored with the program, in a buffer of their own.
+    lower=lambda ctx, node, index: ctx.load(ctx.buffer(node), node.dtype, index),
     doc="A tensor whose every element is stored in the graph (small constants only).",
 ))

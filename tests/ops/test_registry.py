@@ -1,4 +1,5 @@
-"""Every registered primitive is complete: shape rule, reference, doc, and a gradient rule if differentiable."""
+"""Every registered primitive is complete: shape rule, reference, lowering, doc, and a gradient rule if
+differentiable."""
 import pytest
 
 from graphc.ops.registry import OPS
@@ -12,6 +13,7 @@ def test_op_is_complete(name):
     assert op.family in FAMILIES, f"{name}: unknown family {op.family}"
     assert callable(op.shape_rule), f"{name} has no shape rule"
     assert callable(op.reference), f"{name} has no numpy reference"
+    assert callable(op.lower), f"{name} has no lowering to kernel IR"
     assert op.doc, f"{name} has no doc line"
     if op.differentiable:
         assert callable(op.grad), f"{name} is differentiable but has no gradient rule"

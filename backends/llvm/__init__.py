@@ -1,0 +1,69 @@
+"""The LLVM backend: kernel IR rendered to LLVM IR, compiled for the host CPU, run natively.
+
+``build_executable(graph, plan)`` lowers the planned graph to a kernel-IR
+program, finds its object code in the compile cache or compiles it (render,
+optimize at O3, emit), loads it and returns an ``LLVMExecutable`` whose every
+run is one native call.
+"""
+from __future__ import annotations
+
+from graphc.errors import BackendError
+from graphc.ir.graph import Graph
+from graphc.kernel import lower_program, print_program
+
+from . import cache
+from .executable import LLVMExecutable
+from .jit import host, load_object, optimize, parse, target_machine
+from .render import kernel_function_name, render_program
+from .threads import pool
+
+
+class ProgramSource:
+    """The stages of one program's code, rendered on request: LLVM IR before and after
+    optimization, and assembly."""
+
+    def __init__(self, program, threads: int):
+        self.program = program
+        self.threads = threads
+
+    def llvm_ir(self) -> str:
+        return str(render_program(self.program, self.threads))
+
+    def optimized_ir(self) -> str:
+        machine = target_machine()
+        module = parse(self.llvm_ir(), machine)
+        optimize(module, machine)
+        return str(module)
+
+    def assembly(self) -> str:
+        machine = target_machine()
+        module = parse(self.llvm_ir(), machine)
+        optimize(module, machine)
+        return machine.emit_assembly(module)
+
+
+def compile_program(program, threads: int) -> bytes:
+    """Object code for ``program``, from the cache or compiled now."""
+    cpu, features = host()
+    text = print_program(program)
+    constants = [b.data.tobytes() for b in program.buffers.values() if b.place == "constant"]
+    key = cache.cache_key(text, constants, threads, cpu, features)
+    object_code = cache.load(key)
+    if object_code is None:
+        try:
+            machine = target_machine()
+            module = parse(render_program(program, threads), machine)
+            optimize(module, machine)
+            object_code = machine.emit_object(module)
+        except RuntimeError as err:
+            raise BackendError(f"LLVM could not compile graph {program.name}: {str(err).splitlines()[0]}") from None
+        cache.store(key, object_code)
+    return object_code
+
+
+def build_executable(graph: Graph, plan) -> LLVMExecutable:
+    program = lower_program(graph, plan)
+    threads = pool().threads
+    names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
+    engine, addresses = load_object(compile_program(program, threads), names)
+    return LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, ProgramSource(program, threads))

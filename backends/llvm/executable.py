@@ -1,0 +1,150 @@
+"""A program compiled by LLVM: one native call runs the whole step over a planned arena.
+
+``LLVMExecutable.run`` binds the inputs (graph inputs, then stored constants)
+as an array of pointers and calls ``graphc_entry`` once through ctypes, which
+releases the GIL while the step runs on the thread pool.  The arena is
+allocated once, 64-byte aligned, and reused by every call.
+
+State: with ``in_place=True`` (what ``graphc.compile`` uses) write-back
+values are computed straight into the caller's state arrays.  A step can
+fail only at a kernel that checks data-dependent indices; the program stops
+right after it, before any later kernel or copy runs, so only state that an
+earlier kernel already wrote could change, and exactly that state is saved
+before the call and put back on failure.  Without ``in_place`` the state
+arrays are copied first and the caller's are never touched.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+import numpy as np
+
+from graphc.errors import OutOfRangeError
+from graphc.ir.graph import Graph
+from graphc.kernel.ir import Program
+
+from ..executable import Inputs, RunResult, bind_inputs
+from ..profile import KernelTiming, Profile
+from .render import input_order, kernel_function_name
+
+ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+BUFFERS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+KERNEL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+ALIGNMENT = 64
+
+
+def aligned_bytes(count: int) -> np.ndarray:
+    raw = np.zeros(count + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + count]
+
+
+class LLVMExecutable:
+    def __init__(self, graph: Graph, program: Program, engine, addresses: dict[str, int], parallel_for: int,
+                 source):
+        self.graph = graph
+        self.program = program
+        self.source = source                      # renders the LLVM IR and assembly on request
+        self._engine = engine                     # keeps the machine code alive
+        self._entry = ENTRY(addresses["graphc_entry"])
+        self._buffers = BUFFERS(addresses["graphc_buffers"])
+        self._kernels = [KERNEL(addresses[kernel_function_name(k)]) for k in program.kernels]
+        self._parallel_for = parallel_for
+        self._arena = aligned_bytes(max(program.arena_bytes, 1))
+        self._status = np.zeros(2, np.int64)
+        self._lock = threading.Lock()
+        order = input_order(program)
+        self._constants = [program.buffers[name].data for name in order[len(program.inputs):]]
+        self._pointers = (ctypes.c_void_p * max(1, len(order)))()
+        self._written = [target for target, _ in program.writes]
+        self._at_risk = _written_before_last_check(program)
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, inputs: Inputs, in_place: bool = False) -> RunResult:
+        env = bind_inputs(self.graph, inputs)
+        arrays = {node.name: array for node, array in env.items()}
+        given = dict(arrays)
+        for name in self._written:
+            if not in_place or not arrays[name].flags.c_contiguous or not arrays[name].flags.writeable:
+                arrays[name] = np.array(arrays[name], order="C")
+        for name, array in arrays.items():
+            if not array.flags.c_contiguous:
+                arrays[name] = np.ascontiguousarray(array)
+        saved = {name: arrays[name].copy() for name in self._at_risk if arrays[name] is given[name]}
+        with self._lock:
+            self._bind(arrays)
+            self._status[:] = 0
+            failed = self._entry(self._pointers, self._arena.ctypes.data, self._status.ctypes.data,
+                                 self._parallel_for)
+            if failed:
+                for name, copy in saved.items():
+                    np.copyto(given[name], copy)
+                error, value = int(self._status[0]) - 1, int(self._status[1])
+                raise OutOfRangeError(self.program.errors[error].message(value))
+            outputs = [np.array(self._view(name, arrays)) for name in self.program.outputs]
+        writes = {}
+        for name in self._written:
+            if in_place and arrays[name] is not given[name]:
+                np.copyto(given[name], arrays[name])
+                arrays[name] = given[name]
+            writes[name] = arrays[name]
+        return RunResult(outputs, writes)
+
+    def _bind(self, arrays: dict[str, np.ndarray]) -> None:
+        for i, name in enumerate(self.program.inputs):
+            self._pointers[i] = arrays[name].ctypes.data
+        for j, data in enumerate(self._constants, start=len(self.program.inputs)):
+            self._pointers[j] = data.ctypes.data
+
+    def _view(self, name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        buffer = self.program.buffers[name]
+        if buffer.place == "arena":
+            raw = self._arena[buffer.offset:buffer.offset + buffer.nbytes]
+            return raw.view(buffer.dtype.numpy).reshape(buffer.shape)
+        if buffer.place == "constant":
+            return buffer.data
+        return arrays[buffer.source if buffer.place == "state" else name]
+
+    # -- describing itself --------------------------------------------------------------------
+    def profile(self, inputs: Inputs, runs: int = 3) -> Profile:
+        """Time each kernel of the program, called one by one (the best of ``runs`` runs each).
+
+        The state is copied first: profiling a training step does not update the model.
+        """
+        env = bind_inputs(self.graph, inputs)
+        arrays = {node.name: np.array(array, order="C") for node, array in env.items()}
+        best = [float("inf")] * len(self._kernels)
+        table = (ctypes.c_void_p * max(1, len(self.program.buffers)))()
+        with self._lock:
+            self._bind(arrays)
+            for _ in range(max(1, runs)):
+                self._status[:] = 0
+                self._buffers(self._pointers, self._arena.ctypes.data, table)
+                for i, kernel in enumerate(self._kernels):
+                    start = time.perf_counter()
+                    kernel(table, self._status.ctypes.data, self._parallel_for)
+                    best[i] = min(best[i], time.perf_counter() - start)
+        timings = [KernelTiming(k.node, k.what, sum(self.program.buffers[o].nbytes for o in k.outputs), seconds)
+                   for k, seconds in zip(self.program.kernels, best)]
+        return Profile(self.graph.name, timings, max(1, runs))
+
+    def kernels(self) -> list:
+        """The program's kernels (kernel IR; ``graphc.kernel.print_kernel`` prints one)."""
+        return list(self.program.kernels)
+
+
+def _written_before_last_check(program: Program) -> list[str]:
+    """The states that kernels up to the last index-checking kernel write into directly: those
+    a failing step could have changed before it stopped."""
+    checking = [i for i, kernel in enumerate(program.kernels) if kernel.has_checks]
+    if not checking:
+        return []
+    states = []
+    for kernel in program.kernels[:checking[-1] + 1]:
+        for name in kernel.outputs:
+            buffer = program.buffers[name]
+            if buffer.place == "state":
+                states.append(buffer.source)
+    return list(dict.fromkeys(states))

@@ -1,0 +1,75 @@
+"""LLVM for the host: the target machine, the optimization pipeline, object code, loading.
+
+Code is generated for the CPU this process runs on (its name and features,
+so AVX-512 where the machine has it).  Modules are optimized at O3 with loop
+and SLP vectorization through llvmlite's new pass manager, turned into object
+code (what the compile cache stores) and loaded into an MCJIT engine.
+"""
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+
+@functools.lru_cache(maxsize=None)
+def _initialized() -> bool:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def host() -> tuple[str, str]:
+    """The host CPU's name and its feature string (``+avx2,+fma,...``)."""
+    _initialized()
+    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+
+
+def target_machine(cpu: str | None = None, features: str | None = None):
+    _initialized()
+    host_cpu, host_features = host()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=cpu or host_cpu, features=host_features if features is None else features,
+                                        opt=3, reloc="pic", codemodel="jitdefault")
+
+
+def optimize(module_ref, machine, level: int = 3) -> None:
+    """Run the O``level`` pipeline, loop and SLP vectorization on, over ``module_ref`` in place."""
+    tuning = llvm.create_pipeline_tuning_options(speed_level=level)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(module_ref, builder)
+
+
+def parse(module: "ir.Module | str", machine):
+    _initialized()
+    module_ref = llvm.parse_assembly(str(module))
+    module_ref.triple = machine.triple
+    module_ref.data_layout = str(machine.target_data)
+    module_ref.verify()
+    return module_ref
+
+
+def load_object(object_code: bytes, names: list[str]):
+    """An execution engine holding ``object_code``, and the addresses of ``names`` in it."""
+    _initialized()
+    machine = target_machine()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+    engine.finalize_object()
+    addresses = {name: engine.get_function_address(name) for name in names}
+    missing = [name for name, address in addresses.items() if not address]
+    if missing:
+        raise RuntimeError(f"the object code has no function {', '.join(missing)}")
+    return engine, addresses
+
+
+def compile_module(module: ir.Module, names: list[str]):
+    """Optimize ``module`` for the host and load it: (engine, {name: address})."""
+    machine = target_machine()
+    module_ref = parse(module, machine)
+    optimize(module_ref, machine)
+    return load_object(machine.emit_object(module_ref), names)

@@ -1,0 +1,358 @@
+"""Kernel IR to LLVM IR (llvmlite.ir): one function per kernel, one entry per program.
+
+The module a program renders to exports:
+
+- ``graphc_buffers(ptr inputs, ptr arena, ptr table)``: fills ``table`` with every
+  buffer's address: a graph input or stored constant is ``inputs[i]`` (graph
+  inputs in order, then constants), an arena buffer ``arena + offset``, a value
+  computed into a state's storage that state input's address;
+- ``graphc_kernel_<k>(ptr table, ptr status, ptr parallel_for)``: runs kernel k,
+  handing a parallel outer loop to the thread pool in chunks;
+- ``graphc_entry(ptr inputs, ptr arena, ptr status, ptr parallel_for) -> i32``:
+  the whole step: the table, every kernel in order, then the copies of write-back
+  values into their states; it returns 1 as soon as a kernel reports an index out of
+  range in ``status`` (error number + 1, the bad value), before any later kernel runs.
+
+Each kernel is ``kernel(ptr table, i64 lo, i64 hi, ptr status)``: a kernel whose body
+is one parallel loop runs iterations lo..hi of it (a chunk), any other runs whole.
+Statements map directly: a let is an SSA value, an accumulator a stack slot
+(promoted to a register by LLVM), a loop a header with a phi, a check a branch
+to a block that records the error.  Bools are i1 in registers and one byte in memory.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from graphc.ir.dtypes import DType, bool_, f32, f64
+from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, Kernel, Let, Load, Loop, Program, Ref,
+                              Select, Store, Unary, Var)
+
+I1, I8, I32, I64, PTR = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.PointerType()
+KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR])
+TASK_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64])
+PARALLEL_FOR_TYPE = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64])
+# Chunks per thread of a parallel loop: several, so a thread that finishes early takes more.
+CHUNKS_PER_THREAD = 4
+
+
+def value_type(dtype: DType) -> ir.Type:
+    if dtype == f32:
+        return ir.FloatType()
+    if dtype == f64:
+        return ir.DoubleType()
+    if dtype == bool_:
+        return I1
+    return ir.IntType(dtype.itemsize * 8)
+
+
+def memory_type(dtype: DType) -> ir.Type:
+    return I8 if dtype == bool_ else value_type(dtype)
+
+
+def kernel_function_name(kernel: Kernel) -> str:
+    return f"graphc_kernel_{kernel.name}"
+
+
+def input_order(program: Program) -> list[str]:
+    """The buffers the caller passes in ``inputs``: the graph's inputs, then stored constants."""
+    constants = [name for name, b in program.buffers.items() if b.place == "constant"]
+    return list(program.inputs) + constants
+
+
+def render_program(program: Program, threads: int) -> ir.Module:
+    module = ir.Module(name=program.name)
+    slots = {name: i for i, name in enumerate(program.buffers)}
+    _buffers_function(module, program, slots)
+    kernel_runners = []
+    for kernel in program.kernels:
+        body = _KernelRenderer(module, kernel, program, slots).function
+        kernel_runners.append(_runner(module, kernel, body, threads))
+    _entry(module, program, slots, kernel_runners)
+    return module
+
+
+# -- the buffer table and the entry -------------------------------------------------------
+
+def _buffers_function(module, program: Program, slots: dict[str, int]) -> None:
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR]), "graphc_buffers")
+    inputs, arena, table = function.args
+    b = ir.IRBuilder(function.append_basic_block("entry"))
+    position = {name: i for i, name in enumerate(input_order(program))}
+    for name, buffer in program.buffers.items():
+        if buffer.place == "arena":
+            address = b.gep(arena, [ir.Constant(I64, buffer.offset)], source_etype=I8)
+        else:
+            source = buffer.source if buffer.place == "state" else name
+            address = b.load(b.gep(inputs, [ir.Constant(I64, position[source])], source_etype=PTR), typ=PTR)
+        b.store(address, b.gep(table, [ir.Constant(I64, slots[name])], source_etype=PTR))
+    b.ret_void()
+
+
+def _runner(module, kernel: Kernel, body: ir.Function, threads: int) -> ir.Function:
+    """``graphc_kernel_<k>(table, status, parallel_for)``: the kernel over all its iterations."""
+    runner = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR]), kernel_function_name(kernel))
+    table, status, parallel_for = runner.args
+    b = ir.IRBuilder(runner.append_basic_block("entry"))
+    loop = kernel.body[0] if len(kernel.body) == 1 and isinstance(kernel.body[0], Loop) else None
+    if loop is None or loop.kind != "parallel" or threads < 2:
+        stop = loop.stop.value if loop is not None else 1
+        b.call(body, [table, ir.Constant(I64, loop.start.value if loop is not None else 0), ir.Constant(I64, stop),
+                      status])
+        b.ret_void()
+        return runner
+    start, stop = loop.start.value, loop.stop.value
+    chunks = min(stop - start, threads * CHUNKS_PER_THREAD)
+    # The task's context: the table, the status and nothing else; chunk c covers an even share.
+    task = ir.Function(module, TASK_TYPE, f"graphc_task_{kernel.name}")
+    task.linkage = "internal"
+    tb = ir.IRBuilder(task.append_basic_block("entry"))
+    context, chunk = task.args
+    table_of = tb.load(tb.gep(context, [ir.Constant(I64, 0)], source_etype=PTR), typ=PTR)
+    status_of = tb.load(tb.gep(context, [ir.Constant(I64, 1)], source_etype=PTR), typ=PTR)
+    extent = ir.Constant(I64, stop - start)
+    lo = tb.add(ir.Constant(I64, start), tb.sdiv(tb.mul(chunk, extent), ir.Constant(I64, chunks)))
+    hi = tb.add(ir.Constant(I64, start), tb.sdiv(tb.mul(tb.add(chunk, ir.Constant(I64, 1)), extent),
+                                                 ir.Constant(I64, chunks)))
+    tb.call(body, [table_of, lo, hi, status_of])
+    tb.ret_void()
+    pair = b.alloca(PTR, ir.Constant(I64, 2))
+    b.store(table, b.gep(pair, [ir.Constant(I64, 0)], source_etype=PTR))
+    b.store(status, b.gep(pair, [ir.Constant(I64, 1)], source_etype=PTR))
+    b.call(_Pointer(parallel_for, PARALLEL_FOR_TYPE), [task, pair, ir.Constant(I64, chunks)])
+    b.ret_void()
+    return runner
+
+
+def _entry(module, program: Program, slots: dict[str, int], runners: list[ir.Function]) -> None:
+    function = ir.Function(module, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), "graphc_entry")
+    inputs, arena, status, parallel_for = function.args
+    b = ir.IRBuilder(function.append_basic_block("entry"))
+    table = b.alloca(PTR, ir.Constant(I64, max(1, len(slots))))
+    b.call(module.get_global("graphc_buffers"), [inputs, arena, table])
+    failed = function.append_basic_block("failed")
+    for kernel, runner in zip(program.kernels, runners):
+        b.call(runner, [table, status, parallel_for])
+        if kernel.has_checks:
+            error = b.load(status, typ=I64)
+            go_on = function.append_basic_block(f"after_{kernel.name}")
+            b.cbranch(b.icmp_signed("!=", error, ir.Constant(I64, 0)), failed, go_on)
+            b.position_at_end(go_on)
+    memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
+    for copy in program.copies:
+        source = b.load(b.gep(table, [ir.Constant(I64, slots[copy.source])], source_etype=PTR), typ=PTR)
+        target = b.load(b.gep(table, [ir.Constant(I64, slots[copy.target])], source_etype=PTR), typ=PTR)
+        b.call(memcpy, [target, source, ir.Constant(I64, program.buffers[copy.source].nbytes), ir.Constant(I1, 0)])
+    b.ret(ir.Constant(I32, 0))
+    b.position_at_end(failed)
+    b.ret(ir.Constant(I32, 1))
+
+
+class _Pointer:
+    """A function pointer IRBuilder.call can call (opaque pointers carry no function type)."""
+
+    def __init__(self, pointer, function_type: ir.FunctionType):
+        self.pointer = pointer
+        self.type = PTR
+        self.function_type = function_type
+
+    def get_reference(self):
+        return self.pointer.get_reference()
+
+
+# -- kernels ------------------------------------------------------------------------------
+
+_FLOAT_INTRINSICS = {"exp": "llvm.exp", "log": "llvm.log", "sqrt": "llvm.sqrt", "sin": "llvm.sin",
+                     "cos": "llvm.cos", "abs": "llvm.fabs", "trunc": "llvm.trunc"}
+_LIBM = {"tanh": ("tanhf", "tanh")}
+_FLOAT_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+class _KernelRenderer:
+    def __init__(self, module: ir.Module, kernel: Kernel, program: Program, slots: dict[str, int]):
+        self.module = module
+        self.program = program
+        self.function = ir.Function(module, KERNEL_TYPE, f"graphc_body_{kernel.name}")
+        self.function.linkage = "internal"
+        table, lo, hi, self.status = self.function.args
+        self.entry = self.function.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.values: dict[str, object] = {}
+        self.accumulators: dict[str, tuple] = {}
+        self.bases = {}
+        for name in dict.fromkeys((*kernel.inputs, *kernel.outputs)):
+            slot = self.b.gep(table, [ir.Constant(I64, slots[name])], source_etype=PTR)
+            self.bases[name] = self.b.load(slot, typ=PTR, name=f"base_{len(self.bases)}")
+        body = kernel.body
+        if len(body) == 1 and isinstance(body[0], Loop) and body[0].kind == "parallel":
+            self.loop(body[0], lo, hi)
+        else:
+            self.statements(body)
+        self.b.ret_void()
+
+    # -- statements ----------------------------------------------------------------
+    def statements(self, body) -> None:
+        for stmt in body:
+            self.statement(stmt)
+
+    def statement(self, stmt) -> None:
+        b = self.b
+        if isinstance(stmt, Let):
+            self.values[stmt.name] = self.expr(stmt.value)
+        elif isinstance(stmt, Accumulator):
+            with b.goto_entry_block():
+                slot = b.alloca(value_type(stmt.init.dtype), name=stmt.name)
+            self.accumulators[stmt.name] = (slot, stmt.init.dtype)
+            b.store(self.expr(stmt.init), slot)
+        elif isinstance(stmt, Assign):
+            b.store(self.expr(stmt.value), self.accumulators[stmt.name][0])
+        elif isinstance(stmt, Store):
+            value = self.expr(stmt.value)
+            dtype = stmt.value.dtype
+            if dtype == bool_:
+                value = b.zext(value, I8)
+            b.store(value, self.address(stmt.buffer, stmt.index, dtype))
+        elif isinstance(stmt, Check):
+            self.check(stmt)
+        elif isinstance(stmt, Loop):
+            self.loop(stmt, self.expr(stmt.start), self.expr(stmt.stop))
+        else:
+            raise TypeError(f"cannot render {stmt!r}")
+
+    def loop(self, loop: Loop, start, stop) -> None:
+        b, function = self.b, self.function
+        before = b.block
+        header = function.append_basic_block(f"{loop.var}.head")
+        body = function.append_basic_block(f"{loop.var}.body")
+        done = function.append_basic_block(f"{loop.var}.done")
+        b.branch(header)
+        b.position_at_end(header)
+        var = b.phi(I64, name=loop.var)
+        var.add_incoming(start, before)
+        b.cbranch(b.icmp_signed("<", var, stop), body, done)
+        b.position_at_end(body)
+        self.values[loop.var] = var
+        self.statements(loop.body)
+        var.add_incoming(b.add(var, ir.Constant(I64, 1), flags=["nsw"]), b.block)
+        b.branch(header)
+        b.position_at_end(done)
+
+    def check(self, stmt: Check) -> None:
+        b, function = self.b, self.function
+        fail = function.append_basic_block("index_error")
+        go_on = function.append_basic_block("index_ok")
+        b.cbranch(self.expr(stmt.cond), go_on, fail)
+        b.position_at_end(fail)
+        b.store(ir.Constant(I64, stmt.error + 1), self.status)
+        b.store(self.expr(stmt.value), b.gep(self.status, [ir.Constant(I64, 1)], source_etype=I64))
+        b.branch(go_on)
+        b.position_at_end(go_on)
+
+    def address(self, buffer: str, index, dtype: DType):
+        return self.b.gep(self.bases[buffer], [self.expr(index)], inbounds=True, source_etype=memory_type(dtype))
+
+    # -- expressions -----------------------------------------------------------------
+    def expr(self, e):
+        b = self.b
+        if isinstance(e, Const):
+            return ir.Constant(value_type(e.dtype), int(e.value) if e.dtype == bool_ else e.value)
+        if isinstance(e, (Var, Ref)):
+            if e.name in self.accumulators:
+                slot, dtype = self.accumulators[e.name]
+                return b.load(slot, typ=value_type(dtype))
+            return self.values[e.name]
+        if isinstance(e, Load):
+            value = b.load(self.address(e.buffer, e.index, e.dtype), typ=memory_type(e.dtype))
+            return b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if e.dtype == bool_ else value
+        if isinstance(e, Unary):
+            return self.unary(e.op, self.expr(e.x), e.x.dtype)
+        if isinstance(e, Binary):
+            return self.binary(e.op, self.expr(e.a), self.expr(e.b), e.a.dtype)
+        if isinstance(e, Select):
+            return b.select(self.expr(e.cond), self.expr(e.a), self.expr(e.b))
+        if isinstance(e, Cast):
+            return self.cast(self.expr(e.x), e.x.dtype, e.dtype)
+        raise TypeError(f"cannot render {e!r}")
+
+    def intrinsic(self, name: str, dtype: DType, args):
+        type_ = value_type(dtype)
+        function = self.module.declare_intrinsic(name, [type_], ir.FunctionType(type_, [type_] * len(args)))
+        return self.b.call(function, args)
+
+    def libm(self, names: tuple[str, str], dtype: DType, x):
+        name = names[0] if dtype == f32 else names[1]
+        try:
+            function = self.module.get_global(name)
+        except KeyError:
+            type_ = value_type(dtype)
+            function = ir.Function(self.module, ir.FunctionType(type_, [type_]), name)
+        return self.b.call(function, [x])
+
+    def unary(self, op: str, x, dtype: DType):
+        b = self.b
+        if op == "not":
+            return b.not_(x)
+        if op == "isnan":
+            return b.fcmp_unordered("uno", x, x) if dtype.is_float else ir.Constant(I1, 0)
+        if op == "neg":
+            return b.fneg(x) if dtype.is_float else b.neg(x)
+        if dtype.is_float:
+            if op in _FLOAT_INTRINSICS:
+                return self.intrinsic(_FLOAT_INTRINSICS[op], dtype, [x])
+            if op in _LIBM:
+                return self.libm(_LIBM[op], dtype, [x][0])
+        if op == "abs":
+            return x if not dtype.is_signed else b.select(b.icmp_signed("<", x, ir.Constant(x.type, 0)), b.neg(x), x)
+        if op == "trunc":
+            return x
+        raise TypeError(f"cannot render {op} on {dtype}")
+
+    def binary(self, op: str, x, y, dtype: DType):
+        b = self.b
+        if dtype.is_float:
+            if op in _FLOAT_COMPARE:
+                compare = b.fcmp_unordered if op == "ne" else b.fcmp_ordered
+                return compare(_FLOAT_COMPARE[op], x, y)
+            simple = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv, "rem": b.frem}
+            if op in simple:
+                return simple[op](x, y)
+            named = {"pow": "llvm.pow", "max": "llvm.maximum", "min": "llvm.minimum"}
+            if op in named:
+                return self.intrinsic(named[op], dtype, [x, y])
+        else:
+            signed = dtype.is_signed
+            if op in _FLOAT_COMPARE:
+                return (b.icmp_signed if signed else b.icmp_unsigned)(_FLOAT_COMPARE[op], x, y)
+            simple = {"add": b.add, "sub": b.sub, "mul": b.mul, "and": b.and_, "or": b.or_, "xor": b.xor,
+                      "shl": b.shl, "lshr": b.lshr, "div": b.sdiv if signed else b.udiv,
+                      "rem": b.srem if signed else b.urem}
+            if op in simple:
+                return simple[op](x, y)
+            if op in ("max", "min"):
+                name = ("llvm.smax" if op == "max" else "llvm.smin") if signed else \
+                       ("llvm.umax" if op == "max" else "llvm.umin")
+                return self.intrinsic(name, dtype, [x, y])
+        raise TypeError(f"cannot render {op} on {dtype}")
+
+    def cast(self, x, source: DType, target: DType):
+        b = self.b
+        to = value_type(target)
+        if source == target:
+            return x
+        if target == bool_:
+            if source.is_float:
+                return b.fcmp_unordered("!=", x, ir.Constant(x.type, 0.0))
+            return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
+        if source.is_float and target.is_float:
+            return b.fpext(x, to) if target.itemsize > source.itemsize else b.fptrunc(x, to)
+        if source.is_float:
+            # Truncate toward zero through i64, saturating (NaN gives 0, never poison), then wrap.
+            saturating = self.module.declare_intrinsic("llvm.fptosi.sat", [I64, x.type], ir.FunctionType(I64, [x.type]))
+            wide = b.call(saturating, [x])
+            return wide if to == I64 else b.trunc(wide, to)
+        if target.is_float:
+            return b.sitofp(x, to) if source.is_signed and source != bool_ else b.uitofp(x, to)
+        if to.width > x.type.width:
+            return b.sext(x, to) if source.is_signed and source != bool_ else b.zext(x, to)
+        if to.width < x.type.width:
+            return b.trunc(x, to)
+        return x

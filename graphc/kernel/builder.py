@@ -1,0 +1,205 @@
+"""Emitting one kernel: blocks of statements, scoped lets, and each value computed once.
+
+``KernelBuilder`` keeps a stack of open blocks (the kernel's body, then each
+loop opened inside it).  A lowering asks ``value(node, index)`` for the value
+of a graph node at an element; the builder returns an expression, emitting a
+``Let`` for it into the current block the first time and a reference to that
+let every later time in the same block or a block inside it.  So each value
+of a fused body is computed once per element, and a value computed inside a
+loop (a reduction's prologue) is never used after the loop closes.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+from ..ir.dtypes import DType, i64
+from ..ir.graph import Node
+from . import expr as E
+from .intervals import bounds, within
+from .ir import Accumulator, Assign, Check, Const, Expr, Let, Load, Loop, OutOfRange, Ref, Stmt, Store, Var
+
+
+@dataclass(frozen=True)
+class Index:
+    """An element of a tensor of ``shape``: one coordinate per axis, and, where known
+    without arithmetic (a kernel looping over its elements flat), the flat position."""
+    shape: tuple[int, ...]
+    dims: tuple[Expr, ...]
+    flat: Expr | None = None
+
+    def linear(self) -> Expr:
+        return self.flat if self.flat is not None else E.linear(self.dims, self.shape)
+
+    def key(self) -> tuple:
+        return (self.shape, self.dims if self.flat is None else self.flat)
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> "Index":
+        """The element of a tensor of ``shape`` that broadcasting reads at this element."""
+        if tuple(shape) == self.shape:
+            return self
+        extra = len(self.shape) - len(shape)
+        dims = tuple(E.index(0) if size == 1 else dim
+                     for dim, size in zip(self.dims[extra:], shape))
+        return Index(tuple(shape), dims)
+
+    def with_dim(self, axis: int, value: Expr) -> "Index":
+        return Index(self.shape, self.dims[:axis] + (value,) + self.dims[axis + 1:])
+
+    @staticmethod
+    def flat_over(shape: tuple[int, ...], position: Expr) -> "Index":
+        return Index(shape, E.unflatten(position, shape), position)
+
+    @staticmethod
+    def of(shape: tuple[int, ...], dims) -> "Index":
+        return Index(tuple(shape), tuple(E.index(d) for d in dims))
+
+
+class KernelBuilder:
+    """The statements of one kernel, built block by block."""
+
+    def __init__(self):
+        self._blocks: list[list[Stmt]] = [[]]
+        self._scopes: list[dict] = [{}]
+        self._names = 0
+        self.ranges: dict[str, tuple] = {}       # each open loop's variable: the values it takes
+
+    # -- names and blocks ----------------------------------------------------------------
+    def fresh(self, prefix: str) -> str:
+        self._names += 1
+        return f"{prefix}{self._names}"
+
+    def emit(self, stmt: Stmt) -> None:
+        self._blocks[-1].append(stmt)
+
+    @property
+    def body(self) -> tuple[Stmt, ...]:
+        assert len(self._blocks) == 1, "a loop is still open"
+        return tuple(self._blocks[0])
+
+    @contextmanager
+    def loop(self, start: "Expr | int", stop: "Expr | int", kind: str = "serial", prefix: str = "i"):
+        """Open a loop; yields its variable.  Statements emitted inside go into its body."""
+        var = self.fresh(prefix)
+        start, stop = E.index(start), E.index(stop)
+        self._blocks.append([])
+        self._scopes.append({})
+        self.ranges[var] = (bounds(start, self.ranges)[0], bounds(stop, self.ranges)[1] - 1)
+        try:
+            yield Var(var)
+        finally:
+            body = self._blocks.pop()
+            self._scopes.pop()
+            del self.ranges[var]
+        self.emit(Loop(var, start, stop, tuple(body), kind))
+
+    # -- values ----------------------------------------------------------------------------
+    def bind(self, value: Expr, prefix: str = "v") -> Expr:
+        """``value`` as a let (constants and plain references stay inline)."""
+        if isinstance(value, (Const, Var, Ref)):
+            return value
+        name = self.fresh(prefix)
+        self.emit(Let(name, value))
+        return Ref(name, value.dtype)
+
+    def remembered(self, key, compute: Callable[[], Expr], bind: bool = True):
+        """The value cached under ``key`` in this block or an enclosing one, else ``compute()``
+        (bound to a let unless ``bind`` is false) cached in the current block."""
+        for scope in reversed(self._scopes):
+            if key in scope:
+                return scope[key]
+        value = compute()
+        if bind:
+            value = self.bind(value)
+        self._scopes[-1][key] = value
+        return value
+
+    def accumulator(self, init: Expr, prefix: str = "acc") -> str:
+        name = self.fresh(prefix)
+        self.emit(Accumulator(name, init))
+        return name
+
+    def assign(self, name: str, value: Expr) -> None:
+        self.emit(Assign(name, value))
+
+
+class LoweringContext:
+    """What an op's lowering sees while its kernel is built.
+
+    ``value(node, index)`` is the value of any node of the kernel's body (or of
+    an operand stored in a buffer) at an element; ``load`` reads a buffer;
+    ``check`` guards a data-dependent index.  ``builder`` opens loops and
+    accumulators for reductions and contractions.
+    """
+
+    def __init__(self, builder: KernelBuilder, buffer_of: dict[Node, str], errors: list[OutOfRange],
+                 lowering_of: Callable[[Node], Callable]):
+        self.builder = builder
+        self._buffer_of = buffer_of
+        self._errors = errors
+        self._lowering_of = lowering_of
+        self._aliases: dict[Node, Node] = {}
+
+    def value(self, node: Node, index: Index) -> Expr:
+        """``node``'s value at ``index``: loaded if the kernel reads it from a buffer, else
+        computed by its op's lowering (once per element and block)."""
+        assert index.shape == node.shape, f"%{node.name} {node.shape} read at an index of shape {index.shape}"
+        node = self._aliases.get(node, node)
+        if node in self._buffer_of:
+            buffer = self._buffer_of[node]
+            return self.builder.remembered(("load", buffer, index.key()), lambda: self.load(buffer, node.dtype, index))
+        if node.op == "full":
+            return E.const(node.attrs["value"], node.dtype)
+        return self.builder.remembered((node, index.key()), lambda: self._lowering_of(node)(self, node, index))
+
+    def inline(self, body, operands) -> None:
+        """Read ``body``'s inputs as ``operands`` (a fused kernel's body, lowered in place)."""
+        for body_input, operand in zip(body.inputs, operands):
+            self._aliases[body_input] = self._aliases.get(operand, operand)
+
+    def known_inside(self, value: Expr, size: int) -> bool:
+        """Whether ``value`` is in [0, size) for every iteration of the loops around it."""
+        return within(value, size, self.builder.ranges)
+
+    def shared(self, key, compute: Callable[[], object]):
+        """Values several nodes share (a pooling window's maximum and its argmax), computed once."""
+        return self.builder.remembered(key, compute, bind=False)
+
+    def buffer(self, node: Node) -> str:
+        """The buffer holding ``node`` (a stored constant's data)."""
+        return self._buffer_of[self._aliases.get(node, node)]
+
+    def load(self, buffer: str, dtype: DType, index: Index) -> Load:
+        return Load(buffer, index.linear(), dtype)
+
+    def check(self, in_range: Expr, value: Expr, op: str, what: str, size: int, node: Node, detail: str = "") -> None:
+        """Fail the step, reporting ``value``, where ``in_range`` does not hold."""
+        if isinstance(in_range, Const) and in_range.value:
+            return
+        self._errors.append(OutOfRange(op, what, size, detail, node.name, str(node.loc) if node.loc else None))
+        self.builder.emit(Check(in_range, len(self._errors) - 1, E.cast(value, i64)))
+
+    # -- reductions -----------------------------------------------------------------------
+    def reduce(self, init: Expr, extents: list["int | tuple[Expr, Expr]"],
+               update: Callable[[Expr, list[Var]], Expr]) -> Expr:
+        """Fold ``update(acc, loop variables)`` over nested serial loops, one per extent
+        (a size, or a (start, stop) pair), into an accumulator starting at ``init``."""
+        acc = self.builder.accumulator(init)
+        current = Ref(acc, init.dtype)
+
+        def nest(depth: int, variables: list[Var]):
+            if depth == len(extents):
+                self.builder.assign(acc, update(current, variables))
+                return
+            extent = extents[depth]
+            start, stop = extent if isinstance(extent, tuple) else (0, extent)
+            with self.builder.loop(start, stop, prefix="r") as var:
+                nest(depth + 1, variables + [var])
+
+        nest(0, [])
+        return current
+
+
+def store(builder: KernelBuilder, buffer: str, index: Index, value: Expr) -> None:
+    builder.emit(Store(buffer, index.linear(), value))

@@ -1,0 +1,99 @@
+"""Schedules: transformations of a kernel's loops that keep what it computes.
+
+A schedule decides how a loop nest runs, not what it computes: which loop
+runs on the thread pool (``parallel``), which one the backend should
+vectorize, how a loop is split into an outer and an inner loop.  Backends
+read the loop kinds; the LLVM and OpenCL backends share every schedule.
+
+``default_schedule`` is what every kernel gets today: its outermost loop runs
+in parallel when the kernel does enough work to pay for waking the threads,
+and its innermost output loop is marked for vectorization.  Results never
+depend on the schedule: each output element is still computed whole, by one
+thread, in the same order.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import expr as E
+from .builder import KernelBuilder
+from .ir import Const, Kernel, Loop, Stmt, Var, walk_statements
+
+# Below this many estimated operations a kernel runs on the calling thread alone:
+# waking the pool costs about as much as this much work.
+PARALLEL_WORK = 1 << 15
+
+
+def default_schedule(kernel: Kernel) -> Kernel:
+    body = kernel.body
+    outer = _only_loop(body)
+    if outer is None:
+        return kernel
+    if work(body) >= PARALLEL_WORK and _trip_count(outer) > 1:
+        body = (mark(outer, "parallel"),)
+    innermost = _innermost_output_loop(body[0])
+    if innermost is not None and innermost is not body[0]:
+        body = (_replace_loop(body[0], innermost.var, lambda loop: mark(loop, "vectorized")),)
+    return replace(kernel, body=body)
+
+
+def mark(loop: Loop, kind: str) -> Loop:
+    return replace(loop, kind=kind)
+
+
+def split(loop: Loop, factor: int, builder: KernelBuilder | None = None) -> Loop:
+    """``loop`` as an outer loop over blocks of ``factor`` iterations and an inner loop
+    over each block (the last block may be shorter).  The body reads the original
+    variable, now ``outer * factor + inner``, through a let."""
+    from .ir import Let
+    builder = builder or KernelBuilder()
+    outer_var, inner_var = builder.fresh(loop.var + "o"), builder.fresh(loop.var + "i")
+    start = E.add(loop.start, E.mul(Var(outer_var), factor))
+    inner_stop = E.minimum(E.add(start, factor), loop.stop)
+    trip = E.div(E.add(E.sub(loop.stop, loop.start), factor - 1), factor)
+    inner = Loop(inner_var, start, inner_stop, (Let(loop.var, Var(inner_var)), *loop.body), "serial")
+    return Loop(outer_var, Const(0, loop.start.dtype), trip, (inner,), loop.kind)
+
+
+def work(body) -> int:
+    """An estimate of the operations ``body`` performs: statements times trip counts."""
+    total = 0
+    for stmt in body:
+        if isinstance(stmt, Loop):
+            total += _trip_count(stmt) * max(1, work(stmt.body))
+        else:
+            total += 1
+    return total
+
+
+def _trip_count(loop: Loop) -> int:
+    if isinstance(loop.start, Const) and isinstance(loop.stop, Const):
+        return max(0, loop.stop.value - loop.start.value)
+    return 8                                  # a loop whose bounds depend on an outer one
+
+
+def _only_loop(body) -> Loop | None:
+    loops = [stmt for stmt in body if isinstance(stmt, Loop)]
+    return loops[0] if len(loops) == 1 and len(body) == 1 else None
+
+
+def _innermost_output_loop(loop: Loop) -> Loop | None:
+    """Follow the chain of loops that are each the only statement of their parent: the
+    output loops (a reduction's loops sit among other statements)."""
+    while True:
+        inner = _only_loop(loop.body)
+        if inner is None:
+            return loop
+        loop = inner
+
+
+def _replace_loop(stmt: Stmt, var: str, change) -> Stmt:
+    if not isinstance(stmt, Loop):
+        return stmt
+    if stmt.var == var:
+        return change(stmt)
+    return replace(stmt, body=tuple(_replace_loop(s, var, change) for s in stmt.body))
+
+
+def loops(kernel: Kernel) -> list[Loop]:
+    return [stmt for stmt in walk_statements(kernel.body) if isinstance(stmt, Loop)]

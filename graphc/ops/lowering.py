@@ -1,0 +1,46 @@
+"""Helpers the ops' lowerings share: elementwise operands and window coordinates.
+
+A lowering returns the kernel-IR expression of its node's value at one
+output element (see ``graphc.kernel.builder.LoweringContext``).  Elementwise
+ops read each operand at the element broadcasting maps there; window ops
+(convolutions, pooling) map an output pixel and a kernel tap to an input
+coordinate, which may fall into the padding.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..kernel import expr as E
+from ..kernel.builder import Index
+
+
+def elementwise(compute: Callable) -> Callable:
+    """A lowering that reads every operand at this element (as broadcast) and
+    returns ``compute(ctx, node, *operand expressions)``."""
+    def lower(ctx, node, index: Index):
+        operands = [ctx.value(operand, index.broadcast_to(operand.shape)) for operand in node.inputs]
+        return compute(ctx, node, *operands)
+    return lower
+
+
+def window_coordinate(out: E.Expr, tap: E.Expr, stride: int, padding: int, dilation: int) -> E.Expr:
+    """The input coordinate that tap ``tap`` of the window at output position ``out`` reads."""
+    return E.add(E.sub(E.mul(out, stride), padding), E.mul(tap, dilation))
+
+
+def window_origin(coordinate: E.Expr, tap: E.Expr, stride: int, padding: int, dilation: int,
+                  out_size: int) -> tuple[E.Expr, E.Expr]:
+    """The inverse of ``window_coordinate``: the output position whose window reads input
+    ``coordinate`` at ``tap`` (clamped to a valid position), and whether there is one."""
+    offset = E.sub(E.add(coordinate, padding), E.mul(tap, dilation))
+    position = E.div(offset, stride)
+    exists = E.all_of([E.ge(offset, 0), E.eq(E.rem(offset, stride), 0), E.lt(position, out_size)])
+    return E.clamp(position, out_size), exists
+
+
+def padded_load(ctx, node, dims: list[E.Expr], zero) -> E.Expr:
+    """``node`` at ``dims``, or ``zero`` where some coordinate falls outside the tensor."""
+    unsure = [not ctx.known_inside(d, size) for d, size in zip(dims, node.shape)]
+    inside = E.all_of([E.in_range(d, size) for d, size, check in zip(dims, node.shape, unsure) if check])
+    safe = [E.clamp(d, size) if check else d for d, size, check in zip(dims, node.shape, unsure)]
+    return E.select(inside, ctx.value(node, Index.of(node.shape, safe)), zero)
