@@ -44,7 +44,10 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict, lr: Tensor) -> None:
-        beta1, beta2 = group["betas"]
+        beta2 = group["betas"][1]
+        # beta1 as tensors, as the learning rate: OneCycleLR changes it from step to step.
+        one_minus_beta1 = self._hyperparameter(group, "one_minus_beta1", lambda g: 1 - g["betas"][0])
+        log_beta1 = self._hyperparameter(group, "log_beta1", lambda g: _log(g["betas"][0]))
         weight_decay = group["weight_decay"]
         for p, grad in self._gradients(group):
             state = self._state_of(p, group["amsgrad"])
@@ -54,13 +57,13 @@ class Adam(Optimizer):
                     p.mul_(1 - lr * weight_decay)
                 else:
                     grad = grad.add(p, alpha=weight_decay)
-            exp_avg = state["exp_avg"].lerp_(grad, 1 - beta1)
+            exp_avg = state["exp_avg"].lerp_(grad, one_minus_beta1)
             exp_avg_sq = state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             if group["amsgrad"]:
                 # The running maximum of the second moment normalises the step instead of the moment itself.
                 exp_avg_sq = state["max_exp_avg_sq"].copy_(maximum(state["max_exp_avg_sq"], exp_avg_sq))
-            bias_correction1 = _one_minus_power(beta1, step)
-            bias_correction2 = _one_minus_power(beta2, step)
+            bias_correction1 = _one_minus_power(log_beta1, step)
+            bias_correction2 = _one_minus_power(_log(beta2), step)
             step_size = lr / bias_correction1
             denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + group["eps"]
             p.addcdiv_(exp_avg, denom, value=-step_size)
@@ -77,8 +80,13 @@ class Adam(Optimizer):
         return state
 
 
-def _one_minus_power(beta: float, step: Tensor) -> Tensor:
-    """1 - beta**step (a bias correction), accurate to float32 rounding.
+def _log(beta: float) -> float:
+    """ln(beta) in double precision (-inf for beta = 0)."""
+    return math.log(beta) if beta > 0 else -math.inf
+
+
+def _one_minus_power(log_beta, step: Tensor) -> Tensor:
+    """1 - beta**step (a bias correction) from ln(beta), accurate to float32 rounding.
 
     Done naively in float32 it loses up to 1e-4 of its value for beta near 1
     (beta itself rounds, and 1 - beta**step cancels), while PyTorch computes it
@@ -88,7 +96,7 @@ def _one_minus_power(beta: float, step: Tensor) -> Tensor:
     x itself is expm1(x)).  Clamping x at -80 keeps u > 0 (and gives exactly 1
     for beta = 0 or a large step).
     """
-    x = (step * (math.log(beta) if beta > 0 else -math.inf)).clamp(min=-80.0)
+    x = (step * log_beta).clamp(min=-80.0)
     u = x.exp()
     return -where(u == 1, x, (u - 1) * x / u.log())
 

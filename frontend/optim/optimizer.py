@@ -16,6 +16,7 @@ import functools
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -46,6 +47,10 @@ class Optimizer:
         self.param_groups: list[dict] = []
         # One 0-d float32 tensor per group holding group['lr'], read by the update instead of the Python float.
         self._lr_tensors: list[Tensor] = []
+        # The same for other hyperparameters that schedulers change (OneCycleLR cycles momentum and beta1):
+        # per group, name -> tensor, each computed from the group by ``_hyperparameter_values[name]``.
+        self._hyperparameter_tensors: list[dict[str, Tensor]] = []
+        self._hyperparameter_values: dict[str, Callable[[dict], float]] = {}
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
                             f"but got {_type_name(params)}")
@@ -95,6 +100,7 @@ class Optimizer:
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(param_group)
         self._lr_tensors.append(state_tensor(np.array(param_group["lr"], np.float32)))
+        self._hyperparameter_tensors.append({})
 
     # -- gradients and the step ----------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -177,9 +183,24 @@ class Optimizer:
                 yield p, (-p.grad if group["maximize"] else p.grad)
 
     def _sync_lr_tensors(self) -> None:
-        """Copy each group's current ``lr`` (which schedulers change) into the tensor the update reads."""
+        """Copy each group's current ``lr`` and scheduled hyperparameters (which schedulers change) into
+        the tensors the update reads."""
         for group, lr in zip(self.param_groups, self._lr_tensors):
             lr._value[...] = float(group["lr"])
+        for group, tensors in zip(self.param_groups, self._hyperparameter_tensors):
+            for name, tensor in tensors.items():
+                tensor._value[...] = self._hyperparameter_values[name](group)
+
+    def _hyperparameter(self, group: dict, name: str, value_of: Callable[[dict], float] | None = None) -> Tensor:
+        """A 0-d float32 tensor holding ``value_of(group)`` (default: ``group[name]``), refreshed before every
+        step like the learning rate, for a hyperparameter that a scheduler may change (momentum, beta1):
+        a compiled step reads it at run time instead of keeping the value it was traced with."""
+        value_of = self._hyperparameter_values.setdefault(name, value_of or (lambda g: g[name]))
+        index = next(i for i, g in enumerate(self.param_groups) if g is group)
+        tensors = self._hyperparameter_tensors[index]
+        if name not in tensors:
+            tensors[name] = state_tensor(np.array(value_of(group), np.float32))
+        return tensors[name]
 
     def _state_layout(self) -> tuple:
         """Which state each parameter has, in order: what a traced step was specialised on."""

@@ -34,19 +34,21 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict, lr: Tensor) -> None:
-        momentum, dampening = group["momentum"], group["dampening"]
+        dampening = group["dampening"]
         for p, grad in self._gradients(group):
             if group["weight_decay"] != 0:
                 grad = grad.add(p, alpha=group["weight_decay"])
-            if momentum != 0:
+            if group["momentum"] != 0:
+                # A tensor, as the learning rate: OneCycleLR changes the momentum from step to step.
+                momentum = self._hyperparameter(group, "momentum")
                 buf = self._momentum_buffer(p, grad, momentum, dampening)
                 if group["nesterov"]:
-                    grad = grad.add(buf, alpha=momentum)
+                    grad = grad + buf * momentum
                 else:
                     grad = buf
             p.sub_(grad * lr)
 
-    def _momentum_buffer(self, p: Tensor, grad: Tensor, momentum: float, dampening: float) -> Tensor:
+    def _momentum_buffer(self, p: Tensor, grad: Tensor, momentum: Tensor, dampening: float) -> Tensor:
         """The parameter's momentum buffer, updated with ``grad``.
 
         PyTorch starts the buffer as a copy of the first gradient (undamped); here
