@@ -43,10 +43,25 @@ class VerifyError(GraphcError, ValueError):
 class ParseError(GraphcError, ValueError):
     """Text IR did not parse; the message names the line and column."""
 
+    # A longer source line is shown as an excerpt of this many characters around the column.
+    EXCERPT_WIDTH = 100
+
     def __init__(self, message: str, line: int, column: int, source_line: str = ""):
         self.line = line
         self.column = column
         text = f"line {line}, column {column}: {message}"
         if source_line:
-            text += f"\n    {source_line}\n    {' ' * (column - 1)}^"
+            shown, caret = _excerpt(source_line, column - 1, self.EXCERPT_WIDTH)
+            text += f"\n    {shown}\n    {' ' * caret}^"
         super().__init__(text)
+
+
+def _excerpt(line: str, index: int, width: int) -> tuple[str, int]:
+    """``line``, or the ``width`` characters of it around ``index`` marked with '...', and where
+    ``index`` is in what is shown."""
+    if len(line) <= width:
+        return line, index
+    start = min(max(0, index - width // 2), len(line) - width)
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + width < len(line) else ""
+    return prefix + line[start:start + width] + suffix, index - start + len(prefix)

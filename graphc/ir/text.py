@@ -13,7 +13,8 @@ as ``true``/``false``, strings in double quotes, dtypes bare (``f32``), lists as
 ``dense<[1.0,2.0] : f32[2]>``.  A trailing ``# file:line`` is the node's source
 location.  ``parse_graph(print_graph(g)) == g``.
 
-The parser reads this grammar (whitespace and line breaks are free; ``#``
+The parser reads untrusted text: anything it cannot read raises ParseError
+with the line and column, never another exception.  It reads this grammar (whitespace and line breaks are free; ``#``
 starts a comment that runs to the end of the line)::
 
     graph   := 'graph' WORD '(' [input {',' input}] ')' '{' {node} return '}'
@@ -57,6 +58,7 @@ its outputs::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import string
@@ -75,6 +77,8 @@ from .types import TensorType, TupleType
 _INLINE_INPUTS = 4
 # A return line longer than this puts each result on a line of its own.
 _LINE_WIDTH = 120
+# Deeper nesting of lists or fused bodies than any graph has is refused, not left to overflow the stack.
+_MAX_NESTING = 32
 
 
 # -- printing -------------------------------------------------------------------
@@ -303,6 +307,7 @@ class _Parser:
         self.lines = text.splitlines()
         self.tokens, self.comments = _tokenize(text)
         self.pos = 0
+        self.depth = 0                           # lists and bodies open around the current token
         self.values: dict[str, Node] = {}
         self.defined_on: dict[str, int] = {}     # value name -> line, for "defined twice" messages
 
@@ -349,6 +354,27 @@ class _Parser:
         source_line = self.lines[token.line - 1] if token.line <= len(self.lines) else ""
         return ParseError(message, token.line, token.column, source_line)
 
+    @contextlib.contextmanager
+    def nested(self, token: _Token):
+        """Parse inside a list or a body opened at ``token``, refusing nesting deeper than any graph's."""
+        if self.depth >= _MAX_NESTING:
+            raise self.error(f"lists or fused bodies nested more than {_MAX_NESTING} deep", token)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def integer(self, token: _Token) -> int:
+        """An int token's value, which must fit in 64 bits."""
+        negative = token.text.startswith("-")
+        significant = token.text.lstrip("-").lstrip("0") or "0"
+        # The length first: Python's int() refuses thousands of digits with a ValueError.
+        if len(significant) > 19 or int(significant) > (2 ** 63 if negative else 2 ** 63 - 1):
+            shown = token.text if len(token.text) <= 25 else f"{token.text[:20]}... ({len(token.text)} characters)"
+            raise self.error(f"integer {shown} does not fit in 64 bits", token)
+        return -int(significant) if negative else int(significant)
+
     def sequence(self, parse_item: Callable[[], object], close: str, item: str) -> list:
         """Comma-separated items up to ``close`` (consumed); there may be none."""
         items = []
@@ -389,8 +415,8 @@ class _Parser:
         """A node's nested body, after its '{': a graph in a scope of its own, closed by '}'."""
         outer_scope = self.values, self.defined_on
         self.values, self.defined_on = {}, {}
-        self.expect("graph", "'graph' and the body's inputs after '{'")
-        body = self.graph_after_keyword(nested=True)
+        with self.nested(self.expect("graph", "'graph' and the body's inputs after '{'")):
+            body = self.graph_after_keyword(nested=True)
         self.values, self.defined_on = outer_scope
         return body
 
@@ -455,6 +481,11 @@ class _Parser:
             attrs, result = infer_node(op_token.text, [n.type for n in operands], attrs)
         except GraphcError as err:
             raise self.error(str(err), op_token) from None
+        except (ArithmeticError, LookupError, TypeError, ValueError) as err:
+            # Op rules are written for the values the frontend makes; text can hold any value (inf for
+            # an integer's fill), and what a rule cannot take is an error in the text at this node.
+            raise self.error(f"{op_token.text}: its attributes do not fit its inputs ({type(err).__name__}: "
+                             f"{err})", op_token) from None
         if declared != result:
             raise self.error(f"node type {declared} does not match its op's result {result}", type_token)
         node = Node(name, op_token.text, operands, attrs, declared, loc=loc)
@@ -504,8 +535,8 @@ class _Parser:
     def dimension(self) -> int:
         token = self.expect_kind("int", "a dimension (a non-negative integer)")
         if token.text.startswith("-"):
-            raise self.error(f"dimension {token.text} is negative", token)
-        return int(token.text)
+            raise self.error(f"dimension {token.text:.25} is negative", token)
+        return self.integer(token)
 
     def dtype(self, token: _Token) -> DType:
         try:
@@ -531,13 +562,14 @@ class _Parser:
     def attr_value(self):
         token = self.peek()
         if token.kind == "int":
-            return int(self.advance().text)
+            return self.integer(self.advance())
         if token.kind == "float":
             return float(self.advance().text)
         if token.kind == "string":
             return self.string(self.advance())
         if self.accept("["):
-            return self.sequence(self.attr_value, "]", "a list item")
+            with self.nested(token):
+                return self.sequence(self.attr_value, "]", "a list item")
         if self.accept("-"):
             self.expect("inf", "'inf' after '-'")
             return -math.inf
