@@ -6,11 +6,12 @@ once every module is loaded, keeps those imports one-way.
 """
 from __future__ import annotations
 
-from . import elementwise_math, scans, selection, sorting
+from . import elementwise_math, functions, scans, selection, sorting
 from .tensor import Tensor
 
 COMPOSITE_METHODS = {name: getattr(module, name)
                      for module in (elementwise_math, scans, sorting, selection) for name in module.__all__}
+COMPOSITE_METHODS.update({name: getattr(functions, name) for name in ("mv", "dot", "outer", "addmm", "addmv", "baddbmm")})
 
 # x.name_(...) is x's value replaced by x.name(...).
 IN_PLACE = (

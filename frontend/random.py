@@ -86,7 +86,8 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
         shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors)) if tensors else ()
     if dtype is None:
         dtype = _dt.promote([mean, std]) if tensors else _dt.get_default_dtype()
-    return randn(shape, dtype=dtype, generator=generator) * std + mean
+    with no_grad():         # PyTorch does not differentiate samples with respect to mean and std
+        return randn(shape, dtype=dtype, generator=generator) * std + mean
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, device=None):

@@ -113,8 +113,8 @@ def tile(input, dims) -> Tensor:
     return x.repeat((1,) * (x.dim() - len(dims)) + dims)
 
 
-def broadcast_to(input, size) -> Tensor:
-    return as_tensor(input).expand(size)
+def broadcast_to(input, *size) -> Tensor:
+    return as_tensor(input).expand(*size)
 
 
 def repeat_interleave(input, repeats=None, dim: int | None = None, *, output_size: int | None = None) -> Tensor:
@@ -129,13 +129,13 @@ def repeat_interleave(input, repeats=None, dim: int | None = None, *, output_siz
     if dim is None:
         x, dim = x.reshape(-1), 0
     axis = dim % x.dim()
-    if isinstance(repeats, int) or (isinstance(repeats, Tensor) and repeats.dim() == 0 and not repeats.is_symbolic):
-        times = int(repeats)
+    counts = np.array([repeats]) if isinstance(repeats, int) else _concrete_counts(repeats)
+    if len(counts) == 1:
+        times = int(counts[0])
         widened = x.unsqueeze(axis + 1)
         shape = list(widened.shape)
         shape[axis + 1] = times
         return widened.expand(shape).reshape(*x.shape[:axis], x.shape[axis] * times, *x.shape[axis + 1:])
-    counts = _concrete_counts(repeats)
     if len(counts) != x.shape[axis]:
         raise RuntimeError(f"repeat_interleave: repeats must have the same size as input along dim "
                            f"({len(counts)} vs {x.shape[axis]})")

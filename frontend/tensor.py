@@ -21,6 +21,7 @@ from graphc.ir.types import TensorType
 from . import dtypes as _dt
 from .context import current_trace, error_context, is_grad_enabled, no_grad, user_location
 from .device import check_device
+from .dims import wrap_dim
 from .dispatch import apply
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -79,6 +80,7 @@ class Tensor:
         self._base: Tensor | None = None    # the tensor whose storage .data aliases
         self.requires_grad = bool(requires_grad)
         self._grad: Tensor | None = None
+        self._hooks: list | None = None     # gradient hooks of a leaf (an intermediate's live on its tape)
 
     @classmethod
     def _wrap(cls, value: np.ndarray, requires_grad: bool = False) -> "Tensor":
@@ -111,7 +113,7 @@ class Tensor:
         return Size(self._type.shape)
 
     def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.shape[wrap_dim(dim, self.dim(), "size", self.shape)]
 
     def dim(self) -> int:
         return len(self._type.shape)
@@ -245,6 +247,20 @@ class Tensor:
         self._tape, self._node, self.requires_grad = None, None, False
         return self
 
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a tensor it returns replaces the gradient."""
+        from .autograd import register_hook
+        return register_hook(self, hook)
+
+    def retain_grad(self) -> None:
+        """Keep this intermediate value's gradient in ``.grad`` (a leaf's is kept anyway)."""
+        if self._tape is None:
+            return
+
+        def keep(grad):
+            self._grad = grad if self._grad is None else self._grad + grad
+        self.register_hook(keep)
+
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False):
         from .autograd import backward
         backward(self, gradient, retain_graph=bool(retain_graph), create_graph=create_graph)
@@ -348,12 +364,13 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         if self.dim() == 0:
             return self.reshape(1)
-        start, end = start_dim % self.dim(), end_dim % self.dim()
+        start = wrap_dim(start_dim, self.dim(), "flatten", self.shape)
+        end = wrap_dim(end_dim, self.dim(), "flatten", self.shape)
         shape = self.shape
         return self.reshape(*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
 
     def unflatten(self, dim: int, sizes) -> "Tensor":
-        dim = dim % self.dim()
+        dim = wrap_dim(dim, self.dim(), "unflatten", self.shape)
         return self.reshape(*self.shape[:dim], *sizes, *self.shape[dim + 1:])
 
     def permute(self, *dims) -> "Tensor":
@@ -363,6 +380,7 @@ class Tensor:
         if self.dim() < 2 and dim0 in (0, -1) and dim1 in (0, -1):
             return self
         dims = list(range(self.dim()))
+        dim0, dim1 = (wrap_dim(d, self.dim(), "transpose", self.shape) for d in (dim0, dim1))
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(dims)
 
@@ -385,7 +403,7 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def unsqueeze(self, dim: int) -> "Tensor":
-        dim = dim % (self.dim() + 1)
+        dim = wrap_dim(dim, self.dim(), "unsqueeze", self.shape, extra=1)
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def squeeze(self, dim=None) -> "Tensor":
@@ -416,11 +434,11 @@ class Tensor:
         return x.reshape(interleaved).expand(expanded).reshape([r * s for r, s in zip(sizes, x.shape)])
 
     def chunk(self, chunks: int, dim: int = 0):
-        size = -(-self.shape[dim] // chunks)
+        size = -(-self.shape[wrap_dim(dim, self.dim(), "chunk", self.shape)] // chunks)
         return self.split(size, dim)
 
     def split(self, split_size, dim: int = 0):
-        dim = dim % self.dim()
+        dim = wrap_dim(dim, self.dim(), "split", self.shape)
         n = self.shape[dim]
         sizes = split_size if isinstance(split_size, (list, tuple)) else \
             [min(split_size, n - s) for s in range(0, n, split_size)]

@@ -36,4 +36,7 @@ def traced_backward(ctx, tensor, gradient=None) -> None:
             if g is None:
                 continue
             g = Tensor._symbolic(g, ctx, False)
+            for hook in leaf._hooks or ():
+                replaced = hook(g)
+                g = g if replaced is None else replaced
             leaf.grad = g if leaf.grad is None else leaf.grad + g

@@ -1,0 +1,184 @@
+"""Tensor methods and forms from PyTorch tutorials against PyTorch: in-place forms, new_*, mT,
+all/any on bools, advanced and bool-mask indexing, register_hook; eager and compiled."""
+import numpy as np
+import pytest
+
+import graphc
+from api_check import assert_same, check
+from graphc.errors import TraceError
+from optest import require_torch
+
+torch = require_torch()
+
+rng = np.random.default_rng(0)
+A = rng.standard_normal((3, 4)).astype(np.float32)
+CUBE = rng.standard_normal((2, 3, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, x: x.clone().masked_fill_(x > 0, 0.0), lambda m, x: x.clone().clamp_min_(0.1),
+    lambda m, x: x.clone().clamp_max_(-0.1), lambda m, x: (x.clamp_min(0.2), x.clamp_max(0.2), m.clamp_min(x, 0)),
+    lambda m, x: x.clone().abs_(), lambda m, x: x.clone().floor_(), lambda m, x: x.clone().ceil_(),
+    lambda m, x: x.clone().round_(), lambda m, x: x.clone().exp_(), lambda m, x: x.abs().log_(),
+    lambda m, x: x.clone().sigmoid_(),
+    lambda m, x: x.clone().tanh_(), lambda m, x: x.clone().cumsum_(1), lambda m, x: x.clone().lerp_(x * 2, 0.3),
+    lambda m, x: x.clone().index_fill_(1, m.tensor([0, 2]), -1.0), lambda m, x: x.mT, lambda m, x: x.T,
+    lambda m, x: (x.sort(1), x.argsort(0), x.topk(2, 1), x.cumsum(0), x.flip(0), x.unbind(1)),
+    lambda m, x: (x.round(), x.floor(), x.ceil(), x.trunc(), x.frac()),
+    lambda m, x: x.clone().scatter_(1, m.tensor([[0], [2], [1]]), 9.0),
+])
+def test_methods(fn):
+    check(fn, A, rtol=1e-6)
+
+
+def test_mT_of_a_batch_and_of_a_vector():
+    check(lambda m, x: x.mT, CUBE)
+    with pytest.raises(RuntimeError, match="mT"):
+        graphc.ones(3).mT
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x.new_zeros(2, 3), lambda x: x.new_zeros((2,)), lambda x: x.new_ones([1, 2]),
+    lambda x: x.new_full((2, 2), 7), lambda x: x.new_tensor([1, 2]), lambda x: x.new_tensor([[1.5]]),
+    lambda x: x.new_empty(3).shape, lambda x: x.new_zeros(2, dtype=graphc.int64 if isinstance(x, graphc.Tensor)
+                                                           else torch.int64),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_new_tensors_take_the_dtype(make, dtype):
+    assert_same(make(graphc.tensor(A.astype(dtype))), make(torch.tensor(A.astype(dtype))))
+
+
+def test_all_and_any_on_bool_tensors():
+    check(lambda m, x: ((x > 0).all(), (x > 0).any(), (x > 0).all(1), (x > -5).all(), (x > 0).any(0, keepdim=True),
+                        m.all(x > -9), m.any(x > 9), x.all(), x.any(1), (x[0, 0] > 0).all()), A)
+
+
+def test_all_and_any_of_a_zero_dim_bool():
+    assert graphc.tensor(True).all().item() is True and graphc.tensor(False).any().item() is False
+
+
+# -- indexing -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", [
+    lambda m: m.tensor([1, 0, 0]), lambda m: [1, 0], lambda m: (m.tensor([0, 1]), slice(None), m.tensor([3, 2])),
+    lambda m: (0, slice(None), [0, 1]), lambda m: (slice(None), [0, 2], [1, 3]), lambda m: (slice(None), None, [0, 1]),
+    lambda m: ([0, 1], None, [1, 2]), lambda m: m.tensor(1), lambda m: (m.tensor([[0, 1], [1, 0]]), 2),
+    lambda m: (Ellipsis, m.tensor([-1, 0])), lambda m: (slice(1, None), m.tensor([[2], [1]])),
+])
+def test_integer_tensor_indexing_traces_and_differentiates(key):
+    check(lambda m, x: x[key(m)], CUBE)
+
+
+@pytest.mark.parametrize("key", [
+    lambda m, x: x > 0, lambda m, x: x[..., 0] > 0, lambda m, x: (slice(None), m.tensor([True, False, True])),
+    lambda m, x: [True, False], lambda m, x: x[:, :, 0] < x[:, :, 1],
+])
+def test_bool_mask_indexing_is_eager_and_differentiates(key):
+    check(lambda m, x: x[key(m, x)], CUBE, compiled=False)
+
+
+def test_bool_mask_indexing_while_tracing_names_the_line():
+    with pytest.raises(TraceError, match=r"bool mask.*test_tensor_methods\.py:\d+"):
+        graphc.compile(lambda x: x[x > 0].sum())(graphc.tensor(A))
+
+
+def masked_assignments(m, x):
+    y = x * 1
+    y[y > 0.5] = 0.5
+    y[x < -0.5] = m.tensor(-1.0)
+    rows = x.clone()
+    rows[x[:, 0] > 0] = m.tensor([1.0, 2.0, 3.0, 4.0])
+    return y, rows
+
+
+def test_masked_assignment_is_a_where_eager_and_compiled():
+    check(masked_assignments, A)
+
+
+def test_masked_assignment_of_one_value_per_element_is_eager():
+    def fn(m, x):
+        y = x.clone().detach()
+        y[y > 0] = y[y > 0] * 10
+        return y
+    check(fn, A, compiled=False, grad=False)
+
+
+def test_integer_index_assignment_eager():
+    def fn(m, x):
+        y = x.clone().detach()
+        y[[0, 2]] = 0.0
+        y[m.tensor([1]), 1:3] = m.tensor([5.0, 6.0])
+        return y
+    check(fn, A, compiled=False, grad=False)
+
+
+def test_mask_of_the_wrong_shape():
+    with pytest.raises(IndexError, match="shape of the mask"):
+        x = graphc.zeros(3, 4)
+        x[graphc.ones(4, dtype=graphc.bool)] = 1.0
+
+
+# -- hooks --------------------------------------------------------------------------------------------
+
+def hooked_backward(m):
+    x = m.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(g.detach().numpy().copy()))
+    y = x * 2
+    y.register_hook(lambda g: g * 10)
+    z = y * y + x
+    z.retain_grad()
+    handle = z.register_hook(lambda g: g * 1000)
+    handle.remove()
+    y.register_hook(lambda g: seen.append(g.detach().numpy().copy()))
+    (z * m.tensor([1.0, 2.0, 3.0])).sum().backward()
+    return x.grad, z.grad, seen
+
+
+def test_register_hook_sees_and_replaces_gradients_like_torch():
+    (gx, gz, g_seen), (tx, tz, t_seen) = hooked_backward(graphc), hooked_backward(torch)
+    assert_same(gx, tx)
+    assert_same(gz, tz)
+    assert len(g_seen) == len(t_seen) == 2
+    for a, b in zip(g_seen, t_seen):
+        np.testing.assert_allclose(a, b)
+
+
+def test_hooks_on_a_backward_output_and_on_shared_values():
+    def fn(m):
+        x = m.tensor([0.5, -1.0], requires_grad=True)
+        a = x.exp()
+        a.register_hook(lambda g: g + 1)
+        b = a * x                                   # a read twice: by b and by the sum below
+        b.register_hook(lambda g: g * 3)
+        loss = (b + a).sum()
+        loss.register_hook(lambda g: g * 2)
+        loss.backward()
+        return x.grad
+    assert_same(fn(graphc), fn(torch))
+
+
+def test_parameter_hooks_also_run_in_compiled_steps():
+    w = graphc.tensor([1.0, -2.0], requires_grad=True)
+    w.register_hook(lambda g: g.clamp(-0.5, 0.5))
+
+    @graphc.compile
+    def step(x):
+        loss = (w * x).sum()
+        loss.backward()
+        return w.grad
+    np.testing.assert_allclose(step(graphc.tensor([3.0, -0.25])).numpy(), [0.5, -0.25])
+
+
+def test_hooks_on_intermediate_values_while_tracing_are_a_trace_error():
+    def fn(x):
+        y = x * 2
+        y.register_hook(print)
+        return y
+    with pytest.raises(TraceError, match="register_hook"):
+        graphc.compile(fn)(graphc.ones(2, requires_grad=True))
+
+
+def test_hook_on_a_tensor_without_grad():
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        graphc.ones(2).register_hook(print)
