@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from graphc.errors import ShapeError, TraceError
+from graphc.errors import OutOfRangeError, ShapeError, TraceError
 from graphc.ir.graph import Node
 from graphc.ops.registry import OpError, get_op, infer_node, run_reference
 
@@ -36,7 +36,11 @@ def apply(op: str, inputs: Sequence, **attrs):
         canonical, out_type = infer_node(op, [t._type for t in inputs], attrs)
     except (ShapeError, OpError) as err:
         raise type(err)(f"{err}{error_context()}") from None
-    value = run_reference(op, [t._value for t in inputs], canonical, out_type)
+    try:
+        value = run_reference(op, [t._value for t in inputs], canonical, out_type)
+    except IndexError as err:        # an index value out of range: data, so found only when the op runs
+        types = ", ".join(str(t._type) for t in inputs)
+        raise OutOfRangeError(f"{err} ({op} of {types}){error_context()}") from None
     out = Tensor._wrap(value)
     if needs_grad and out_type.dtype.is_float:
         _record(op, inputs, canonical, out, out_type)
