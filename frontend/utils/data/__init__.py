@@ -8,6 +8,11 @@ falls back to ``dataset[i]`` per sample and ``default_collate`` otherwise.
 """
 from .collate import default_collate
 from .dataloader import DataLoader
-from .dataset import Dataset, Subset, TensorDataset, random_split
+from .dataset import ConcatDataset, Dataset, IterableDataset, Subset, TensorDataset, random_split
+from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
+                      WeightedRandomSampler)
+from .workers import WorkerInfo, get_worker_info
 
-__all__ = ["DataLoader", "Dataset", "Subset", "TensorDataset", "default_collate", "random_split"]
+__all__ = ["DataLoader", "Dataset", "IterableDataset", "ConcatDataset", "Subset", "TensorDataset", "default_collate",
+           "random_split", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
+           "WeightedRandomSampler", "BatchSampler", "WorkerInfo", "get_worker_info"]
