@@ -3,6 +3,13 @@
 Every op test builds a one-op graph with the GraphBuilder, runs it on the
 reference backend, and compares against PyTorch (the oracle, skipped with a
 reason where it is not installed) or against central finite differences.
+
+Every graph an op test runs (the op, and its gradient graph) also runs on each
+compiled backend (``COMPILED_BACKENDS``), which must agree with the reference:
+floats within ``FLOAT_TOLERANCE`` of the largest value, integers and bools
+exactly, the same error for an out-of-range index.  So the op suite is the
+backends' op suite too.  Finite-difference checks test gradient rules, not
+backends, and stay on the reference.
 """
 from __future__ import annotations
 
@@ -12,9 +19,49 @@ import numpy as np
 import pytest
 
 from graphc.backends.reference import run_graph
+from graphc.backends.registry import get_backend
 from graphc.ir import GraphBuilder, dtype_from_numpy
+from graphc.ir.graph import Graph
 from graphc.ir.types import TensorType
 from graphc.passes.autodiff import gradients
+from graphc.passes.memory import plan_memory
+
+COMPILED_BACKENDS = ("llvm",)
+# rtol, and atol as a fraction of the largest magnitude: a long f32 sum in another order differs by that much.
+FLOAT_TOLERANCE = {"float32": (1e-4, 2e-5), "float64": (1e-12, 1e-13)}
+
+
+def run_checked(graph: Graph, arrays) -> list[np.ndarray]:
+    """``graph``'s outputs on the reference backend, after checking every compiled backend agrees."""
+    try:
+        expected = run_graph(graph, arrays).outputs
+    except (IndexError, ValueError) as err:
+        for backend in COMPILED_BACKENDS:
+            with pytest.raises(type(err)) as raised:
+                _run_compiled(backend, graph, arrays)
+            assert str(raised.value) == str(err), f"{backend}: {raised.value} instead of {err}"
+        raise
+    for backend in COMPILED_BACKENDS:
+        for got, want in zip(_run_compiled(backend, graph, arrays), expected, strict=True):
+            assert_backend_agrees(backend, graph.name, got, want)
+    return expected
+
+
+def assert_backend_agrees(backend: str, what: str, got: np.ndarray, want: np.ndarray) -> None:
+    assert got.shape == want.shape and got.dtype == want.dtype, \
+        f"{backend} {what}: {got.dtype}{list(got.shape)} instead of {want.dtype}{list(want.shape)}"
+    if want.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=f"{backend} {what} vs the reference backend")
+        return
+    rtol, atol = FLOAT_TOLERANCE[want.dtype.name]
+    finite = want[np.isfinite(want)]
+    scale = float(np.abs(finite).max()) if finite.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * max(scale, 1.0),
+                               err_msg=f"{backend} {what} vs the reference backend")
+
+
+def _run_compiled(backend: str, graph: Graph, arrays) -> list[np.ndarray]:
+    return get_backend(backend).build_executable(graph, plan_memory(graph)).run(arrays).outputs
 
 
 def require_torch():
@@ -27,13 +74,15 @@ def _input_types(arrays):
     return [TensorType(a.shape, dtype_from_numpy(a.dtype)) for a in arrays]
 
 
-def run_op(op: str, arrays: Sequence[np.ndarray], **attrs) -> np.ndarray:
-    """Build a one-node graph of ``op`` over ``arrays`` and run it on the reference backend."""
+def run_op(op: str, arrays: Sequence[np.ndarray], compiled: bool = True, **attrs) -> np.ndarray:
+    """Build a one-node graph of ``op`` over ``arrays`` and run it on the reference backend
+    (checking the compiled backends against it, unless ``compiled`` is false)."""
     arrays = [np.asarray(a) for a in arrays]
     b = GraphBuilder(f"{op}_test")
     xs = [b.input(f"x{i}", t) for i, t in enumerate(_input_types(arrays))]
     b.output(b.op(op, *xs, **attrs))
-    return run_graph(b.build(), arrays).outputs[0]
+    graph = b.build()
+    return (run_checked(graph, arrays) if compiled else run_graph(graph, arrays).outputs)[0]
 
 
 def op_gradients(op: str, arrays: Sequence[np.ndarray], seed: np.ndarray, **attrs) -> list[np.ndarray | None]:
@@ -47,7 +96,7 @@ def op_gradients(op: str, arrays: Sequence[np.ndarray], seed: np.ndarray, **attr
     grads = gradients(b, nodes, [out], [s], xs)
     present = [g for g in grads if g is not None]
     b.output(*present)
-    values = iter(run_graph(b.build(), [*arrays, seed.astype(out.dtype.numpy)]).outputs)
+    values = iter(run_checked(b.build(), [*arrays, seed.astype(out.dtype.numpy)]))
     return [next(values) if g is not None else None for g in grads]
 
 
@@ -67,8 +116,8 @@ def check_grad_fd(op: str, arrays: Sequence[np.ndarray], rtol=1e-5, atol=1e-7, e
             plus, minus = [x.copy() for x in arrays], [x.copy() for x in arrays]
             plus[i][idx] += eps
             minus[i][idx] -= eps
-            f_plus = np.sum(run_op(op, plus, **attrs) * seed)
-            f_minus = np.sum(run_op(op, minus, **attrs) * seed)
+            f_plus = np.sum(run_op(op, plus, compiled=False, **attrs) * seed)
+            f_minus = np.sum(run_op(op, minus, compiled=False, **attrs) * seed)
             numeric[idx] = (f_plus - f_minus) / (2 * eps)
         assert grads[i] is not None, f"{op}: no gradient for input {i}"
         np.testing.assert_allclose(grads[i], numeric, rtol=rtol, atol=atol,

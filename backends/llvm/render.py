@@ -24,8 +24,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from graphc.ir.dtypes import DType, bool_, f32, f64
-from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, Kernel, Let, Load, Loop, Program, Ref,
-                              Select, Store, Unary, Var)
+from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, Kernel, Let, Load, Local, Loop, Program,
+                              Ref, Select, Store, Unary, Var)
 
 I1, I8, I32, I64, PTR = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.PointerType()
 KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR])
@@ -178,6 +178,7 @@ class _KernelRenderer:
         self.b = ir.IRBuilder(self.entry)
         self.values: dict[str, object] = {}
         self.accumulators: dict[str, tuple] = {}
+        self.fast = ()                    # fast-math flags for the sum being rendered, if reassociable
         self.bases = {}
         for name in dict.fromkeys((*kernel.inputs, *kernel.outputs)):
             slot = self.b.gep(table, [ir.Constant(I64, slots[name])], source_etype=PTR)
@@ -201,12 +202,16 @@ class _KernelRenderer:
         elif isinstance(stmt, Accumulator):
             with b.goto_entry_block():
                 slot = b.alloca(value_type(stmt.init.dtype), name=stmt.name)
-            self.accumulators[stmt.name] = (slot, stmt.init.dtype)
+            self.accumulators[stmt.name] = (slot, stmt.init.dtype, stmt.reassociable)
             b.store(self.expr(stmt.init), slot)
+        elif isinstance(stmt, Local):
+            with b.goto_entry_block():
+                self.bases[stmt.name] = b.alloca(memory_type(stmt.dtype), ir.Constant(I64, stmt.size), name=stmt.name)
         elif isinstance(stmt, Assign):
-            b.store(self.expr(stmt.value), self.accumulators[stmt.name][0])
+            slot, _, reassociable = self.accumulators[stmt.name]
+            b.store(self.sum_expr(stmt.value, reassociable), slot)
         elif isinstance(stmt, Store):
-            value = self.expr(stmt.value)
+            value = self.sum_expr(stmt.value, stmt.reassociable)
             dtype = stmt.value.dtype
             if dtype == bool_:
                 value = b.zext(value, I8)
@@ -247,6 +252,14 @@ class _KernelRenderer:
         b.branch(go_on)
         b.position_at_end(go_on)
 
+    def sum_expr(self, e, reassociable: bool):
+        """``e``, letting LLVM reorder and fuse its float additions where it is a reassociable sum."""
+        self.fast = ("reassoc", "contract") if reassociable else ()
+        try:
+            return self.expr(e)
+        finally:
+            self.fast = ()
+
     def address(self, buffer: str, index, dtype: DType):
         return self.b.gep(self.bases[buffer], [self.expr(index)], inbounds=True, source_etype=memory_type(dtype))
 
@@ -257,7 +270,7 @@ class _KernelRenderer:
             return ir.Constant(value_type(e.dtype), int(e.value) if e.dtype == bool_ else e.value)
         if isinstance(e, (Var, Ref)):
             if e.name in self.accumulators:
-                slot, dtype = self.accumulators[e.name]
+                slot, dtype, _ = self.accumulators[e.name]
                 return b.load(slot, typ=value_type(dtype))
             return self.values[e.name]
         if isinstance(e, Load):
@@ -314,7 +327,7 @@ class _KernelRenderer:
                 return compare(_FLOAT_COMPARE[op], x, y)
             simple = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv, "rem": b.frem}
             if op in simple:
-                return simple[op](x, y)
+                return simple[op](x, y, flags=self.fast) if op in ("add", "mul") else simple[op](x, y)
             named = {"pow": "llvm.pow", "max": "llvm.maximum", "min": "llvm.minimum"}
             if op in named:
                 return self.intrinsic(named[op], dtype, [x, y])

@@ -18,7 +18,7 @@ from ..ir.dtypes import DType, i64
 from ..ir.graph import Node
 from . import expr as E
 from .intervals import bounds, within
-from .ir import Accumulator, Assign, Check, Const, Expr, Let, Load, Loop, OutOfRange, Ref, Stmt, Store, Var
+from .ir import Accumulator, Assign, Local, Check, Const, Expr, Let, Load, Loop, OutOfRange, Ref, Stmt, Store, Var
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ class KernelBuilder:
         self._scopes: list[dict] = [{}]
         self._names = 0
         self.ranges: dict[str, tuple] = {}       # each open loop's variable: the values it takes
+        self.locals: set[str] = set()
+        # While a row of outputs is computed lane by lane (see LoweringContext.reduce): the lane
+        # variable, the row's length, and the lane loop's pending block and scope.
+        self.lane: tuple[str, int] | None = None
+        self._lane_block: tuple[list, dict] | None = None
 
     # -- names and blocks ----------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -79,25 +84,30 @@ class KernelBuilder:
         return tuple(self._blocks[0])
 
     @contextmanager
-    def loop(self, start: "Expr | int", stop: "Expr | int", kind: str = "serial", prefix: str = "i"):
+    def loop(self, start: "Expr | int", stop: "Expr | int", kind: str = "serial", prefix: str = "i",
+             var: str | None = None):
         """Open a loop; yields its variable.  Statements emitted inside go into its body."""
-        var = self.fresh(prefix)
+        var = var or self.fresh(prefix)
         start, stop = E.index(start), E.index(stop)
         self._blocks.append([])
         self._scopes.append({})
+        enclosing = self.ranges.get(var)        # a lane loop reopened inside its row
         self.ranges[var] = (bounds(start, self.ranges)[0], bounds(stop, self.ranges)[1] - 1)
         try:
             yield Var(var)
         finally:
             body = self._blocks.pop()
             self._scopes.pop()
-            del self.ranges[var]
+            if enclosing is None:
+                del self.ranges[var]
+            else:
+                self.ranges[var] = enclosing
         self.emit(Loop(var, start, stop, tuple(body), kind))
 
     # -- values ----------------------------------------------------------------------------
     def bind(self, value: Expr, prefix: str = "v") -> Expr:
-        """``value`` as a let (constants and plain references stay inline)."""
-        if isinstance(value, (Const, Var, Ref)):
+        """``value`` as a let (constants, plain references and reads of scratch arrays stay inline)."""
+        if isinstance(value, (Const, Var, Ref)) or (isinstance(value, Load) and value.buffer in self.locals):
             return value
         name = self.fresh(prefix)
         self.emit(Let(name, value))
@@ -115,13 +125,53 @@ class KernelBuilder:
         self._scopes[-1][key] = value
         return value
 
-    def accumulator(self, init: Expr, prefix: str = "acc") -> str:
+    def accumulator(self, init: Expr, prefix: str = "acc", reassociable: bool = False) -> str:
         name = self.fresh(prefix)
-        self.emit(Accumulator(name, init))
+        self.emit(Accumulator(name, init, reassociable))
         return name
 
     def assign(self, name: str, value: Expr) -> None:
         self.emit(Assign(name, value))
+
+    def local(self, dtype: DType, size: int) -> str:
+        name = self.fresh("row")
+        self.locals.add(name)
+        self.emit(Local(name, dtype, size))
+        return name
+
+    # -- rows computed lane by lane ---------------------------------------------------------
+    @contextmanager
+    def lanes(self, size: int):
+        """Compute a row of ``size`` outputs lane by lane: yields the lane variable.  What is
+        emitted inside goes into a loop over the lanes, opened when the block closes; a
+        reduction emitted meanwhile (``LoweringContext.reduce``) runs before that loop, over
+        all lanes at once."""
+        lane = self.fresh("lane")
+        self.lane = (lane, size)
+        self.ranges[lane] = (0, size - 1)
+        self._blocks.append([])
+        self._scopes.append({})
+        try:
+            yield Var(lane)
+        finally:
+            body = self._blocks.pop()
+            self._scopes.pop()
+            self.lane = None
+            del self.ranges[lane]
+        self.emit(Loop(lane, Const(0, i64), Const(size, i64), tuple(body), "vectorized"))
+
+    @contextmanager
+    def before_lanes(self):
+        """Emit into the block that runs before the lane loop (its pending block set aside)."""
+        block, scope = self._blocks.pop(), self._scopes.pop()
+        lane = self.lane
+        self.lane = None
+        try:
+            yield lane
+        finally:
+            self.lane = lane
+            self._blocks.append(block)
+            self._scopes.append(scope)
 
 
 class LoweringContext:
@@ -182,10 +232,18 @@ class LoweringContext:
 
     # -- reductions -----------------------------------------------------------------------
     def reduce(self, init: Expr, extents: list["int | tuple[Expr, Expr]"],
-               update: Callable[[Expr, list[Var]], Expr]) -> Expr:
+               update: Callable[[Expr, list[Var]], Expr], sums: bool = False) -> Expr:
         """Fold ``update(acc, loop variables)`` over nested serial loops, one per extent
-        (a size, or a (start, stop) pair), into an accumulator starting at ``init``."""
-        acc = self.builder.accumulator(init)
+        (a size, or a (start, stop) pair), into an accumulator starting at ``init``.
+
+        ``sums``: the fold is a sum whose terms a backend may add in another order.
+        While a row of outputs is computed lane by lane, the fold runs before the lane
+        loop for every lane at once: an accumulator per lane in a scratch row, the lanes
+        innermost (so a backend vectorizes across outputs), and the result is the lane's
+        element of the row."""
+        if self.builder.lane is not None:
+            return self._reduce_row(init, extents, update, sums)
+        acc = self.builder.accumulator(init, reassociable=sums)
         current = Ref(acc, init.dtype)
 
         def nest(depth: int, variables: list[Var]):
@@ -199,6 +257,27 @@ class LoweringContext:
 
         nest(0, [])
         return current
+
+    def _reduce_row(self, init, extents, update, sums: bool) -> Expr:
+        builder = self.builder
+        with builder.before_lanes() as (lane, size):
+            row = builder.local(init.dtype, size)
+            with builder.loop(0, size, var=lane):
+                builder.emit(Store(row, Var(lane), init))
+
+            def nest(depth: int, variables: list[Var]):
+                if depth == len(extents):
+                    with builder.loop(0, size, kind="vectorized", var=lane):
+                        current = Load(row, Var(lane), init.dtype)
+                        builder.emit(Store(row, Var(lane), update(current, variables), reassociable=sums))
+                    return
+                extent = extents[depth]
+                start, stop = extent if isinstance(extent, tuple) else (0, extent)
+                with builder.loop(start, stop, prefix="r") as var:
+                    nest(depth + 1, variables + [var])
+
+            nest(0, [])
+        return Load(row, Var(lane), init.dtype)
 
 
 def store(builder: KernelBuilder, buffer: str, index: Index, value: Expr) -> None:

@@ -107,9 +107,23 @@ class Let:
 
 @dataclass(frozen=True)
 class Accumulator:
-    """Declare a mutable scalar, set to ``init``; ``Assign`` updates it, ``Ref`` reads it."""
+    """Declare a mutable scalar, set to ``init``; ``Assign`` updates it, ``Ref`` reads it.
+
+    A ``reassociable`` accumulator sums: a backend may add its terms in another
+    order (vectorize the sum, fuse multiply-adds), fixed when it compiles.
+    """
     name: str
     init: Expr
+    reassociable: bool = False
+
+
+@dataclass(frozen=True)
+class Local:
+    """Declare a scratch array of ``size`` elements private to one run of the kernel body
+    (one thread's accumulators for a row of outputs); ``Load`` and ``Store`` address it by name."""
+    name: str
+    dtype: DType
+    size: int
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class Store:
     buffer: str
     index: Expr
     value: Expr
+    reassociable: bool = False          # the value is a sum a backend may reorder (see Accumulator)
 
 
 @dataclass(frozen=True)
@@ -144,7 +159,7 @@ class Loop:
     kind: str = "serial"
 
 
-Stmt = Union[Let, Accumulator, Assign, Store, Check, Loop]
+Stmt = Union[Let, Accumulator, Local, Assign, Store, Check, Loop]
 
 
 # -- buffers, kernels, programs ---------------------------------------------------------------
@@ -283,6 +298,8 @@ def statement_exprs(stmt: Stmt):
         return (stmt.index, stmt.value)
     if isinstance(stmt, Check):
         return (stmt.cond, stmt.value)
+    if isinstance(stmt, Local):
+        return ()
     return (stmt.start, stmt.stop)
 
 

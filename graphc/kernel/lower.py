@@ -123,18 +123,22 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
         with builder.loop(0, int(np.prod(shape, dtype=np.int64))) as position:
             _store_outputs(ctx, outputs, stored, Index.flat_over(shape, position))
     else:
-        _nest(ctx, outputs, stored, shape, [])
+        _nest(ctx, outputs, stored, shape, [], _by_lanes(node, shape))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
     return Kernel(name, node.name, _describe(node), builder.body, inputs, tuple(stored),
                   str(node.loc) if node.loc else None)
 
 
-def _nest(ctx, outputs, stored, shape, dims):
+def _nest(ctx, outputs, stored, shape, dims, by_lanes: bool = False):
     if len(dims) == len(shape):
         _store_outputs(ctx, outputs, stored, Index.of(shape, dims))
         return
+    if by_lanes and len(dims) == len(shape) - 1:
+        with ctx.builder.lanes(shape[-1]) as lane:
+            _store_outputs(ctx, outputs, stored, Index.of(shape, dims + [lane]))
+        return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
-        _nest(ctx, outputs, stored, shape, dims + [var])
+        _nest(ctx, outputs, stored, shape, dims + [var], by_lanes)
 
 
 def _store_outputs(ctx, outputs, stored, index: Index) -> None:
@@ -153,6 +157,22 @@ def _is_flat(node: Node, shape) -> bool:
     numel = int(np.prod(shape, dtype=np.int64))
     reads_in_step = all(op.op == "reshape" or get_op(op.op).family in _FLAT_FAMILIES for op in _body_nodes(node))
     return reads_in_step and all(x.type.numel in (numel,) or x.shape == () for x in node.inputs) and len(shape) > 0
+
+
+# Anchors whose rows of outputs are computed lane by lane: the lanes read neighbouring
+# elements (an image row, a matrix row), so a backend vectorizes across them.
+_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul")
+MAX_ROW = 64
+
+
+def _by_lanes(node: Node, shape) -> bool:
+    if not shape or not 2 <= shape[-1] <= MAX_ROW:
+        return False
+    anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
+    if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != tuple(shape) for n in anchors):
+        return False
+    # A matmul's lanes are columns of its right operand: read through a permute they are far apart.
+    return not any(n.op == "matmul" and n.inputs[1].op == "permute" for n in anchors)
 
 
 def _describe(node: Node) -> str:

@@ -32,7 +32,7 @@ def default_schedule(kernel: Kernel) -> Kernel:
     if work(body) >= PARALLEL_WORK and _trip_count(outer) > 1:
         body = (mark(outer, "parallel"),)
     innermost = _innermost_output_loop(body[0])
-    if innermost is not None and innermost is not body[0]:
+    if innermost is not body[0] and not any(isinstance(stmt, Loop) for stmt in innermost.body):
         body = (_replace_loop(body[0], innermost.var, lambda loop: mark(loop, "vectorized")),)
     return replace(kernel, body=body)
 

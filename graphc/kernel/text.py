@@ -14,7 +14,7 @@
 """
 from __future__ import annotations
 
-from .ir import (Accumulator, Assign, Binary, Buffer, Cast, Check, Const, Expr, Kernel, Let, Load, Loop, Program,
+from .ir import (Accumulator, Local, Assign, Binary, Buffer, Cast, Check, Const, Expr, Kernel, Let, Load, Loop, Program,
                  Ref, Select, Stmt, Store, Unary, Var)
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "rem": "%", "and": "&", "or": "|", "xor": "^",
@@ -67,11 +67,16 @@ def _statement(stmt: Stmt, depth: int, lines: list[str]) -> None:
     elif isinstance(stmt, Let):
         lines.append(f"{pad}{stmt.name} = {format_expr(stmt.value)}")
     elif isinstance(stmt, Accumulator):
-        lines.append(f"{pad}{stmt.name}: {stmt.init.dtype} = {format_expr(stmt.init)}")
+        kind = " (sum)" if stmt.reassociable else ""
+        lines.append(f"{pad}{stmt.name}: {stmt.init.dtype}{kind} = {format_expr(stmt.init)}")
+    elif isinstance(stmt, Local):
+        lines.append(f"{pad}{stmt.name}: {stmt.dtype}[{stmt.size}]")
     elif isinstance(stmt, Assign):
         lines.append(f"{pad}{stmt.name} = {format_expr(stmt.value)}")
     elif isinstance(stmt, Store):
-        lines.append(f"{pad}%{stmt.buffer}[{format_expr(stmt.index)}] = {format_expr(stmt.value)}")
+        target = stmt.buffer if stmt.buffer.startswith("row") else "%" + stmt.buffer
+        kind = " (sum)" if stmt.reassociable else ""
+        lines.append(f"{pad}{target}[{format_expr(stmt.index)}] ={kind} {format_expr(stmt.value)}")
     elif isinstance(stmt, Check):
         lines.append(f"{pad}check {format_expr(stmt.cond)} else error {stmt.error} ({format_expr(stmt.value)})")
     else:
@@ -84,7 +89,8 @@ def format_expr(expr: Expr, parent: int = 0) -> str:
     if isinstance(expr, (Var, Ref)):
         return expr.name
     if isinstance(expr, Load):
-        return f"%{expr.buffer}[{format_expr(expr.index)}]"
+        target = expr.buffer if expr.buffer.startswith("row") else "%" + expr.buffer
+        return f"{target}[{format_expr(expr.index)}]"
     if isinstance(expr, Unary):
         return f"{expr.op}({format_expr(expr.x)})"
     if isinstance(expr, Cast):

@@ -233,7 +233,7 @@ def _lower_conv2d(ctx, node, index: Index):
         pixel = padded_load(ctx, x, [n, E.add(group_first, c), window_coordinate(y, i, sh, ph, dh),
                                      window_coordinate(col, j, sw, pw, dw)], E.const(0, x.dtype))
         return E.add(acc, E.mul(pixel, ctx.value(w, Index.of(w.shape, (o, c, i, j)))))
-    return ctx.reduce(E.const(0, node.dtype), [per_group, kh, kw], update)
+    return ctx.reduce(E.const(0, node.dtype), [per_group, kh, kw], update, sums=True)
 
 
 def _lower_conv_transpose2d(ctx, node, index: Index):
@@ -254,7 +254,7 @@ def _lower_conv_transpose2d(ctx, node, index: Index):
         product = E.mul(ctx.value(x, Index.of(x.shape, (n, channel, row, column))),
                         ctx.value(w, Index.of(w.shape, (channel, o_in_group, i, j))))
         return E.select(E.logical_and(row_exists, column_exists), E.add(acc, product), acc)
-    return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update)
+    return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update, sums=True)
 
 
 def _lower_conv2d_weight_grad(ctx, node, index: Index):
@@ -270,7 +270,7 @@ def _lower_conv2d_weight_grad(ctx, node, index: Index):
         pixel = padded_load(ctx, x, [n, channel, window_coordinate(y, i, sh, ph, dh),
                                      window_coordinate(col, j, sw, pw, dw)], E.const(0, x.dtype))
         return E.add(acc, E.mul(pixel, ctx.value(gy, Index.of(gy.shape, (n, o, y, col)))))
-    return ctx.reduce(E.const(0, node.dtype), [batch, out_h, out_w], update)
+    return ctx.reduce(E.const(0, node.dtype), [batch, out_h, out_w], update, sums=True)
 
 
 # -- gradient rules ---------------------------------------------------------------------

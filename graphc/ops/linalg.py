@@ -67,7 +67,7 @@ def _lower_matmul(ctx, node, index: Index):
     def update(acc, k):
         (k,) = k
         return E.add(acc, E.mul(ctx.value(lhs, operand(lhs, m, k)), ctx.value(rhs, operand(rhs, k, n))))
-    return ctx.reduce(E.const(0, node.dtype), [lhs.shape[-1]], update)
+    return ctx.reduce(E.const(0, node.dtype), [lhs.shape[-1]], update, sums=True)
 
 
 register(OpDef(

@@ -70,15 +70,16 @@ def _extreme(dtype, largest: bool):
     return E.const(info.min if largest else info.max, dtype)
 
 
-def _lower_reduction(combine, init):
-    """A lowering folding ``combine(acc, element)`` over the reduced axes, in order."""
+def _lower_reduction(combine, init, sums: bool = False):
+    """A lowering folding ``combine(acc, element)`` over the reduced axes, in order
+    (or in any order a backend picks, for a sum)."""
     def lower(ctx, node, index: Index):
         x, axes = node.inputs[0], node.attrs["axes"]
 
         def update(acc, variables):
             element = ctx.value(x, _input_index(node, index, dict(zip(axes, variables))))
             return combine(ctx, acc, element)
-        return ctx.reduce(init(node.dtype), [x.shape[axis] for axis in axes], update)
+        return ctx.reduce(init(node.dtype), [x.shape[axis] for axis in axes], update, sums=sums)
     return lower
 
 
@@ -113,7 +114,7 @@ register(OpDef(
     name="sum", family="reduction", inputs=("input",),
     attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)},
     canonicalize=_canonical_axes, shape_rule=_sum_shape, reference=_sum_reference,
-    lower=_lower_reduction(lambda ctx, acc, x: E.add(acc, x), lambda dtype: E.const(0, dtype)),
+    lower=_lower_reduction(lambda ctx, acc, x: E.add(acc, x), lambda dtype: E.const(0, dtype), sums=True),
     grad=lambda b, node, g: [_expand_to_input(b, g, node)],
     doc="sum over axes (sorted, non-negative; empty reduces nothing); keeps the input dtype",
 ))
