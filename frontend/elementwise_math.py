@@ -301,6 +301,17 @@ def isfinite(input) -> Tensor:
     return x.abs() < math.inf
 
 
+def isclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    """|a - b| <= atol + rtol·|b|, with equal infinities close and NaNs close only under ``equal_nan``."""
+    a, b = _operands(input, other)
+    if a.dtype == bool_:
+        return a == b
+    difference = a - b
+    # A finite difference: an infinity is close only to itself (inf <= rtol·inf must not count).
+    close = (a == b) | (isfinite(difference) & (difference.abs() <= atol + rtol * b.abs()))
+    return close | (isnan(a) & isnan(b)) if equal_nan else close
+
+
 # -- integer-style division -----------------------------------------------------------------------
 
 def floor_divide(input, other) -> Tensor:
@@ -322,4 +333,4 @@ def remainder(input, other) -> Tensor:
 
 
 __all__ = ["atan2", "atan", "asin", "acos", "tan", "cosh", "sinh", "erf", "exp2", "lerp", "trunc", "fix", "floor",
-           "ceil", "round", "frac", "isnan", "isinf", "isfinite", "floor_divide", "remainder"]
+           "ceil", "round", "frac", "isnan", "isinf", "isfinite", "floor_divide", "remainder", "isclose"]

@@ -68,7 +68,7 @@ METHOD_FUNCTIONS = (
     "sign", "log1p", "expm1", "log2", "log10", "clamp", "clip", "clamp_min", "clamp_max", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin",
     "var", "std", "all", "any", "norm", "reshape", "flatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
     "softmax", "log_softmax", "gather", "chunk", "split", "numel", "detach", "clone", "logical_not",
-    "logical_and", "logical_or",
+    "logical_and", "logical_or", "logical_xor", "unflatten",
 )
 globals().update({name: _method(name) for name in METHOD_FUNCTIONS})
 

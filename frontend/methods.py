@@ -9,8 +9,12 @@ from __future__ import annotations
 from . import elementwise_math, functions, scans, selection, sorting
 from .tensor import Tensor
 
+# graphc.<name> functions that are not methods in PyTorch either.
+_FUNCTIONS_ONLY = {"hstack", "vstack", "meshgrid"}
+
 COMPOSITE_METHODS = {name: getattr(module, name)
-                     for module in (elementwise_math, scans, sorting, selection) for name in module.__all__}
+                     for module in (elementwise_math, scans, sorting, selection) for name in module.__all__
+                     if name not in _FUNCTIONS_ONLY}
 COMPOSITE_METHODS.update({name: getattr(functions, name) for name in ("mv", "dot", "outer", "addmm", "addmv", "baddbmm")})
 
 # x.name_(...) is x's value replaced by x.name(...).
@@ -18,7 +22,7 @@ IN_PLACE = (
     "atan", "asin", "acos", "atan2", "tan", "cosh", "sinh", "erf", "exp2", "lerp", "trunc", "floor", "ceil", "round",
     "frac", "floor_divide", "remainder", "cumsum", "cumprod", "scatter", "scatter_add", "masked_fill", "index_fill",
     "exp", "log", "log2", "log10", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "abs", "sign", "reciprocal",
-    "square", "rsqrt", "clamp_min", "clamp_max", "clip", "fix",
+    "square", "rsqrt", "clamp_min", "clamp_max", "clip", "fix", "tril", "triu", "swapaxes", "swapdims",
 )
 
 

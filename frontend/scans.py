@@ -81,6 +81,10 @@ def prod(input, dim: int | None = None, keepdim: bool = False, dtype=None) -> Te
     return x if keepdim else x.squeeze(axis)
 
 
+def count_nonzero(input, dim=None) -> Tensor:
+    return (as_tensor(input) != 0).sum(dim)
+
+
 def logsumexp(input, dim=None, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) computed as max + log(sum(exp(x - max))), so large inputs do not overflow."""
     x = as_tensor(input)
@@ -94,4 +98,4 @@ def logsumexp(input, dim=None, keepdim: bool = False) -> Tensor:
     return total if keepdim else total.squeeze(x._axes(dim))
 
 
-__all__ = ["cumsum", "cumprod", "prod", "logsumexp"]
+__all__ = ["cumsum", "cumprod", "prod", "count_nonzero", "logsumexp"]

@@ -1,5 +1,5 @@
 """Selecting, scattering and rearranging elements: index_select, scatter, masked_fill, flip,
-roll, repeat_interleave, tile, nonzero, masked_select, ...
+roll, tril, diagonal, repeat_interleave, tile, stacking, nonzero, masked_select, ...
 
 Everything whose result shape is fixed by the input shapes is built from the
 primitives (gather, scatter_add, where, slice, concat, expand), so it traces
@@ -107,6 +107,81 @@ def roll(input, shifts, dims=None) -> Tensor:
     return x
 
 
+def take_along_dim(input, indices, dim: int) -> Tensor:
+    """gather with ``input`` and ``indices`` broadcast against each other off ``dim``."""
+    x, indices = as_tensor(input), as_tensor(indices).type_as_dtype(i64)
+    axis = dim % x.dim()
+    shape = list(np.broadcast_shapes(tuple(x.shape), tuple(indices.shape)))
+    x_shape, index_shape = list(shape), list(shape)
+    x_shape[axis], index_shape[axis] = x.shape[axis], indices.shape[axis]
+    indices = where(indices < 0, indices + x.shape[axis], indices)
+    return apply("gather", [x.expand(x_shape), indices.expand(index_shape)], axis=axis)
+
+
+def _triangle(input, diagonal: int, lower: bool) -> Tensor:
+    """``input`` with the elements above (``lower``) or below the ``diagonal``-th diagonal of its matrices zeroed."""
+    from .creation import arange
+    x = as_tensor(input)
+    rows, columns = x.shape[-2:]
+    offset = arange(columns).reshape(1, columns) - arange(rows).reshape(rows, 1)     # j - i
+    keep = offset <= diagonal if lower else offset >= diagonal
+    return where(keep, x, as_tensor(0, x.dtype))
+
+
+def tril(input, diagonal: int = 0) -> Tensor:
+    return _triangle(input, diagonal, lower=True)
+
+
+def triu(input, diagonal: int = 0) -> Tensor:
+    return _triangle(input, diagonal, lower=False)
+
+
+def diagonal(input, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The ``offset``-th diagonal of the matrices spanned by dims ``dim1`` and ``dim2``, as the last dim."""
+    x = movedim(as_tensor(input), (dim1, dim2), (-2, -1))
+    rows, columns = x.shape[-2:]
+    first_row, first_column = max(-offset, 0), max(offset, 0)
+    length = max(0, min(rows - first_row, columns - first_column))
+    band = x[..., first_row:first_row + length, :]
+    column = as_tensor(np.arange(first_column, first_column + length, dtype=np.int64)).reshape(length, 1)
+    return apply("gather", [band, column.expand(*band.shape[:-1], 1)], axis=band.dim() - 1).squeeze(-1)
+
+
+def diag(input, diagonal: int = 0) -> Tensor:
+    """A vector's diagonal matrix, or a matrix's diagonal vector."""
+    x = as_tensor(input)
+    if x.dim() == 2:
+        return x.diagonal(diagonal)
+    n, shift = x.shape[0], abs(diagonal)
+    on_diagonal = as_tensor(np.eye(n, dtype=np.bool_))
+    square = where(on_diagonal, x.unsqueeze(1), as_tensor(0, x.dtype))
+    pads = [0, shift, shift, 0] if diagonal >= 0 else [shift, 0, 0, shift]
+    return apply("pad", [square], pads=pads, value=0)
+
+
+def movedim(input, source, destination) -> Tensor:
+    x = as_tensor(input)
+    source = [s % x.dim() for s in (source if isinstance(source, (tuple, list)) else (source,))]
+    destination = [d % x.dim() for d in (destination if isinstance(destination, (tuple, list)) else (destination,))]
+    rest = iter(a for a in range(x.dim()) if a not in source)
+    placed = dict(zip(destination, source))
+    return x.permute([placed[a] if a in placed else next(rest) for a in range(x.dim())])
+
+
+moveaxis = movedim
+
+
+def swapaxes(input, axis0: int, axis1: int) -> Tensor:
+    return as_tensor(input).transpose(axis0, axis1)
+
+
+swapdims = swapaxes
+
+
+def ravel(input) -> Tensor:
+    return as_tensor(input).reshape(-1)
+
+
 def tile(input, dims) -> Tensor:
     x = as_tensor(input)
     dims = tuple(dims)
@@ -115,6 +190,32 @@ def tile(input, dims) -> Tensor:
 
 def broadcast_to(input, *size) -> Tensor:
     return as_tensor(input).expand(*size)
+
+
+def hstack(tensors) -> Tensor:
+    from .functions import cat
+    tensors = [as_tensor(t) for t in tensors]
+    return cat(tensors, 0 if all(t.dim() <= 1 for t in tensors) else 1)
+
+
+def vstack(tensors) -> Tensor:
+    from .functions import cat
+    return cat([t.reshape(1, -1) if t.dim() < 2 else t for t in map(as_tensor, tensors)], 0)
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple[Tensor, ...]:
+    """Coordinate grids of 1-D tensors; ``indexing="xy"`` makes the first two dims (y, x), as numpy does."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    vectors = [as_tensor(t).reshape(-1) for t in tensors]
+    if indexing == "xy" and len(vectors) > 1:
+        vectors[0], vectors[1] = vectors[1], vectors[0]
+    shape = [v.shape[0] for v in vectors]
+    grids = [v.reshape([-1 if i == axis else 1 for i in range(len(shape))]).expand(shape)
+             for axis, v in enumerate(vectors)]
+    if indexing == "xy" and len(grids) > 1:
+        grids[0], grids[1] = grids[1], grids[0]
+    return tuple(grids)
 
 
 def repeat_interleave(input, repeats=None, dim: int | None = None, *, output_size: int | None = None) -> Tensor:
@@ -231,6 +332,7 @@ def masked_select(input, mask) -> Tensor:
     return index_select(flat, 0, as_tensor(positions.astype(np.int64)))
 
 
-__all__ = ["index_select", "narrow", "select", "unbind", "flip", "fliplr", "flipud", "roll", "tile", "broadcast_to",
-           "repeat_interleave", "scatter", "scatter_add", "masked_fill", "index_fill", "nonzero", "argwhere",
+__all__ = ["index_select", "narrow", "select", "unbind", "flip", "fliplr", "flipud", "roll", "take_along_dim", "tril",
+           "triu", "diagonal", "diag", "movedim", "moveaxis", "swapaxes", "swapdims", "ravel", "tile", "broadcast_to",
+           "hstack", "vstack", "meshgrid", "repeat_interleave", "scatter", "scatter_add", "masked_fill", "index_fill", "nonzero", "argwhere",
            "masked_select"]

@@ -572,6 +572,7 @@ class Tensor:
 
     def logical_and(self, other): return _logical("mul", self, other)
     def logical_or(self, other): return _logical("add", self, other)
+    def logical_xor(self, other): return _logical("ne", self, other)
 
     # comparisons give bool tensors
     def __eq__(self, other): return _binary("eq", self, other)   # type: ignore[override]

@@ -219,3 +219,32 @@ def test_inference_mode():
     def double(t):
         return t * 2
     assert not double(x).requires_grad and graphc.is_grad_enabled()
+
+
+# -- triangles, diagonals, stacking, axes -----------------------------------------------------------
+
+SQUARE = rng.standard_normal((4, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, x: (m.tril(x), m.triu(x), x.tril(1), x.triu(-1), m.tril(x[:3]), m.triu(x[:, :3], 2)),
+    lambda m, x: (m.diagonal(x), x.diagonal(1), x.diagonal(-2), m.diag(x), m.diag(x, -1), m.diag(x[0]),
+                  m.diag(x[0], 2), m.diag(x[1], -1)),
+    lambda m, x: (m.movedim(x.reshape(2, 2, 4), 0, -1), x.reshape(2, 2, 4).movedim((0, 1), (2, 0)),
+                  m.moveaxis(x.reshape(2, 2, 4), -1, 0), m.swapaxes(x, 0, 1), x.swapdims(1, 0), m.ravel(x),
+                  x.ravel()),
+    lambda m, x: (m.hstack([x, x[:, :1]]), m.vstack([x, x[:1]]), m.hstack([x[0], x[1]]), m.vstack([x[0], x[1]])),
+    lambda m, x: m.meshgrid(x[0], x[1, :3], indexing="ij") + m.meshgrid(x[0], x[1, :3], indexing="xy"),
+    lambda m, x: (m.take_along_dim(x, x.argsort(1), 1), x.take_along_dim(m.tensor([[0], [3], [1], [2]]), dim=1)),
+    lambda m, x: (m.count_nonzero(x > 0), (x > 0).count_nonzero(1), m.isclose(x, x + 1e-6),
+                  m.isclose(x, x * 1.01, rtol=0.1), m.logical_xor(x > 0, x > 1), m.unflatten(x, 1, (2, 2))),
+])
+def test_matrix_pieces_and_axes(fn):
+    check(fn, SQUARE)
+
+
+def test_tril_of_a_batch_and_isclose_of_specials():
+    check(lambda m, x: (m.tril(x), x.triu_(1)), BATCH, grad=False)
+    a = np.array([np.inf, -np.inf, np.nan, 1.0, np.inf], np.float32)
+    b = np.array([np.inf, np.inf, np.nan, np.inf, 1e30], np.float32)
+    check(lambda m, x, y: (m.isclose(x, y), m.isclose(x, y, equal_nan=True)), a, b, grad=False)
