@@ -3,7 +3,7 @@
 Datasets hand their transform a Pillow image (as torchvision does), so a
 torchvision pipeline such as ``Compose([RandomCrop(32, padding=4),
 RandomHorizontalFlip(), ToTensor(), Normalize(mean, std)])`` ports unchanged.
-Resize, RandomCrop and RandomHorizontalFlip also take C×H×W Tensors.
+Resize, RandomCrop, RandomHorizontalFlip, CenterCrop and Grayscale also take C×H×W Tensors.
 
 Every transform here also has a ``batch`` form that transforms a whole batch
 at once: where one sample is a Pillow image, a batch is a uint8 N×H×W×C numpy
@@ -230,6 +230,91 @@ class RandomCrop:
 
     def __repr__(self) -> str:
         return f"RandomCrop(size={self.size}, padding={self.padding})"
+
+
+class CenterCrop:
+    """Crop the central ``size`` (an int for a square, or (height, width)) window; an image smaller than
+    that is first padded with zeros around it, as in torchvision."""
+
+    def __init__(self, size: int | Sequence[int]):
+        if isinstance(size, int):
+            self.size = (size, size)
+        elif len(size) == 1:
+            self.size = (int(size[0]), int(size[0]))
+        else:
+            self.size = (int(size[0]), int(size[1]))
+
+    def __call__(self, image):
+        if not isinstance(image, Image.Image):
+            return _only_sample(self.batch(_tensor_batch_of_one(image, "CenterCrop")))
+        (left, top, right, bottom), (crop_top, crop_left) = self._placement(image.height, image.width)
+        if left or top or right or bottom:
+            image = ImageOps.expand(image, border=(left, top, right, bottom), fill=0)
+        crop_height, crop_width = self.size
+        return image.crop((crop_left, crop_top, crop_left + crop_width, crop_top + crop_height))
+
+    def batch(self, images):
+        array, height_axis = _array_and_height_axis(images)
+        (left, top, right, bottom), (crop_top, crop_left) = self._placement(*array.shape[height_axis:height_axis + 2])
+        widths = [(0, 0)] * array.ndim
+        widths[height_axis:height_axis + 2] = [(top, bottom), (left, right)]
+        window = [slice(None)] * array.ndim
+        window[height_axis:height_axis + 2] = [slice(crop_top, crop_top + self.size[0]),
+                                               slice(crop_left, crop_left + self.size[1])]
+        cropped = np.ascontiguousarray(np.pad(array, widths)[tuple(window)])
+        return cropped if isinstance(images, np.ndarray) else from_numpy(cropped)
+
+    def _placement(self, height: int, width: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+        """The zero padding (left, top, right, bottom) an image of height×width needs, and the crop's
+        (top, left) corner in the padded image (torchvision's rounding: Python's round, half to even)."""
+        crop_height, crop_width = self.size
+        extra_width, extra_height = max(crop_width - width, 0), max(crop_height - height, 0)
+        padding = (extra_width // 2, extra_height // 2, (extra_width + 1) // 2, (extra_height + 1) // 2)
+        height, width = height + extra_height, width + extra_width
+        return padding, (int(round((height - crop_height) / 2.0)), int(round((width - crop_width) / 2.0)))
+
+    def __repr__(self) -> str:
+        return f"CenterCrop(size={self.size})"
+
+
+class Grayscale:
+    """Convert to grayscale with 1 or 3 (equal) channels.
+
+    Pillow images use Pillow's "L" conversion (ITU-R 601-2 luma); tensors use
+    torchvision's 0.2989 R + 0.587 G + 0.114 B.  A one-channel input stays as it is.
+    """
+
+    def __init__(self, num_output_channels: int = 1):
+        if num_output_channels not in (1, 3):
+            raise ValueError("num_output_channels should be either 1 or 3")
+        self.num_output_channels = num_output_channels
+
+    def __call__(self, image):
+        if not isinstance(image, Image.Image):
+            return _only_sample(self.batch(_tensor_batch_of_one(image, "Grayscale")))
+        gray = image.convert("L")
+        if self.num_output_channels == 1:
+            return gray
+        return Image.fromarray(np.dstack([np.asarray(gray)] * 3), "RGB")
+
+    def batch(self, images):
+        array, height_axis = _array_and_height_axis(images)
+        channel_axis = 3 if isinstance(images, np.ndarray) else 1
+        channels = array.shape[channel_axis]
+        if channels not in (1, 3):
+            raise ValueError(f"Grayscale takes images with 1 or 3 channels, got {channels}")
+        if channels == 3:
+            red, green, blue = (np.take(array, [c], axis=channel_axis) for c in range(3))
+            if isinstance(images, np.ndarray):     # Pillow's integer luma, as __call__ gives per image
+                luma = (red * np.int32(19595) + green * np.int32(38470) + blue * np.int32(7471) + 0x8000) >> 16
+            else:
+                luma = 0.2989 * red + 0.587 * green + 0.114 * blue
+            array = luma.astype(array.dtype)
+        gray = np.ascontiguousarray(np.repeat(array, self.num_output_channels, axis=channel_axis))
+        return gray if isinstance(images, np.ndarray) else from_numpy(gray)
+
+    def __repr__(self) -> str:
+        return f"Grayscale(num_output_channels={self.num_output_channels})"
 
 
 def _borders(padding) -> tuple[int, int, int, int]:

@@ -6,6 +6,8 @@
 Users only import ``graphc``: the frontend (``graphc.frontend``) supplies the
 tensor API, ``graphc.nn``, ``graphc.optim`` and ``graphc.utils.data``.
 """
+from importlib import metadata as _metadata
+
 from . import ops  # noqa: F401  (registers the primitives)
 from .errors import (BackendError, CheckpointError, GraphcError, OutOfMemoryError, OutOfRangeError, ParseError,
                      ShapeError, TraceError, VerifyError)
@@ -33,6 +35,11 @@ for _public, _private in [("nn", "nn"), ("nn.functional", "nn.functional"), ("nn
                           ("autograd", "autograd"), ("utils", "utils"), ("utils.data", "utils.data"),
                           ("datasets", "datasets"), ("transforms", "transforms")]:
     _expose(_public, _private)
+
+try:
+    __version__ = _metadata.version("graphc")      # as pyproject.toml gives it, through the installed metadata
+except _metadata.PackageNotFoundError:             # a source tree that was never pip-installed
+    __version__ = "0+unknown"
 
 __all__ = ["BackendError", "CheckpointError", "GraphcError", "OutOfMemoryError", "OutOfRangeError", "ParseError",
            "ShapeError", "TraceError",
