@@ -22,7 +22,7 @@ IN_PLACE = (
     "atan", "asin", "acos", "atan2", "tan", "cosh", "sinh", "erf", "exp2", "lerp", "trunc", "floor", "ceil", "round",
     "frac", "floor_divide", "remainder", "cumsum", "cumprod", "scatter", "scatter_add", "masked_fill", "index_fill",
     "exp", "log", "log2", "log10", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "abs", "sign", "reciprocal",
-    "square", "rsqrt", "clamp_min", "clamp_max", "clip", "fix", "tril", "triu", "swapaxes", "swapdims",
+    "square", "rsqrt", "clamp_min", "clamp_max", "clip", "fix", "tril", "triu",
 )
 
 
