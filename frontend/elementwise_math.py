@@ -19,7 +19,6 @@ from graphc.ir.dtypes import DType, bool_, f32, f64, i64
 from . import dtypes as _dt
 from .context import is_grad_enabled, no_grad
 from .creation import full
-from .dispatch import apply
 from .tensor import Tensor, _operands, _scalar, as_tensor, where
 
 

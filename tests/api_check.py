@@ -1,7 +1,8 @@
 """Check one graphc function against PyTorch: values, dtypes, shapes and gradients, eager and compiled.
 
 ``check(fn, *arrays)`` runs ``fn(module, *tensors)`` with ``module`` = torch and = graphc on
-tensors made from the same numpy arrays, eagerly and through ``graphc.compile``.  With
+tensors made from the same numpy arrays, eagerly and through ``graphc.compile`` on every
+available backend.  With
 ``grad=True`` every floating-point input requires grad, and the gradients of
 sum(output · seed) (a fixed random seed per float output) are compared as well,
 from eager ``backward()`` and from a compiled step that calls ``backward()`` inside.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 import graphc
+from graphc.backends.registry import available_backends
 from optest import require_torch
 
 torch = require_torch()
@@ -73,9 +75,10 @@ def check(fn, *arrays, grad: bool = True, compiled: bool = True, rtol=1e-6, atol
     for i, (g, t) in enumerate(zip(eager, expected)):
         assert_same(g, t, rtol, atol, f"eager output {i}")
     if compiled:
-        step = graphc.compile(lambda *xs: fn(graphc, *xs))
-        for i, (g, t) in enumerate(zip(_flat(step(*_inputs(graphc, arrays, grad=False))), expected)):
-            assert_same(g, t, rtol, atol, f"compiled output {i}")
+        for backend in available_backends():
+            step = graphc.compile(lambda *xs: fn(graphc, *xs), backend=backend)
+            for i, (g, t) in enumerate(zip(_flat(step(*_inputs(graphc, arrays, grad=False))), expected)):
+                assert_same(g, t, rtol, atol, f"output {i} compiled for {backend}")
     if grad and any(a.dtype.kind == "f" for a in arrays) and any(t.dtype.is_floating_point for t in expected):
         _check_gradients(fn, arrays, compiled, rtol, atol)
 
@@ -88,10 +91,10 @@ def _check_gradients(fn, arrays, compiled, rtol, atol):
         _weighted_sum(graphc, outputs, seeds).backward()
         return [x.grad for x in xs]
 
-    xs = _inputs(graphc, arrays, grad=True)
-    runs = [("eager", step(*xs))]
+    runs = [("eager", step(*_inputs(graphc, arrays, grad=True)))]
     if compiled:
-        runs.append(("compiled", graphc.compile(step)(*_inputs(graphc, arrays, grad=True))))
+        runs += [(f"compiled for {backend}", graphc.compile(step, backend=backend)(*_inputs(graphc, arrays, grad=True)))
+                 for backend in available_backends()]
     for how, grads in runs:
         for i, (g, t) in enumerate(zip(grads, expected)):
             if t is None:
