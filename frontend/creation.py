@@ -6,10 +6,15 @@ function that makes tensors still gives a self-contained graph.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
+from graphc.errors import ShapeError
+
 from . import dtypes as _dt
-from .context import current_trace
+from .allocation import check_allocation
+from .context import current_trace, error_context
 from .device import check_device
 from .tensor import Tensor, _shape_args, as_tensor
 
@@ -19,9 +24,29 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     check_device(device)
     if isinstance(data, Tensor):
         data = data.detach().numpy()
-    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.dtype_of_data(data)
-    t = _constant(np.array(data, dtype=dtype.numpy))
+    try:
+        dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.dtype_of_data(data)
+        array = np.array(data, dtype=dtype.numpy)
+    except ValueError as error:
+        raise ShapeError(f"tensor: {_ragged(data) or error}" + error_context()) from None
+    t = _constant(array)
     return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def _ragged(data) -> str | None:
+    """PyTorch's words for nested lists of unequal lengths (None if they are even), level by level."""
+    level = [data]
+    for dim in itertools.count():
+        sequences = [item for item in level if isinstance(item, (list, tuple))]
+        if not sequences:
+            return None
+        if len(sequences) != len(level):
+            scalar = next(item for item in level if not isinstance(item, (list, tuple)))
+            return f"expected a sequence at dim {dim}, got {type(scalar).__name__} {scalar!r:.20}"
+        for sequence in sequences:
+            if len(sequence) != len(sequences[0]):
+                return f"expected sequence of length {len(sequences[0])} at dim {dim} (got {len(sequence)})"
+        level = [item for sequence in sequences for item in sequence]
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -38,13 +63,19 @@ def _constant(array: np.ndarray) -> Tensor:
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    check_device(device)
     shape = _shape_args((size,) if not isinstance(size, int) else (size,))
     dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.promote([fill_value])
+    return _filled("full", shape, fill_value, dtype, device, requires_grad)
+
+
+def _filled(function: str, shape: tuple, fill_value, dtype, device, requires_grad: bool) -> Tensor:
+    """``full`` and its kin, under the user-level ``function``'s name in errors."""
+    check_device(device)
     ctx = current_trace()
     if ctx is not None:
         node = ctx.builder.op("full", shape=shape, dtype=dtype, value=_python_value(fill_value, dtype))
         return Tensor._symbolic(node, ctx, False)
+    check_allocation(function, shape, dtype)
     t = Tensor._wrap(np.full(shape, fill_value, dtype=dtype.numpy))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
@@ -56,18 +87,19 @@ def _python_value(value, dtype):
 
 
 def zeros(*args, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_args(args, size), 0, dtype=dtype or _dt.get_default_dtype(), device=device,
-                requires_grad=requires_grad)
+    return _filled("zeros", _shape_args(args, size), 0, _dt.as_dtype(dtype or _dt.get_default_dtype()), device,
+                   requires_grad)
 
 
 def ones(*args, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_args(args, size), 1, dtype=dtype or _dt.get_default_dtype(), device=device,
-                requires_grad=requires_grad)
+    return _filled("ones", _shape_args(args, size), 1, _dt.as_dtype(dtype or _dt.get_default_dtype()), device,
+                   requires_grad)
 
 
 def empty(*args, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Like zeros: graphc never hands out uninitialised memory."""
-    return zeros(*args, size=size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _filled("empty", _shape_args(args, size), 0, _dt.as_dtype(dtype or _dt.get_default_dtype()), device,
+                   requires_grad)
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:

@@ -12,8 +12,9 @@ import numpy as np
 from graphc.ops.random import blocks_used
 
 from . import dtypes as _dt
+from .allocation import check_allocation
 from .dispatch import apply
-from .context import no_grad
+from .context import current_trace, no_grad
 from .device import check_device
 
 
@@ -54,6 +55,8 @@ def _draw(op: str, shape: tuple, dtype, generator):
     from .tensor import as_tensor
     generator = generator or default_generator
     dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.get_default_dtype()
+    if current_trace() is None:
+        check_allocation(op, shape, dtype)
     with no_grad():
         out = apply(op, [generator.state], shape=shape, dtype=dtype)
         advance = as_tensor(np.array([0, blocks_used(op, int(np.prod(shape)), dtype)], np.int64))
