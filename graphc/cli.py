@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GraphcError
@@ -66,59 +68,136 @@ def _first_line(doc: str) -> str:
 
 # -- graphc dump ----------------------------------------------------------------------
 
+# The output formats, and the -o extensions that choose them.
+DUMP_FORMATS = ("text", "dot", "svg", "png")
+FORMAT_OF_EXTENSION = {"txt": "text", "gir": "text", "text": "text", "dot": "dot", "svg": "svg", "png": "png"}
+
+
 def run_dump(args: argparse.Namespace) -> int:
-    """Trace ``FILE.py:Class`` on zero inputs of the given shapes and print or draw the graph."""
+    """Trace ``FILE.py:Class`` on zero inputs of the given shapes and print or draw the graph.
+
+    Every argument is checked before the model file is imported, so a mistake
+    costs no time and gets a one-line ``graphc: error: ...``.
+    """
     import graphc
     from .ir.viz import render
-    from .passes.manager import PassManager, default_pipeline, is_training_graph
+    from .passes.manager import PassManager
 
-    model = load_model(args.target, json.loads(args.kwargs) if args.kwargs else {})
+    kwargs = parse_kwargs(args.kwargs)
+    specs = [parse_input_spec(spec) for spec in args.input]
+    fmt = output_format(args.format, args.output)
+    model = load_model(args.target, kwargs)
     if args.eval:
         model.eval()
-    inputs = [graphc.zeros(*shape, dtype=dtype) for shape, dtype in map(parse_input_spec, args.input)]
-    graph = graphc.trace(model, *inputs)
-    manager = PassManager(default_pipeline(training=is_training_graph(graph)))
+    graph = trace_model(model, [graphc.zeros(*shape, dtype=dtype) for shape, dtype in specs])
+    pipeline = Pipeline.for_graph(graph)
+    manager = PassManager(pipeline.passes)
     if args.stats:
         manager.run(graph)
+        print(f"the {pipeline.describe()}, because {pipeline.reason}")
         print(manager.stats_table())
         return 0
+    if args.stage not in ("input", *pipeline.passes):
+        raise GraphcError(f"dump: --stage {args.stage} is not a pass of the {pipeline.describe()}, which this "
+                          f"graph gets because {pipeline.reason}")
     graph = manager.run_until(graph, args.stage)
-    fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "text")
-    fmt = {"gir": "text", "txt": "text"}.get(fmt, fmt)
     if fmt == "text":
         _emit(str(graph) + "\n", args.output)
     elif fmt == "dot":
         _emit(graph.to_dot(), args.output)
     else:
-        if not args.output:
-            raise GraphcError(f"--format {fmt} writes a picture file; give its name with -o FILE.{fmt}")
         render(graph, args.output, format=fmt)
     return 0
 
 
-def _emit(text: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text)
+def parse_kwargs(text: str | None) -> dict:
+    """``--kwargs``: a JSON object of constructor keyword arguments."""
+    if not text:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise GraphcError(f"dump: --kwargs {text!r} is not JSON ({error.msg} at column {error.colno}); write "
+                          f"an object such as '{{\"num_classes\": 10}}'") from None
+    if not isinstance(kwargs, dict):
+        raise GraphcError(f"dump: --kwargs must be a JSON object of keyword arguments such as "
+                          f"'{{\"num_classes\": 10}}', not a JSON {type(kwargs).__name__}")
+    return kwargs
+
+
+def output_format(format: str | None, output: str | None) -> str:
+    """The format to write (``--format``, else -o's extension, else text), after checking -o's folder."""
+    if output is not None:
+        target = Path(output)
+        if target.is_dir():
+            raise GraphcError(f"dump: -o {output} is a folder; give a file name such as {target / 'graph.svg'}")
+        if not target.parent.is_dir():
+            raise GraphcError(f"dump: -o {output}: the folder {target.parent} does not exist")
+    if format is not None:
+        fmt = format
+    elif output is None:
+        fmt = "text"
     else:
+        extension = Path(output).suffix.lstrip(".").lower()
+        if extension not in FORMAT_OF_EXTENSION:
+            raise GraphcError(f"dump: cannot tell the format from -o {output}; give it one of the extensions "
+                              f"{', '.join('.' + e for e in FORMAT_OF_EXTENSION)} or pass --format")
+        fmt = FORMAT_OF_EXTENSION[extension]
+    if fmt in ("svg", "png") and output is None:
+        raise GraphcError(f"dump: --format {fmt} writes a picture file; give its name with -o FILE.{fmt}")
+    return fmt
+
+
+def _emit(text: str, output: str | None) -> None:
+    if not output:
         sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text)
+    except OSError as error:
+        raise GraphcError(f"dump: cannot write {output}: {error.strerror or error}") from None
 
 
 def load_model(target: str, kwargs: dict):
     """Instantiate ``path/to/file.py:ClassName`` with ``kwargs``."""
+    from .frontend.nn.module import Module
     path, sep, class_name = target.rpartition(":")
     if not sep or not path or not class_name:
         raise GraphcError(f"dump: expected FILE.py:ClassName, got {target!r}")
     file = Path(path)
     if not file.is_file():
         raise GraphcError(f"dump: no such file {path}")
-    sys.path.insert(0, str(file.resolve().parent))      # so the file's own sibling imports work
-    spec = importlib.util.spec_from_file_location(file.stem, file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cls = getattr(module, class_name, None)
+    cls = getattr(_import_file(file), class_name, None)
     if cls is None:
         raise GraphcError(f"dump: {path} defines no {class_name}")
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise GraphcError(f"dump: {class_name} in {path} is {_describe(cls)}, not a subclass of graphc.nn.Module")
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as error:
+        raise GraphcError(f"dump: {class_name}{inspect.signature(cls)} cannot take --kwargs {json.dumps(kwargs)}: "
+                          f"{error}") from None
     return cls(**kwargs)
+
+
+def _import_file(file: Path):
+    sys.path.insert(0, str(file.resolve().parent))      # so the file's own sibling imports work
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    if spec is None:
+        raise GraphcError(f"dump: {file} is not a Python file (expected FILE.py:ClassName)")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:       # the user's file is at fault; its own traceback is one `python FILE` away
+        raise GraphcError(f"dump: importing {file} failed with {type(error).__name__}: {error} "
+                          f"(run `python {file}` to see where)") from None
+    return module
+
+
+def _describe(value) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__name__}"
+    return f"a {type(value).__name__}"
 
 
 def parse_input_spec(spec: str):
@@ -127,9 +206,47 @@ def parse_input_spec(spec: str):
     dtype_name, _, dims = spec.rpartition(":")
     try:
         shape = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
-        return shape, as_dtype(dtype_name or "float32")
-    except ValueError:
+        dtype = as_dtype(dtype_name or "float32")
+    except (ValueError, TypeError):
         raise GraphcError(f"dump: --input {spec!r} is not a shape like 4x3x32x32 or i64:4") from None
+    if any(size < 0 for size in shape):
+        raise GraphcError(f"dump: --input {spec!r} has a negative size; sizes are 0 or more")
+    return shape, dtype
+
+
+def trace_model(model, inputs: list):
+    """The model's graph traced on ``inputs``; an error says which shapes the model was traced on."""
+    import graphc
+    try:
+        return graphc.trace(model, *inputs)
+    except GraphcError as error:
+        shapes = ", ".join(str(x._type) for x in inputs)
+        raise type(error)(f"tracing {type(model).__name__} on {shapes}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The passes graphc.compile would run on a graph, and why those."""
+    training: bool
+    passes: list[str]
+    reason: str
+
+    @classmethod
+    def for_graph(cls, graph) -> "Pipeline":
+        from .passes.manager import default_pipeline, is_training_graph
+        training = is_training_graph(graph)
+        if training:
+            reason = (f"the graph writes {len(graph.writes)} state tensor(s) back, e.g. "
+                      f"{graph.writes[0][0].name} (buffers a module updates in train mode, as BatchNorm its running "
+                      "statistics); "
+                      "add --eval for the inference pipeline")
+        else:
+            reason = "the graph writes no state back"
+        return cls(training, default_pipeline(training=training), reason)
+
+    def describe(self) -> str:
+        kind = "training" if self.training else "inference"
+        return f"{kind} pipeline ({', '.join(self.passes)})"
 
 
 # -- the parser -------------------------------------------------------------------------
@@ -149,12 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an input shape such as 4x3x32x32 (float32) or i64:4; repeat for more inputs")
     dump.add_argument("--kwargs", help="constructor keyword arguments as JSON, e.g. '{\"num_classes\": 10}'")
     dump.add_argument("--eval", action="store_true", help="trace in eval mode (the inference graph)")
-    dump.add_argument("--format", choices=["text", "dot", "svg", "png"],
+    dump.add_argument("--format", choices=DUMP_FORMATS,
                       help="output format (default: from -o's extension, else text)")
     dump.add_argument("--stage", default="input", metavar="PASS",
                       help="show the graph after this pass of the compile pipeline (default: input, as traced)")
     dump.add_argument("--stats", action="store_true",
-                      help="print node, kernel and byte counts before and after each pass instead of a graph")
+                      help="print which pipeline the graph gets and why, then node, kernel and byte counts "
+                           "before and after each pass, instead of a graph")
     dump.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     dump.set_defaults(run=run_dump)
     return parser

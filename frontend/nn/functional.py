@@ -56,7 +56,11 @@ def _batched(name: str, input: Tensor, run) -> Tensor:
     if input.dim() == 4:
         return run(input)
     if input.dim() == 3:
-        return run(input.unsqueeze(0)).squeeze(0)
+        try:
+            return run(input.unsqueeze(0)).squeeze(0)
+        except ShapeError as error:     # its message shows the batch of one; say where that came from
+            raise ShapeError(f"{name}: the 3-D input {input._type} is read as one unbatched (C, H, W) image, a "
+                             f"batch of one: {error}") from None
     raise ShapeError(f"{name}: expected a 3-D (unbatched) or 4-D (batched) input, got input of shape "
                      f"{list(input.shape)}" + error_context())
 
