@@ -36,6 +36,8 @@ class Executable(Protocol):
 
     def profile(self, inputs: Inputs, runs: int = 3) -> Profile: ...
 
+    def kernels(self) -> list: ...
+
 
 def bind_inputs(graph: Graph, inputs: Inputs) -> dict[Node, np.ndarray]:
     """Match arrays to the graph's inputs (by name or position), checking shape and dtype."""

@@ -98,6 +98,10 @@ class ReferenceExecutable:
             return run_graph(self.graph, inputs)
         return run_in_arena(self.graph, self.plan, inputs)
 
+    def kernels(self) -> list[Node]:
+        """The graph's kernel nodes in run order (the reference backend interprets them)."""
+        return kernel_buffers(self.graph).kernels
+
     def profile(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]", runs: int = 3) -> Profile:
         """Run the graph ``runs`` times through its arena and time every kernel (the best run each).
 

@@ -34,7 +34,7 @@ from .frontend.tensor import Tensor
 from .frontend.trace import InputCheck, SideEffect, TraceContext, identifier, record
 from .ir.graph import Graph
 from .passes.fusion import count_kernels
-from .passes.manager import PassManager, default_pipeline, is_training_graph
+from .passes.manager import BACKEND_STAGES, PassManager, default_pipeline, is_training_graph
 from .passes.memory import MemoryPlan, plan_memory
 
 CacheInfo = namedtuple("CacheInfo", ["compiles", "hits", "signatures"])
@@ -82,12 +82,13 @@ class CompiledStep:
         for check in self.input_checks:
             check.check(args[self.data_positions[check.input_name]]._value)
         try:
-            result = self.executable.run(self.input_arrays(args))
+            result = self.executable.run(self.input_arrays(args), in_place=True)
         except IndexError as error:      # an index the checks could not see, out of range in the graph
             raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
         # Every output is computed before any state changes: a failed step leaves the model as it was.
         for name, tensor in self.writes:
-            np.copyto(tensor._value, result.writes[name])
+            if result.writes[name] is not tensor._value:     # a backend that updated it in place did it all
+                np.copyto(tensor._value, result.writes[name])
         for effect in self.pending_effects:
             effect.redo()
         self.pending_effects.clear()
@@ -98,7 +99,7 @@ class CompiledStep:
 class CompiledFunction:
     """A function (or module) compiled per input signature; call it like the original."""
 
-    def __init__(self, fn: Callable, backend: str = "reference", dump_dir: str | None = None,
+    def __init__(self, fn: Callable, backend: str = "llvm", dump_dir: str | None = None,
                  fold_batchnorm: bool = True):
         self.fn = fn
         self.backend = backend
@@ -153,6 +154,16 @@ class CompiledFunction:
         step = self._lookup(args)[0]
         return step.executable.profile(step.input_arrays(list(args)), runs)
 
+    def kernels(self, *args, source: str | None = None) -> list:
+        """The kernels the backend runs for ``args``'s signature, in order: kernel IR
+        (``graphc.kernel.print_kernel`` prints one).  ``source="llvm"`` or ``"asm"`` returns
+        the whole program's LLVM IR or assembly instead (LLVM backend)."""
+        executable = self._lookup(args)[0].executable
+        if source is None:
+            return executable.kernels()
+        files = executable.source.files({source})
+        return [text for name, text in files.items() if name in ("llvm-optimized.ll", "asm.s")]
+
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._compiles, self._hits, len(self._cache))
 
@@ -181,6 +192,7 @@ class CompiledFunction:
         writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
         plan = plan_memory(graph)
         executable = get_backend(self.backend).build_executable(graph, plan)
+        _dump_backend_code(manager.dumps, executable)
         structure = _structure(recording.result, iter(range(len(recording.outputs))))
         return CompiledStep(recording.graph, graph, manager.records, plan, executable, recording.data_positions,
                             bound, writes, ctx.guards, ctx.prepare_hooks, ctx.input_checks, ctx.side_effects,
@@ -189,6 +201,19 @@ class CompiledFunction:
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))
         return [name for name in pipeline if name != "bn_fold" or self.fold_batchnorm]
+
+
+def _dump_backend_code(dumps, executable) -> None:
+    """Write what the backend made of the graph (kernel IR, LLVM IR, assembly) beside the pass dumps."""
+    source = getattr(executable, "source", None)
+    if dumps is None or source is None:
+        return
+    stages = None if dumps.stages is None else dumps.stages & set(BACKEND_STAGES)
+    if stages is not None and not stages:
+        return
+    dumps.directory.mkdir(parents=True, exist_ok=True)
+    for name, text in source.files(stages).items():
+        (dumps.directory / name).write_text(text + "\n")
 
 
 # How many graphs of each name this process has compiled: each dumps into a folder of its own.
@@ -261,10 +286,13 @@ def _rebuild(structure, outputs):
     return structure
 
 
-def compile(fn: Callable | None = None, *, backend: str = "reference", dump_dir: str | None = None,
+def compile(fn: Callable | None = None, *, backend: str = "llvm", dump_dir: str | None = None,
             fold_batchnorm: bool = True):
     """Compile ``fn`` (a function or an nn.Module); usable as ``@graphc.compile``,
     ``@graphc.compile(backend="reference")`` or ``graphc.compile(model)``.
+
+    ``backend`` is ``llvm`` (native CPU code, the default) or ``reference`` (numpy, op by op: the
+    oracle the others are tested against).
 
     ``dump_dir`` writes the graph after every pass (text IR and DOT); ``GRAPHC_DUMP=all``
     does the same from the environment.  ``fold_batchnorm`` folds eval-mode

@@ -19,12 +19,27 @@ from .threads import pool
 
 
 class ProgramSource:
-    """The stages of one program's code, rendered on request: LLVM IR before and after
-    optimization, and assembly."""
+    """The stages of one program's code, rendered on request: kernel IR before and after
+    scheduling, LLVM IR before and after optimization, and assembly."""
 
-    def __init__(self, program, threads: int):
+    def __init__(self, program, threads: int, unscheduled=None):
         self.program = program
         self.threads = threads
+        self.unscheduled = unscheduled
+
+    def files(self, stages=None) -> dict[str, str]:
+        """Dump files by name (``stages`` picks among kernels, llvm and asm; None: all)."""
+        files = {}
+        if stages is None or "kernels" in stages:
+            if self.unscheduled is not None:
+                files["kernels-unscheduled.kir"] = print_program(self.unscheduled())
+            files["kernels.kir"] = print_program(self.program)
+        if stages is None or "llvm" in stages:
+            files["llvm.ll"] = self.llvm_ir()
+            files["llvm-optimized.ll"] = self.optimized_ir()
+        if stages is None or "asm" in stages:
+            files["asm.s"] = self.assembly()
+        return files
 
     def llvm_ir(self) -> str:
         return str(render_program(self.program, self.threads))
@@ -66,4 +81,5 @@ def build_executable(graph: Graph, plan) -> LLVMExecutable:
     threads = pool().threads
     names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
     engine, addresses = load_object(compile_program(program, threads), names)
-    return LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, ProgramSource(program, threads))
+    source = ProgramSource(program, threads, unscheduled=lambda: lower_program(graph, plan, schedule=False))
+    return LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, source)

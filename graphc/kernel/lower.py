@@ -31,8 +31,9 @@ from .schedule import default_schedule
 _FLAT_FAMILIES = ("elementwise", "source")
 
 
-def lower_program(graph: Graph, plan) -> Program:
-    """The kernel-IR program running ``graph`` with the buffers placed by ``plan`` (a MemoryPlan)."""
+def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
+    """The kernel-IR program running ``graph`` with the buffers placed by ``plan`` (a MemoryPlan),
+    each kernel given its default schedule (unless ``schedule`` is false)."""
     buffers: dict[str, Buffer] = {}
     buffer_of: dict[Node, str] = {}
     for node in graph.inputs:
@@ -59,7 +60,7 @@ def lower_program(graph: Graph, plan) -> Program:
             operands[node] = _constant_buffer(node, node.attrs["value"], buffers)
         kernel = _lower_kernel(f"k{len(kernels)}_{_identifier(node.name)}", node, outputs, operands,
                                [o.name for o in outputs], errors)
-        kernels.append(default_schedule(kernel))
+        kernels.append(default_schedule(kernel) if schedule else kernel)
         for output in outputs:
             buffer_of[output] = output.name
 

@@ -138,6 +138,10 @@ class PassRecord:
 
 # -- dumping ----------------------------------------------------------------------
 
+# What a backend dumps after the passes: the kernel IR, its LLVM IR, the machine code.
+BACKEND_STAGES = ("kernels", "llvm", "asm")
+
+
 @dataclass(frozen=True)
 class DumpSettings:
     """Where dumps go and which stages (pass names, or "input") are written; None means all."""
@@ -167,7 +171,7 @@ def dump_settings(dump_dir: str | Path | None, dump: str | None) -> DumpSettings
     if dump is None or dump.strip() == "all":
         return DumpSettings(directory, None)
     stages = frozenset(s.strip() for s in dump.split(",") if s.strip())
-    for stage in stages - {INPUT_STAGE}:
+    for stage in stages - {INPUT_STAGE, *BACKEND_STAGES}:
         check_pass_name(stage)          # a misspelt stage should fail loudly, not dump nothing
     return DumpSettings(directory, stages)
 

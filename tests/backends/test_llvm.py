@@ -1,0 +1,153 @@
+"""The LLVM backend on whole models: training steps agree with the reference backend step by step,
+threads never change a bit, a failed step changes nothing, the cache survives damage, dumps show the code.
+
+(Every primitive is checked against the reference backend by the op suite: see tests/optest.py.)
+"""
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn.functional as F
+import graphc.optim as optim
+import models
+from graphc.errors import OutOfRangeError
+from optest import assert_backend_agrees
+from training_steps import classifier_step, dcgan_step
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _classifier(name, backend, seed=0):
+    graphc.manual_seed(seed)
+    model = {"lenet": models.LeNet, "cnn": models.CNN, "resnet": models.ResNet, "mnistnet": models.MNISTNet}[name]()
+    opt = optim.Adam(model.parameters(), eps=1e-3) if name == "resnet" else \
+        optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss = F.nll_loss if name == "mnistnet" else F.cross_entropy
+    return model, opt, graphc.compile(classifier_step(model, opt, loss), backend=backend)
+
+
+def _batch(name, batch=4):
+    rng = np.random.default_rng(1)
+    shape = (batch, 1, 28, 28) if name == "mnistnet" else (batch, 3, 32, 32)
+    return graphc.tensor(rng.standard_normal(shape).astype(np.float32)), graphc.tensor(rng.integers(0, 10, batch))
+
+
+@pytest.mark.parametrize("name", ["lenet", "cnn", "resnet", "mnistnet"])
+def test_training_steps_agree_with_the_reference_backend(name):
+    # mnistnet draws dropout masks: Philox gives both backends the very same masks.
+    runs = {}
+    for backend in ("reference", "llvm"):
+        model, _, step = _classifier(name, backend)
+        x, y = _batch(name)
+        losses = [step(x, y).item() for _ in range(3)]
+        runs[backend] = (losses, {k: v.numpy().copy() for k, v in model.state_dict().items()})
+    np.testing.assert_allclose(runs["llvm"][0], runs["reference"][0], rtol=1e-4)
+    for key, want in runs["reference"][1].items():
+        assert_backend_agrees("llvm", f"{name} {key} after 3 steps", runs["llvm"][1][key], want)
+
+
+def test_the_dcgan_step_agrees_with_the_reference_backend():
+    results = {}
+    for backend in ("reference", "llvm"):
+        graphc.manual_seed(0)
+        g, d = models.Generator(), models.Discriminator()
+        opt_g = optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        step = graphc.compile(dcgan_step(graphc, g, d, opt_g, opt_d), backend=backend)
+        rng = np.random.default_rng(0)
+        losses = []
+        for _ in range(3):
+            real = graphc.tensor(rng.uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32))
+            noise = graphc.tensor(rng.standard_normal((4, 100)).astype(np.float32))
+            losses.append([loss.item() for loss in step(real, noise)])
+        results[backend] = (losses, g.state_dict()["fc.0.weight"].numpy().copy())
+    np.testing.assert_allclose(results["llvm"][0], results["reference"][0], rtol=1e-4)
+    assert_backend_agrees("llvm", "generator weight", results["llvm"][1], results["reference"][1])
+
+
+_THREADS_SCRIPT = """
+import json, sys
+sys.path[:0] = {paths!r}
+import numpy as np
+import graphc
+from test_llvm import _batch, _classifier
+out = {{}}
+for name in ("lenet", "resnet", "mnistnet"):
+    model, _, step = _classifier(name, "llvm")
+    x, y = _batch(name, batch=8)
+    out[name] = [step(x, y).item() for _ in range(2)] + [float(v.numpy().sum()) for v in model.state_dict().values()]
+    out[name + " bytes"] = [v.numpy().tobytes().hex() for v in model.state_dict().values()][:4]
+print(json.dumps(out))
+"""
+
+
+def test_one_and_two_threads_give_identical_bits():
+    script = _THREADS_SCRIPT.format(paths=[str(ROOT / "tests"), str(ROOT / "tests" / "backends"),
+                                           str(ROOT / "examples")])
+    results = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "GRAPHC_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert results[0] == results[1]
+
+
+def test_a_bad_target_index_fails_the_step_and_changes_nothing():
+    model, opt, step = _classifier("lenet", "llvm")
+    x, y = _batch("lenet")
+    step(x, y)
+    step(x, y)                          # the momentum buffers exist: the steady-state graph
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    momenta = [opt.state[p]["momentum_buffer"].numpy().copy() for p in model.parameters()]
+    bad = graphc.tensor(np.array([1, 2, 37, 0]))
+    with pytest.raises(OutOfRangeError, match="37"):
+        step(x, bad)
+    for key, value in model.state_dict().items():
+        assert value.numpy().tobytes() == before[key].tobytes(), key
+    for p, momentum in zip(model.parameters(), momenta):
+        assert opt.state[p]["momentum_buffer"].numpy().tobytes() == momentum.tobytes()
+    step(x, y)                          # and the step still runs
+
+
+def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    x, y = _batch("lenet")
+    expected = _classifier("lenet", "llvm")[2](x, y).item()
+    entries = list(tmp_path.rglob("*.o"))
+    assert entries, "the compile cache stored nothing"
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:100])          # truncated, as by a killed writer
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        again = _classifier("lenet", "llvm")[2](x, y).item()
+    assert again == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # rebuilt: no warning the third time
+        assert _classifier("lenet", "llvm")[2](x, y).item() == expected
+
+
+def test_dumps_kernels_and_profile_show_the_native_code(tmp_path):
+    graphc.manual_seed(0)
+    model = models.LeNet()
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    step = graphc.compile(classifier_step(model, opt), dump_dir=str(tmp_path))
+    x, y = _batch("lenet")
+    step(x, y)
+    folder = next(p for p in tmp_path.iterdir() if (p / "kernels.kir").exists())
+    kernels = (folder / "kernels.kir").read_text()
+    assert "kernel k0_" in kernels and "parallel for" in kernels
+    assert "define" in (folder / "llvm.ll").read_text()
+    assert "graphc_entry" in (folder / "asm.s").read_text()
+    assert (folder / "kernels-unscheduled.kir").exists() and (folder / "llvm-optimized.ll").exists()
+    listed = step.kernels(x, y)
+    assert len(listed) == step.stats(x, y).kernels
+    assert "define" in step.kernels(x, y, source="llvm")[0]
+    profile = step.profile(x, y)
+    assert len(profile.kernels) == len(listed) and profile.total_seconds > 0

@@ -1,0 +1,60 @@
+"""Lowering to kernel IR: every kernel of every example model verifies; the verifier catches what it must."""
+import pytest
+
+import graphc
+import graphc.optim as optim
+import models
+from graphc.ir.dtypes import f32, i64
+from graphc.kernel import lower_program, print_program
+from graphc.kernel.ir import Buffer, Const, Kernel, Load, Loop, Program, Store, Var
+from graphc.kernel.verify import KernelVerifyError, verify_program
+from training_steps import classifier_step, dcgan_step
+
+
+def _step_graph(model, opt, x, y):
+    step = graphc.compile(classifier_step(model, opt), backend="reference")
+    step(x, y)
+    return step.graph(x, y), step.memory_plan(x, y)
+
+
+@pytest.mark.parametrize("name", ["LeNet", "CNN", "ResNet", "MNISTNet"])
+def test_every_kernel_of_the_model_steps_verifies(name):
+    model = getattr(models, name)()
+    x = graphc.randn(2, 1, 28, 28) if name == "MNISTNet" else graphc.randn(2, 3, 32, 32)
+    graph, plan = _step_graph(model, optim.Adam(model.parameters()), x, graphc.randint(0, 10, (2,)))
+    program = lower_program(graph, plan)
+    verify_program(program)
+    assert len(program.kernels) == plan.kernel_count
+    text = print_program(program)
+    assert text.count("\nkernel ") == len(program.kernels)
+
+
+def test_the_dcgan_step_verifies():
+    g, d = models.Generator(), models.Discriminator()
+    step = graphc.compile(dcgan_step(graphc, g, d, optim.Adam(g.parameters()), optim.Adam(d.parameters())),
+                          backend="reference")
+    real, noise = graphc.randn(2, 1, 28, 28), graphc.randn(2, 100)
+    step(real, noise)
+    verify_program(lower_program(step.graph(real, noise), step.memory_plan(real, noise)))
+
+
+def _program(body, shape=(8,)):
+    buffers = {"a": Buffer("a", f32, shape, "input", source="a"), "out": Buffer("out", f32, shape, "arena", offset=0)}
+    kernel = Kernel("k0", "out", "test", tuple(body), ("a",), ("out",))
+    return Program("test", buffers, [kernel], 64, ["a"], ["out"], [], [], [])
+
+
+def _loop(body, stop=8):
+    return Loop("i", Const(0, i64), Const(stop, i64), tuple(body))
+
+
+def test_the_verifier_rejects_an_access_outside_its_buffer():
+    i = Var("i")
+    verify_program(_program([_loop([Store("out", i, Load("a", i, f32))])]))
+    with pytest.raises(KernelVerifyError, match=r"%out\[i\] may reach \[0, 8\], outside \[0, 8\)"):
+        verify_program(_program([_loop([Store("out", i, Load("a", i, f32))], stop=9)]))
+
+
+def test_the_verifier_rejects_a_use_outside_its_loop():
+    with pytest.raises(KernelVerifyError, match="i is used outside"):
+        verify_program(_program([_loop([]), Store("out", Var("i"), Const(0.0, f32))]))
