@@ -6,7 +6,7 @@ import graphc
 import graphc.nn as nn
 import graphc.optim as optim
 from graphc.optim import lr_scheduler
-from layer_checks import assert_close, copy_weights, randn, torch
+from layer_checks import assert_close, copy_weights, torch
 
 
 def twins(seed=0):

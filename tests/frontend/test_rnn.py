@@ -5,7 +5,6 @@ import pytest
 
 import graphc
 import graphc.nn as nn
-import graphc.optim as optim
 from graphc.errors import ShapeError
 from layer_checks import assert_close, check_layer, copy_weights, randn, torch
 

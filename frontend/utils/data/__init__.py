@@ -11,8 +11,8 @@ from .dataloader import DataLoader
 from .dataset import ConcatDataset, Dataset, IterableDataset, Subset, TensorDataset, random_split
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
                       WeightedRandomSampler)
-from .workers import WorkerInfo, get_worker_info
+from .workers import get_worker_info
 
 __all__ = ["DataLoader", "Dataset", "IterableDataset", "ConcatDataset", "Subset", "TensorDataset", "default_collate",
            "random_split", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "WeightedRandomSampler", "BatchSampler", "WorkerInfo", "get_worker_info"]
+           "WeightedRandomSampler", "BatchSampler", "get_worker_info"]
