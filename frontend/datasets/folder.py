@@ -51,21 +51,47 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        try:
-            with Image.open(path) as file:
-                image = file.convert("RGB")
-        except OSError as error:       # Pillow's UnidentifiedImageError is an OSError too
-            raise DatasetError(f"ImageFolder: could not read the image {path}: {error}") from error
+        image = _read_rgb(path)
         image = self.transform(image) if self.transform is not None else self._to_tensor(image)
         if self.target_transform is not None:
             label = self.target_transform(label)
         return image, label
 
 
+def _read_rgb(path: str) -> Image.Image:
+    """The image at ``path`` in RGB; a damaged or hostile file raises DatasetError naming it."""
+    try:
+        with Image.open(path) as file:
+            return file.convert("RGB")
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"ImageFolder: refused the image {path}: {error} (Pillow's limit on pixels guards "
+                           "against images made to exhaust memory; raise PIL.Image.MAX_IMAGE_PIXELS if the "
+                           "image is genuine)") from None
+    except Exception as error:      # decoders fail on damaged files in many ways (OSError, ValueError, ...)
+        raise DatasetError(f"ImageFolder: could not read the image {path}: {type(error).__name__}: {error}") \
+            from error
+
+
 def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, in sorted order at every level."""
+    """Image files under ``folder``, in sorted order at every level.
+
+    Symbolic links to folders are followed, but each folder is read once: a
+    link back to a folder above would otherwise list its images over and over.
+    """
     found = []
+    seen = set()
     for directory, subdirectories, files in os.walk(folder, followlinks=True):
+        identity = _folder_identity(directory)
+        if identity in seen:
+            subdirectories.clear()
+            continue
+        seen.add(identity)
         subdirectories.sort()
         found += [Path(directory) / name for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS)]
     return found
+
+
+def _folder_identity(directory: str) -> tuple[int, int]:
+    """The device and inode of a folder: the same for every path (and link) that reaches it."""
+    status = os.stat(directory)
+    return status.st_dev, status.st_ino

@@ -9,11 +9,13 @@ import numpy as np
 from ..creation import from_numpy
 from .array_dataset import ImageArrayDataset
 from .errors import DatasetError
-from .files import find_file, read_bytes
+from ..allocation import format_size, physical_memory_bytes
+from .files import find_file, open_data_file, read_up_to
 
 # An IDX file starts with 0x00 0x00, a type code (0x08: unsigned bytes) and the number of dimensions.
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
+IMAGE_SHAPE = (28, 28)
 
 
 class MNIST(ImageArrayDataset):
@@ -39,7 +41,7 @@ class MNIST(ImageArrayDataset):
         folders = [self.root, self.root / type(self).__name__ / "raw"]
         how_to_get = self._how_to_get(folders, download)
         images = read_idx(find_file([f"{prefix}-images-idx3-ubyte", f"{prefix}-images-idx3-ubyte.gz"],
-                                    folders, how_to_get), IMAGES_MAGIC, how_to_get)
+                                    folders, how_to_get), IMAGES_MAGIC, how_to_get, IMAGE_SHAPE)
         labels = read_idx(find_file([f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels-idx1-ubyte.gz"],
                                     folders, how_to_get), LABELS_MAGIC, how_to_get)
         if len(images) != len(labels):
@@ -69,22 +71,40 @@ class FashionMNIST(MNIST):
     source = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
 
-def read_idx(path: Path, magic: int, how_to_get: str) -> np.ndarray:
-    """The uint8 array stored in the IDX file at ``path``, whose header must start with ``magic``."""
-    data = read_bytes(path, how_to_get)
+def read_idx(path: Path, magic: int, how_to_get: str, item_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """The uint8 array stored in the IDX file at ``path``, whose header must start with ``magic`` and
+    describe items of ``item_shape`` (28×28 images).
+
+    The header is checked before the values are read, and no more values are
+    read than it describes, so a file that decompresses to gigabytes (a gzip
+    bomb) is refused after reading what the header promised.
+    """
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise DatasetError(f"{path} is {len(data)} bytes, too short for an IDX header ({header_size} bytes); "
-                           f"the file is truncated. {how_to_get}")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise DatasetError(f"{path} starts with {found:#010x}, but an IDX file of {ndim}-d unsigned bytes starts "
-                           f"with {magic:#010x}: it is not the expected file. {how_to_get}")
-    shape = tuple(int(size) for size in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header_size + math.prod(shape)
-    if len(data) != expected:
-        raise DatasetError(f"{path} is {len(data)} bytes, but its header describes {list(shape)} values, "
-                           f"{expected} bytes in all: the file is truncated or corrupt. {how_to_get}")
-    # Copied out of the immutable bytes so that the dataset's arrays are ordinary writable ones.
-    return np.frombuffer(data, np.uint8, offset=header_size).reshape(shape).copy()
+    with open_data_file(path, how_to_get) as file:
+        header = read_up_to(file, header_size, path, how_to_get)
+        if len(header) < header_size:
+            raise DatasetError(f"{path} is {len(header)} bytes, too short for an IDX header ({header_size} bytes); "
+                               f"the file is truncated. {how_to_get}")
+        found = int.from_bytes(header[:4], "big")
+        if found != magic:
+            raise DatasetError(f"{path} starts with {found:#010x}, but an IDX file of {ndim}-d unsigned bytes "
+                               f"starts with {magic:#010x}: it is not the expected file. {how_to_get}")
+        shape = tuple(int(size) for size in np.frombuffer(header, ">u4", count=ndim, offset=4))
+        if shape[1:] != item_shape:
+            raise DatasetError(f"{path} holds items of shape {list(shape[1:])}, but MNIST's are "
+                               f"{list(item_shape)}: it is not the expected file. {how_to_get}")
+        expected = math.prod(shape)
+        memory = physical_memory_bytes()
+        if memory is not None and expected > memory:
+            raise DatasetError(f"{path}: its header describes {list(shape)} values, {format_size(expected)}, more "
+                               f"than this machine's memory: the file is corrupt. {how_to_get}")
+        values = read_up_to(file, expected + 1, path, how_to_get)    # one more byte tells a longer file
+    if len(values) < expected:
+        raise DatasetError(f"{path} is {header_size + len(values)} bytes, but its header describes {list(shape)} "
+                           f"values, {header_size + expected} bytes in all: the file is truncated or corrupt. "
+                           + how_to_get)
+    if len(values) > expected:
+        raise DatasetError(f"{path} holds more than the {header_size + expected} bytes its header describes "
+                           f"({list(shape)} values): the file is corrupt, or a decompression bomb. {how_to_get}")
+    return np.frombuffer(values, np.uint8).reshape(shape)

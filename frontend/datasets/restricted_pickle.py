@@ -18,14 +18,20 @@ from .errors import DatasetError
 
 try:
     from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
 except ImportError:          # numpy < 2
     from numpy.core.multiarray import _reconstruct
+    from numpy.core.numeric import _frombuffer
 
-# Arrays pickled by numpy 1 name numpy.core, by numpy 2 numpy._core; Python 3 pickles
-# bytes for protocol 2 (which the CIFAR files use) as _codecs.encode(text, "latin1").
+# Arrays pickled by numpy 1 name numpy.core, by numpy 2 numpy._core.  Protocols up to 4 rebuild an
+# array with _reconstruct and its __setstate__; protocol 5 with _frombuffer(bytes, dtype, shape,
+# order), which only views the bytes (numpy refuses object dtypes there).  Python 3 pickles bytes
+# for protocol 2 (which the CIFAR files use) as _codecs.encode(text, "latin1").
 ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _codecs.encode,
