@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -75,6 +76,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def learning_rate(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a learning rate > 0, got {text}")
+    return value
+
+
 def argument_parser(program: str, description: str, *, epochs: int, batch_size: int,
                     lr: float) -> argparse.ArgumentParser:
     """The options all the programs take; a program adds its own and then calls ``parse_args``."""
@@ -92,7 +100,7 @@ def argument_parser(program: str, description: str, *, epochs: int, batch_size: 
                         help="run op by op without graphc.compile, for comparison")
     parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"default: {epochs}")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size, help=f"default: {batch_size}")
-    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr})")
+    parser.add_argument("--lr", type=learning_rate, default=lr, help=f"learning rate (default: {lr})")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seeds the weights, the data order and every random draw (default: 0)")
     parser.add_argument("--out", type=Path, help=f"where outputs go (default: runs/{program})")
@@ -116,7 +124,22 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         parser.error(f"--resume: {args.resume} is not a file")
     if args.out is None:
         args.out = Path("runs") / args.program
+    existing = next((folder for folder in [args.out, *args.out.parents] if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        parser.error(f"--out {args.out}: {existing} is a file, not a folder for the outputs")
     return args
+
+
+def check_fits_data(args: argparse.Namespace, data: "ImageData", needs_test_set: bool = True) -> None:
+    """End the program, before any work, if --batch-size or the data leave nothing to train or test on."""
+    if args.batch_size > len(data.train):
+        raise fail(f"--batch-size {args.batch_size} is larger than the training set ({len(data.train)} images of "
+                   f"{args.data.name}); every step takes a full batch, so none would run. Use a smaller --batch-size")
+    if needs_test_set and len(data.test) == 0:
+        raise fail(f"the test set of {args.data.name} is empty, so accuracy cannot be measured; "
+                   + (f"folder:DIR holds {FOLDER_TEST_FRACTION:.0%} of its images out for testing, so give it "
+                      "more images, or train/ and test/ sub-folders" if args.data.name == "folder"
+                      else "its test files hold no images"))
 
 
 def fail(message: str) -> SystemExit:
@@ -249,8 +272,10 @@ class EpochProgress:
         self.bar = None
 
     def __iter__(self):
+        # disable=None: no bar where stderr is not a terminal (a log file would get a redraw per step);
+        # the summary line each epoch prints is the record there.
         self.bar = tqdm(itertools.islice(self.loader, self.steps), total=self.steps, desc=self.description,
-                        unit="step", leave=False, dynamic_ncols=True)
+                        unit="step", leave=False, dynamic_ncols=True, disable=None)
         training_started = time.perf_counter()
         yield from self.bar
         self.training_seconds = time.perf_counter() - training_started
@@ -288,11 +313,25 @@ class TrainingRun:
         self.plots = plots
         self.metrics: list[dict] = []
         self.out = args.out
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.written: list[str] = []         # the names of the files this run wrote into out, in order
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise fail(f"cannot make the output folder {self.out}: {error.strerror or error}") from None
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.out / CHECKPOINT_NAME
+        return self.output(CHECKPOINT_NAME)
+
+    def output(self, name: str) -> Path:
+        """The path of the output file ``name`` in --out, noted for the list ``finish`` prints."""
+        if name not in self.written:
+            self.written.append(name)
+        return self.out / name
+
+    def finish(self) -> None:
+        """Say where the outputs are."""
+        print(f"wrote {', '.join(self.written)} to {self.out}", flush=True)
 
     def progress(self, dataset, epoch: int) -> EpochProgress:
         """The training batches of ``epoch`` with their progress bar."""
@@ -307,8 +346,8 @@ class TrainingRun:
         self.metrics.append(row)
         print(f"epoch {epoch}/{self.args.epochs}  "
               + "  ".join(f"{name} {value:.4g}" for name, value in row.items() if name != "epoch"), flush=True)
-        write_metrics_csv(self.metrics, self.out / "metrics.csv")
-        plot_metrics(self.metrics, self.plots, self.out / "metrics.png")
+        write_metrics_csv(self.metrics, self.output("metrics.csv"))
+        plot_metrics(self.metrics, self.plots, self.output("metrics.png"))
         self.save_checkpoint(epoch)
 
     def save_checkpoint(self, epoch: int) -> None:
@@ -327,20 +366,52 @@ class TrainingRun:
             checkpoint = graphc.load(path)
         except graphc.CheckpointError as error:
             raise fail(str(error)) from None
-        missing = [name for name in [*self.state, "epoch", "seed", "rng_state", "metrics"] if name not in checkpoint]
+        missing = [name for name in [*self.state, "epoch", "seed", "rng_state", "metrics"]
+                   if not isinstance(checkpoint, dict) or name not in checkpoint]
         if missing:
             raise fail(f"{path} is not a checkpoint of {self.args.program}.py (it lacks {', '.join(missing)})")
         if checkpoint["seed"] != self.args.seed:
             # The data order of later epochs depends on the seed; another one would not continue the same run.
             raise fail(f"{path} was trained with --seed {checkpoint['seed']}; resume it with that seed")
-        try:
-            for name, obj in self.state.items():
+        for name, obj in self.state.items():
+            mismatch = state_mismatch(checkpoint[name], obj.state_dict()) if isinstance(obj, graphc.nn.Module) \
+                else None
+            if mismatch:
+                raise fail(f"{path} does not fit this {self.args.program}.py run: its {name} {mismatch}")
+            try:
                 obj.load_state_dict(checkpoint[name])
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise fail(f"{path} does not fit this {self.args.program}.py run ({name}: {error})") from None
+            except (KeyError, TypeError, RuntimeError, ValueError, graphc.GraphcError) as error:
+                raise fail(f"{path} does not fit this {self.args.program}.py run ({name}: {error})") from None
         graphc.default_generator.set_state(checkpoint["rng_state"].numpy())
         self.metrics = checkpoint["metrics"]
         return checkpoint["epoch"] + 1
+
+
+def state_mismatch(saved, expected: dict) -> str | None:
+    """How a saved module state dict differs from ``expected`` (names and shapes), in counts and the first
+    few names; None if it fits.  (Module.load_state_dict's own message lists every key, dozens of lines.)"""
+    if not isinstance(saved, dict):
+        return f"is a {type(saved).__name__}, not a state dict"
+    missing = [key for key in expected if key not in saved]
+    unexpected = [key for key in saved if key not in expected]
+    resized = [f"{key} {list(saved[key].shape)} instead of {list(expected[key].shape)}" for key in expected
+               if key in saved and tuple(getattr(saved[key], "shape", ())) != tuple(expected[key].shape)]
+    problems = []
+    if missing:
+        problems.append(f"lacks {len(missing)} of the model's {tensors(len(expected))} ({first_few(missing)})")
+    if unexpected:
+        problems.append(f"has {tensors(len(unexpected))} the model lacks ({first_few(unexpected)})")
+    if resized:
+        problems.append(f"has {tensors(len(resized))} of other shapes ({first_few(resized)})")
+    return ", ".join(problems) or None
+
+
+def tensors(count: int) -> str:
+    return f"{count} tensor" if count == 1 else f"{count} tensors"
+
+
+def first_few(names: list[str], count: int = 3) -> str:
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
 
 
 def train_classifier(args: argparse.Namespace, name: str, data: ImageData, model, optimizer, loss_fn) -> None:
@@ -366,6 +437,7 @@ def train_classifier(args: argparse.Namespace, name: str, data: ImageData, model
         train_step = graphc.compile(train_step, backend=args.backend)
         predict = graphc.compile(predict, backend=args.backend)
 
+    check_fits_data(args, data)
     run = TrainingRun(args, state={"model": model, "optimizer": optimizer},
                       plots={"loss": ["train_loss"], "accuracy": ["test_accuracy"]})
     first_epoch = run.resume(args.resume) if args.resume else 1
@@ -378,6 +450,7 @@ def train_classifier(args: argparse.Namespace, name: str, data: ImageData, model
             progress.record(len(labels), train_loss=loss.item())
         model.eval()
         run.end_epoch(epoch, progress, test_accuracy=evaluate(predict, data.test, args))
+    run.finish()
 
 
 def write_metrics_csv(metrics: list[dict], path: Path) -> None:

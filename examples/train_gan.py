@@ -76,6 +76,7 @@ def main():
 
     # The samples of every epoch come from the same noise, so the grids show the generator improving.
     fixed_noise = graphc.randn(GRID_SIDE * GRID_SIDE, NOISE_SIZE, generator=graphc.Generator(args.seed))
+    common.check_fits_data(args, data, needs_test_set=False)
     run = common.TrainingRun(args, state={"generator": generator, "discriminator": discriminator,
                                           "optimizer_g": optimizer_g, "optimizer_d": optimizer_d},
                              plots={"loss": ["loss_d", "loss_g"], "discriminator output": ["d_real", "d_fake"]})
@@ -88,13 +89,14 @@ def main():
             progress.record(len(real_images), loss_d=loss_d.item(), loss_g=loss_g.item(),
                             d_real=d_real.item(), d_fake=d_fake.item())
         generator.eval()            # BatchNorm with its running averages, as at test time
-        save_grid(generate(fixed_noise), run.out / f"samples_epoch{epoch:03d}.png")
+        save_grid(generate(fixed_noise), run.output(f"samples_epoch{epoch:03d}.png"))
         generator.train()
         run.end_epoch(epoch, progress)
         # The two networks' weights on their own too, as pytorch/examples' DCGAN saves netG and netD:
         # graphc.load("generator.safetensors") gives a state dict for models.Generator.
-        graphc.save(generator.state_dict(), run.out / "generator.safetensors")
-        graphc.save(discriminator.state_dict(), run.out / "discriminator.safetensors")
+        graphc.save(generator.state_dict(), run.output("generator.safetensors"))
+        graphc.save(discriminator.state_dict(), run.output("discriminator.safetensors"))
+    run.finish()
 
 
 def save_grid(images: graphc.Tensor, path) -> None:
