@@ -128,7 +128,9 @@ class Optimizer:
             ctx.add_guard(self._state_layout)
             ctx.add_prepare_hook(self._sync_lr_tensors)
         self._sync_lr_tensors()
-        with self._traced_state_changes(ctx) if ctx is not None else self._all_or_nothing(), no_grad():
+        # Traced, the state this step creates is a side effect of the trace; eager, a failure part-way is undone.
+        transaction = self._traced_state_changes(ctx) if ctx is not None else self._all_or_nothing()
+        with transaction, no_grad():
             for group, lr in zip(self.param_groups, self._lr_tensors):
                 self._update_group(group, lr)
         return loss
