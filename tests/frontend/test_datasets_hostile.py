@@ -5,12 +5,10 @@ more than its header promised, and no pickle runs code.
 """
 import gzip
 import os
-import struct
 import tracemalloc
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from graphc.frontend.datasets import CIFAR10, MNIST, DatasetError, ImageFolder
 

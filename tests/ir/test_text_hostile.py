@@ -39,7 +39,8 @@ HOSTILE_TEXTS = {
         "graph g() {\n  %1 = constant() {value=dense<" + "[" * 5000 + "} : f32[]\n  return %1\n}",
         (2, 65), "nested more than 32 deep"),
     "fused bodies nested 2000 deep": (nested_fused_bodies(2000), (67, 1), "nested more than 32 deep"),
-    "an integer of 5000 digits": (full_node("9" * 5000, "i64"), (2, 43), "integer 99999999999999999999... (5000 characters) does"),
+    "an integer of 5000 digits": (
+        full_node("9" * 5000, "i64"), (2, 43), "integer 99999999999999999999... (5000 characters) does"),
     "5000 leading zeros, then too large": (
         full_node("0" * 5000 + "9" * 20, "i64"), (2, 43), "does not fit in 64 bits"),
     "a negative integer of 5000 digits": (full_node("-" + "7" * 5000, "i64"), (2, 43), "does not fit in 64 bits"),
