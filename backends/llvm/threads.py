@@ -59,6 +59,9 @@ def _pool_module() -> ir.Module:
         return var
 
     generation = variable("generation", I32)
+    # The generation when the pool was configured: a worker starts from it, so a worker thread
+    # that starts late still sees (and joins) every job published after configuration.
+    configured = variable("configured", I32)
     shutdown = variable("shutdown", I32)
     workers = variable("workers", I32)
     job_task = variable("job_task", PTR, None)
@@ -91,7 +94,7 @@ def _pool_module() -> ir.Module:
     b = ir.IRBuilder(worker.append_basic_block("entry"))
     seen = b.alloca(I32)
     spins = b.alloca(I32)
-    b.store(atomic_load(b, generation, I32), seen)
+    b.store(atomic_load(b, configured, I32), seen)
     wait, spin, sleep, work, leave = (worker.append_basic_block(n) for n in ("wait", "spin", "sleep", "work", "leave"))
     b.branch(wait)
     b.position_at_end(wait)
@@ -153,7 +156,8 @@ def _pool_module() -> ir.Module:
     b = ir.IRBuilder(configure.append_basic_block("entry"))
     b.store(configure.args[0], workers)
     b.store_atomic(configure.args[1], shutdown, "release", 4)
-    b.atomic_rmw("add", generation, ir.Constant(I32, 1), "acq_rel")
+    published = b.atomic_rmw("add", generation, ir.Constant(I32, 1), "acq_rel")
+    b.store_atomic(b.add(published, ir.Constant(I32, 1)), configured, "release", 4)
     b.call(syscall, [ir.Constant(I64, SYS_FUTEX), generation, ir.Constant(I32, FUTEX_WAKE_PRIVATE),
                      ir.Constant(I32, 2 ** 31 - 1)])
     b.ret_void()
