@@ -193,6 +193,13 @@ class ThreadPool:
         for thread in self._workers:
             thread.start()
         atexit.register(self.close)
+        # A forked child (a DataLoader worker) has the pool's memory but none of its threads:
+        # there parallel loops run on the calling thread alone.
+        os.register_at_fork(after_in_child=self._alone_after_fork)
+
+    def _alone_after_fork(self) -> None:
+        self._configure(0, 0)
+        self._workers = []
 
     def close(self) -> None:
         if self._workers:
