@@ -151,3 +151,37 @@ def test_dumps_kernels_and_profile_show_the_native_code(tmp_path):
     assert "define" in step.kernels(x, y, source="llvm")[0]
     profile = step.profile(x, y)
     assert len(profile.kernels) == len(listed) and profile.total_seconds > 0
+
+
+_POOL_SCRIPT = """
+import os, sys, threading, time
+sys.path[:0] = {paths!r}
+real_start = threading.Thread.start
+
+def start_late(thread):
+    # The pool's workers start only after the first jobs are published, as under heavy load.
+    if thread.name.startswith("graphc-worker"):
+        real_start(threading.Thread(target=lambda: (time.sleep(0.5), real_start(thread))))
+    else:
+        real_start(thread)
+
+threading.Thread.start = start_late
+from test_llvm import _batch, _classifier
+_, _, step = _classifier("lenet", "llvm")
+x, y = _batch("lenet", batch=32)
+losses = [step(x, y).item() for _ in range(3)]
+child = os.fork()
+if child == 0:                      # a DataLoader worker has the pool's memory, not its threads
+    os._exit(0 if abs(step(x, y).item() - step(x, y).item()) < 10 else 1)
+_, status = os.waitpid(child, 0)
+print("done", status, losses)
+"""
+
+
+def test_the_thread_pool_survives_late_workers_and_fork():
+    script = _POOL_SCRIPT.format(paths=[str(ROOT / "tests"), str(ROOT / "tests" / "backends"),
+                                        str(ROOT / "examples")])
+    env = {**os.environ, "GRAPHC_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("done 0 "), done.stdout
