@@ -1,65 +1,83 @@
 """Time one training step of the example models on graphc and on PyTorch, in the same run.
 
-    python benchmarks/train_step.py                    # LeNet, ResNet and DCGAN at batch 32
-    python benchmarks/train_step.py --models lenet --batch-size 64 --repeats 20
+    python benchmarks/train_step.py                    # LeNet, ResNet and DCGAN at batch 32, 2 threads
+    python benchmarks/train_step.py --models lenet --batch-size 4 --threads 1 2 --rounds 3
 
-For each model it prints the median seconds per step of graphc compiled (per backend),
-graphc eager and PyTorch (CPU, same thread count), and graphc's time as a multiple of
-PyTorch's.  PyTorch is only the yardstick here; it is imported, never used by graphc.
+Every measurement runs in a process of its own that imports only the library it times: thread
+pools keep spinning after their last call, so two libraries timed in one process slow each
+other (by 1.5-3x, measured here).  The processes alternate, round after round (torch, graphc
+llvm, graphc reference, graphc eager, torch, ...), so a machine that gets busier part-way
+through slows every runner alike; each runner's figure is its best round, each round the
+median of ``--repeats`` steps after warm-up.  PyTorch runs with ``torch.set_num_threads(n)``
+and graphc with ``GRAPHC_NUM_THREADS=n``.  The table gives seconds per step and graphc's time
+as a multiple of PyTorch's (below 1: graphc is faster).  PyTorch is only the yardstick: it is
+never imported by graphc.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import graphc  # noqa: E402
-import models  # noqa: E402
-from graphc.backends.registry import available_backends  # noqa: E402
-from training_steps import classifier_step, dcgan_step  # noqa: E402
-from torch_twins import TORCH_MODELS  # noqa: E402  (examples/models.py run on torch)
+RUNNERS = ("torch", "graphc llvm", "graphc reference", "graphc eager")
+MODELS = ("lenet", "resnet", "dcgan")
 
 
-def classifier_case(name: str, image_shape):
-    def build(lib, model_lib, batch):
-        model = getattr(model_lib, name)()
-        opt = (lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if name == "LeNet"
-               else lib.optim.Adam(model.parameters(), lr=1e-3))
-        step = classifier_step(model, opt, lib.nn.functional.cross_entropy)
-        rng = np.random.default_rng(0)
-        x = lib.tensor(rng.standard_normal((batch, *image_shape)).astype(np.float32))
-        y = lib.tensor(rng.integers(0, 10, batch))
-        return step, (x, y)
-    return build
+# -- inside a measuring process -----------------------------------------------------------
+
+def _library(runner: str):
+    """The library a runner times, and the example models written for it."""
+    if runner == "torch":
+        import torch
+        source = (ROOT / "examples" / "models.py").read_text().replace("graphc", "torch")
+        models = types.ModuleType("torch_example_models")
+        exec(compile(source, "examples/models.py (torch)", "exec"), models.__dict__)
+        return torch, models
+    sys.path.insert(0, str(ROOT / "examples"))
+    import graphc
+    import models
+    return graphc, models
 
 
-def dcgan_case(lib, model_lib, batch):
-    gen, disc = model_lib.Generator(), model_lib.Discriminator()
-    opt_g = lib.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = lib.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+def _step(lib, models, name: str, batch: int):
+    """The training step of model ``name`` (zero_grad, forward, loss, backward, update) and its inputs."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from training_steps import classifier_step, dcgan_step
     rng = np.random.default_rng(0)
-    real = lib.tensor(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))
-    noise = lib.tensor(rng.standard_normal((batch, 100)).astype(np.float32))
-    return dcgan_step(lib, gen, disc, opt_g, opt_d), (real, noise)
+    if name == "dcgan":
+        gen, disc = models.Generator(), models.Discriminator()
+        opt_g = lib.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = lib.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        real = lib.tensor(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))
+        noise = lib.tensor(rng.standard_normal((batch, 100)).astype(np.float32))
+        return dcgan_step(lib, gen, disc, opt_g, opt_d), (real, noise)
+    model = {"lenet": models.LeNet, "resnet": models.ResNet}[name]()
+    opt = (lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if name == "lenet"
+           else lib.optim.Adam(model.parameters(), lr=1e-3))
+    step = classifier_step(model, opt, lib.nn.functional.cross_entropy)
+    x = lib.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    y = lib.tensor(rng.integers(0, 10, batch))
+    return step, (x, y)
 
 
-CASES = {
-    "lenet": classifier_case("LeNet", (3, 32, 32)),
-    "resnet": classifier_case("ResNet", (3, 32, 32)),
-    "dcgan": dcgan_case,
-}
-
-
-def seconds_per_step(step, args, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
+def measure(runner: str, name: str, batch: int, threads: int, repeats: int) -> float:
+    """The median seconds of ``repeats`` steps, after warm-up (compiling included there)."""
+    lib, models = _library(runner)
+    if runner == "torch":
+        lib.set_num_threads(threads)
+    step, args = _step(lib, models, name, batch)
+    if runner.startswith("graphc ") and runner != "graphc eager":
+        step = lib.compile(step, backend=runner.split()[1])
+    for _ in range(3):
         step(*args)
     times = []
     for _ in range(repeats):
@@ -69,30 +87,46 @@ def seconds_per_step(step, args, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
+# -- the driver -------------------------------------------------------------------------------
+
+def _in_own_process(runner: str, name: str, batch: int, threads: int, repeats: int) -> float:
+    env = {**os.environ, "GRAPHC_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, __file__, "--measure", runner, name, str(batch), str(threads), str(repeats)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{runner} on {name} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--runners", nargs="+", choices=RUNNERS, default=list(RUNNERS))
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    parser.add_argument("--repeats", type=int, default=10, help="steps timed per round (the median is kept)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (the best is kept)")
+    parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    import torch
+    if args.measure:
+        runner, name, batch, threads, repeats = args.measure
+        print(json.dumps({"seconds": measure(runner, name, int(batch), int(threads), int(repeats))}))
+        return 0
 
-    print(f"batch {args.batch_size}, median of {args.repeats} steps; torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'model':8s} {'runner':22s} {'s/step':>9s} {'x torch':>8s}")
+    runners = ["torch", *(r for r in args.runners if r != "torch")]
+    print(f"batch {args.batch_size}; best of {args.rounds} alternating rounds, each the median of "
+          f"{args.repeats} steps; every runner in a process of its own")
+    print(f"{'model':8s} {'threads':>7s} {'runner':18s} {'s/step':>9s} {'x torch':>8s}")
     for name in args.models:
-        build = CASES[name]
-        torch_step, torch_args = build(torch, TORCH_MODELS, args.batch_size)
-        baseline = seconds_per_step(torch_step, torch_args, args.repeats)
-        rows = [("torch", baseline)]
-        for backend in available_backends():
-            step, step_args = build(graphc, models, args.batch_size)
-            rows.append((f"graphc {backend}", seconds_per_step(graphc.compile(step, backend=backend), step_args,
-                                                               args.repeats)))
-        step, step_args = build(graphc, models, args.batch_size)
-        rows.append(("graphc eager", seconds_per_step(step, step_args, args.repeats)))
-        for runner, seconds in rows:
-            print(f"{name:8s} {runner:22s} {seconds:9.4f} {seconds / baseline:8.2f}")
+        for threads in args.threads:
+            best = {runner: float("inf") for runner in runners}
+            for _ in range(args.rounds):
+                for runner in runners:
+                    seconds = _in_own_process(runner, name, args.batch_size, threads, args.repeats)
+                    best[runner] = min(best[runner], seconds)
+            for runner in runners:
+                print(f"{name:8s} {threads:7d} {runner:18s} {best[runner]:9.4f} {best[runner] / best['torch']:8.2f}",
+                      flush=True)
     return 0
 
 
