@@ -196,7 +196,7 @@ register(OpDef(
     attrs={"dtype": Attr("dtype")},
     shape_rule=lambda types, a: types[0].with_dtype(a["dtype"]),
     reference=_cast_reference, grad=_cast_grads,
-    lower=elementwise(lambda ctx, node, x: E.cast(x, node.dtype)),
+    lower=elementwise(lambda ctx, node, x: E.cast(x, node.dtype)), copies_when_type_kept=True,
     doc="convert to another dtype; float to int truncates toward zero, anything to bool is x != 0",
 ))
 
@@ -204,6 +204,6 @@ register(OpDef(
 register(OpDef(
     name="stop_gradient", family="elementwise", inputs=("input",),
     shape_rule=lambda types, a: types[0], reference=lambda xs, a: xs[0].copy(),
-    lower=elementwise(lambda ctx, node, x: x), differentiable=False,
+    lower=elementwise(lambda ctx, node, x: x), differentiable=False, copies_when_type_kept=True,
     doc="identity whose output carries no gradient (what Tensor.detach() records)",
 ))

@@ -48,6 +48,7 @@ register(OpDef(
     shape_rule=_reshape_shape,
     reference=lambda xs, a: xs[0].reshape(a["shape"]).copy(),
     grad=lambda b, node, g: [b.reshape(g, shape=node.inputs[0].shape)],
+    copies_when_type_kept=True, reindexes=True, keeps_element_order=True,
     lower=lambda ctx, node, index: ctx.value(node.inputs[0], Index.flat_over(node.inputs[0].shape, index.linear())),
     doc="the same elements in row-major order under a new shape (every size given, no -1)",
 ))
@@ -80,6 +81,7 @@ register(OpDef(
     shape_rule=lambda types, a: types[0].with_shape(types[0].shape[d] for d in a["dims"]),
     reference=lambda xs, a: np.transpose(xs[0], a["dims"]).copy(),
     grad=lambda b, node, g: [b.permute(g, dims=tuple(np.argsort(node.attrs["dims"])))],
+    reindexes=True, operand_view=True,
     lower=lambda ctx, node, index: ctx.value(node.inputs[0], _permuted_index(node, index)),
     doc="reorder axes: output axis i is input axis dims[i]",
 ))
@@ -106,6 +108,7 @@ register(OpDef(
     shape_rule=_expand_shape,
     reference=lambda xs, a: np.broadcast_to(xs[0], a["shape"]).copy(),
     grad=lambda b, node, g: [unbroadcast(b, g, node.inputs[0].shape)],
+    copies_when_type_kept=True, reindexes=True, broadcasts=True,
     lower=lambda ctx, node, index: ctx.value(node.inputs[0], index.broadcast_to(node.inputs[0].shape)),
     doc="repeat size-1 axes (and add leading axes) up to shape, like torch.expand without -1",
 ))
@@ -175,7 +178,7 @@ register(OpDef(
     attrs={"starts": Attr("ints"), "stops": Attr("ints"), "steps": Attr("ints")},
     canonicalize=_slice_canonical,
     shape_rule=lambda types, a: types[0].with_shape(_slice_counts(a)),
-    reference=_slice_reference, grad=_slice_grad, lower=lambda ctx, node, index: ctx.value(
+    reference=_slice_reference, grad=_slice_grad, copies_when_type_kept=True, reindexes=True, lower=lambda ctx, node, index: ctx.value(
         node.inputs[0], Index.of(node.inputs[0].shape, [E.add(start, E.mul(dim, step)) for dim, start, step in
                                                          zip(index.dims, node.attrs["starts"], node.attrs["steps"])])),
     doc="input[start:stop:step] on every axis, Python's rules for negative and out-of-range bounds; "
@@ -227,6 +230,7 @@ register(OpDef(
     name="pad", family="movement", inputs=("input",),
     attrs={"pads": Attr("ints"), "value": Attr("scalar", 0.0)},
     canonicalize=_pad_canonical, shape_rule=_pad_shape, reference=_pad_reference, grad=_pad_grad,
+    copies_when_type_kept=True,
     lower=lambda ctx, node, index: padded_load(ctx, node.inputs[0],
                                                [E.sub(dim, lo) for dim, lo in zip(index.dims, node.attrs["pads"][0::2])],
                                                E.const(node.attrs["value"], node.dtype)),
@@ -287,6 +291,6 @@ register(OpDef(
     attrs={"axis": Attr("int")},
     canonicalize=_concat_canonical, shape_rule=_concat_shape,
     reference=lambda xs, a: np.concatenate(xs, axis=a["axis"]),
-    grad=_concat_grads, lower=_lower_concat,
+    grad=_concat_grads, lower=_lower_concat, copies_when_type_kept=True,
     doc="join inputs (same rank and dtype, equal sizes off axis) along axis, like torch.cat",
 ))

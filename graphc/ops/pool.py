@@ -290,7 +290,7 @@ register(OpDef(
     attrs=MAX_ATTRS,
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding", "dilation"),
     shape_rule=_max_pool2d_shape, reference=_max_pool2d_reference, grad=_max_pool2d_grad_rule,
-    lower=_lower_max_pool2d,
+    lower=_lower_max_pool2d, cheap=True,
     doc="maximum over each (dilated) window of an NCHW input; padding counts as -inf",
 ))
 
@@ -443,7 +443,7 @@ register(OpDef(
     attrs=AVG_ATTRS,
     canonicalize=_canonicalize_pairs("kernel_size", "stride", "padding"),
     shape_rule=_avg_pool2d_shape, reference=_avg_pool2d_reference, grad=_avg_pool2d_grad_rule,
-    lower=_lower_avg_pool2d,
+    lower=_lower_avg_pool2d, cheap=True,
     doc="mean over each window of an NCHW input: the sum of its real elements divided by "
         "divisor_override, else by its size counting padding (count_include_pad) or not; "
         "i64 divides toward zero",

@@ -115,6 +115,7 @@ register(OpDef(
     attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)},
     canonicalize=_canonical_axes, shape_rule=_sum_shape, reference=_sum_reference,
     lower=_lower_reduction(lambda ctx, acc, x: E.add(acc, x), lambda dtype: E.const(0, dtype), sums=True),
+    copies_when_type_kept=True,
     grad=lambda b, node, g: [_expand_to_input(b, g, node)],
     doc="sum over axes (sorted, non-negative; empty reduces nothing); keeps the input dtype",
 ))
@@ -150,7 +151,7 @@ for _name, _fn in (("max", np.amax), ("min", np.amin)):
         attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)},
         canonicalize=_canonical_axes, shape_rule=_extremum_shape(_name),
         reference=lambda xs, a, fn=_fn: fn(xs[0], axis=a["axes"], keepdims=a["keepdims"]),
-        grad=_extremum_grads, lower=_lower_extremum(_name == "max"),
+        grad=_extremum_grads, lower=_lower_extremum(_name == "max"), copies_when_type_kept=True,
         doc=f"{_name} over axes, like torch.a{_name}: NaN propagates; ties share the gradient evenly",
     ))
 

@@ -133,6 +133,14 @@ class OpDef:
     grad: GradRule | None = None
     lower: Lowering | None = None
     differentiable: bool = True              # False for ops with no gradient at all (comparisons, argmax, ...)
+    # What the passes ask about an op, so that they keep no lists of op names:
+    copies_when_type_kept: bool = False      # the identity whenever its result has its input's type
+    reindexes: bool = False                  # only re-indexes its input: a uniform input gives a uniform output
+    keeps_element_order: bool = False        # element i of the output is element i of the input (beyond elementwise)
+    broadcasts: bool = False                 # reads input elements repeatedly, as an elementwise op broadcasting
+    operand_view: bool = False               # a contraction that reads views reads through it at no cost
+    reads_operand_views: bool = False        # reads an operand through an operand_view op (as BLAS a transpose)
+    cheap: bool = False                      # about one pass over its output: worth recomputing (forward pooling)
     canonicalize: Callable[[Sequence[TensorType], dict], dict] | None = None
     doc: str = ""
 

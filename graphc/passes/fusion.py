@@ -239,7 +239,8 @@ class _Grouper:
         """Whether ``node`` is a permute read only by matmuls of the group: the matmul then reads
         the permute's input with the axes swapped (as BLAS reads a transposed operand), with no
         work per read.  Nothing joins through it, so no work is repeated per read either."""
-        return node.op == "permute" and bool(readers) and all(user.op == "matmul" for user in readers)
+        return (get_op(node.op).operand_view and bool(readers)
+                and all(get_op(user.op).reads_operand_views for user in readers))
 
     def is_epilogue_head(self, anchor: Node, group: FusionGroup) -> bool:
         """Whether everything in ``group`` that ``anchor`` feeds maps the anchor's elements one to
@@ -252,7 +253,7 @@ class _Grouper:
             for user in self.users[pending.pop()]:
                 if user in group and user not in seen:
                     one_to_one = keeps_element_order(user) or (
-                        user.op == "permute" and classify(anchor) == CONTRACTION)
+                        get_op(user.op).operand_view and classify(anchor) == CONTRACTION)
                     if not one_to_one or user.type.numel != anchor.type.numel:
                         return False
                     seen.add(user)
@@ -268,12 +269,12 @@ def is_loop_invariant(node: Node) -> bool:
 
 def keeps_element_order(node: Node) -> bool:
     """Whether element i of ``node``'s output comes from element i of its full-size operands."""
-    return classify(node) == ELEMENTWISE or node.op == "reshape"
+    return classify(node) == ELEMENTWISE or get_op(node.op).keeps_element_order
 
 
 def _spread(producer: Node, user: Node) -> int:
     """How many times ``user`` reads each element of ``producer`` (broadcasting reads some repeatedly)."""
-    if classify(user) == ELEMENTWISE or user.op == "expand":
+    if classify(user) == ELEMENTWISE or get_op(user.op).broadcasts:
         return max(1, user.type.numel // max(1, producer.type.numel))
     return 1
 

@@ -50,6 +50,7 @@ from typing import Callable, Mapping
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node, unused_name
 from ..ir.types import TupleType
+from ..ops.registry import get_op
 from .fusion import ELEMENTWISE, MOVEMENT, classify, is_kernel
 from .manager import register_pass
 from .memory import last_uses, peak_live_bytes
@@ -108,11 +109,6 @@ def _drop_needless_copies(graph: Graph, copies: dict[str, str]) -> Graph:
 
 # -- finding candidates ---------------------------------------------------------------
 
-# Forward pooling reads each input element a few times (kernel area / stride area) for one
-# output element: as cheap as an elementwise pass, unlike its gradients (which scatter).
-CHEAP_WINDOW_OPS = ("max_pool2d", "avg_pool2d")
-
-
 def is_cheap(node: Node) -> bool:
     """Whether ``node`` is cheap enough to compute twice: about one pass over its output.
     A multi-output kernel is never copied: its outputs have readers of their own."""
@@ -120,13 +116,14 @@ def is_cheap(node: Node) -> bool:
         return False
     if node.op == "fused":
         return node.attrs["kind"] in CHEAP_FUSED_KINDS or _pooling_kernel(node.attrs["body"])
-    return classify(node) in (ELEMENTWISE, MOVEMENT) or node.op in CHEAP_WINDOW_OPS
+    return classify(node) in (ELEMENTWISE, MOVEMENT) or get_op(node.op).cheap
 
 
 def _pooling_kernel(body) -> bool:
-    """A fused window kernel whose anchor is a forward pooling op, with only cheap work around it."""
-    return all(classify(n) in (ELEMENTWISE, MOVEMENT) or n.op in CHEAP_WINDOW_OPS or n.op == "full"
-               for n in body.nodes) and any(n.op in CHEAP_WINDOW_OPS for n in body.nodes)
+    """A fused window kernel whose anchor is cheap (forward pooling: it reads each input element a
+    few times for one output element, unlike its gradients), with only cheap work around it."""
+    return all(classify(n) in (ELEMENTWISE, MOVEMENT) or get_op(n.op).cheap or n.op == "full"
+               for n in body.nodes) and any(get_op(n.op).cheap for n in body.nodes)
 
 
 def _best_candidate(graph: Graph, tried: set[str]) -> Remat | None:

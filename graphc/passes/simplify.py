@@ -198,12 +198,6 @@ def _first_rewrite(node: Node, inputs: list[Node], builder: GraphBuilder) -> Rew
 
 # -- identities ---------------------------------------------------------------------
 
-# Ops that copy their input whenever the result has the input's exact type: a cast to
-# the same dtype, a reshape/expand to the same shape, a slice of everything, a pad by
-# nothing, a reduction over no axes (or only size-1 axes kept), a lone concat operand.
-_COPY_WHEN_TYPE_KEPT = ("cast", "reshape", "expand", "slice", "pad", "concat", "sum", "max", "min",
-                        "stop_gradient")
-
 # op -> (operand position, value) pairs of a neutral scalar operand.  Bool add/mul are or/and,
 # whose neutral values False/True equal 0/1.  x + 0 turns a -0.0 into +0.0; only a division by
 # that zero can tell them apart, and compilers for deep learning make the same trade.
@@ -212,7 +206,9 @@ _NEUTRAL_OPERANDS = {"add": ((0, 0), (1, 0)), "sub": ((1, 0),), "mul": ((0, 1), 
 
 def _identity(node: Node, inputs: list[Node]) -> Node | None:
     """The input that ``node`` merely reproduces, if it is one of the identities."""
-    if node.op in _COPY_WHEN_TYPE_KEPT:
+    # A cast to the same dtype, a reshape/expand to the same shape, a slice of everything, a pad
+    # by nothing, a reduction over no axes (or only size-1 axes kept), a lone concat operand.
+    if get_op(node.op).copies_when_type_kept:
         return inputs[0] if len(inputs) == 1 and inputs[0].type == node.type else None
     if node.op == "permute":
         return inputs[0] if node.attrs["dims"] == tuple(range(node.type.rank)) else None
@@ -264,9 +260,6 @@ def is_lossless_cast(source: DType, target: DType) -> bool:
 
 # -- constants ------------------------------------------------------------------------
 
-# Movement ops that only re-index: applied to a uniform tensor they give a uniform tensor.
-_REINDEXING_OPS = ("reshape", "permute", "expand", "slice")
-
 
 def _uniform_constant(node: Node, inputs: list[Node]) -> NewNode | None:
     """A ``constant`` whose elements are all the same as the equivalent ``full``."""
@@ -302,7 +295,7 @@ def _fold_uniform(node: Node, inputs: list[Node]) -> NewNode | None:
     An elementwise op computes the same function at every element, so it is
     evaluated once on scalars; a re-indexing movement keeps the value.
     """
-    if node.op in _REINDEXING_OPS:
+    if get_op(node.op).reindexes:
         return NewNode.of("full", [], shape=node.shape, dtype=node.dtype, value=inputs[0].attrs["value"])
     if get_op(node.op).family != "elementwise":
         return None

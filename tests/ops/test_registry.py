@@ -29,3 +29,15 @@ def test_the_primitive_set_is_the_designed_one():
         "one_hot", "rand", "randn", "full", "constant", "fused", "tuple_get",
     }
     assert set(OPS) == expected
+
+
+def test_what_passes_ask_fits_each_op():
+    # The fields passes read instead of keeping lists of op names.
+    for name, op in OPS.items():
+        if op.reindexes or op.operand_view or op.broadcasts or op.keeps_element_order:
+            assert op.family == "movement", name
+        if op.cheap:
+            assert op.family == "window", name
+        if op.reads_operand_views:
+            assert op.family == "contraction", name
+    assert {n for n, op in OPS.items() if op.reindexes} == {"reshape", "permute", "expand", "slice"}
