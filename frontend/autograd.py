@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from graphc.backends.reference import evaluate_nodes
+from graphc.evaluator import evaluate_nodes
 from graphc.ir.builder import GraphBuilder
 from graphc.ir.graph import Graph, Node
 from graphc.passes.autodiff import gradients

@@ -3,12 +3,12 @@ and where in the user's code an op was called from."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import threading
 
 import graphc
-import graphc.backends
 
 from graphc.ir.graph import SourceLoc
 
@@ -16,7 +16,7 @@ _state = threading.local()
 
 # Frames from these directories are graphc's own; the first frame outside them is the user's line.
 _PACKAGE_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep
-                      for path in (__file__, graphc.__file__, graphc.backends.__file__))
+                      for path in (__file__, graphc.__file__, importlib.util.find_spec("graphc.backends").origin))
 
 
 def _get(name, default):
