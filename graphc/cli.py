@@ -97,9 +97,12 @@ def run_dump(args: argparse.Namespace) -> int:
         print(f"the {pipeline.describe()}, because {pipeline.reason}")
         print(manager.stats_table())
         return 0
+    if args.stage in BACKEND_STAGES:
+        _emit(backend_code(manager.run(graph), args.stage, args.backend, fmt) + "\n", args.output)
+        return 0
     if args.stage not in ("input", *pipeline.passes):
-        raise GraphcError(f"dump: --stage {args.stage} is not a pass of the {pipeline.describe()}, which this "
-                          f"graph gets because {pipeline.reason}")
+        raise GraphcError(f"dump: --stage {args.stage} is not a pass of the {pipeline.describe()} nor one of "
+                          f"{', '.join(BACKEND_STAGES)}; this graph gets that pipeline because {pipeline.reason}")
     graph = manager.run_until(graph, args.stage)
     if fmt == "text":
         _emit(str(graph) + "\n", args.output)
@@ -108,6 +111,27 @@ def run_dump(args: argparse.Namespace) -> int:
     else:
         render(graph, args.output, format=fmt)
     return 0
+
+
+BACKEND_STAGES = ("kernels", "llvm", "asm")
+
+
+def backend_code(graph, stage: str, backend: str, fmt: str) -> str:
+    """What ``backend`` makes of the optimized ``graph``: its kernel IR, LLVM IR or assembly."""
+    from .backends.llvm import ProgramSource
+    from .backends.llvm.threads import thread_count
+    from .kernel import lower_program, print_program
+    from .passes.memory import plan_memory
+    if fmt != "text":
+        raise GraphcError(f"dump: --stage {stage} is text; it has no {fmt} form")
+    if backend != "llvm":
+        raise GraphcError(f"dump: the {backend} backend interprets the graph and has no {stage} to show; "
+                          f"use --backend llvm")
+    program = lower_program(graph, plan_memory(graph))
+    if stage == "kernels":
+        return print_program(program)
+    source = ProgramSource(program, thread_count())
+    return source.optimized_ir() if stage == "llvm" else source.assembly()
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -269,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--format", choices=DUMP_FORMATS,
                       help="output format (default: from -o's extension, else text)")
     dump.add_argument("--stage", default="input", metavar="PASS",
-                      help="show the graph after this pass of the compile pipeline (default: input, as traced)")
+                      help="show the graph after this pass of the compile pipeline (default: input, as traced), "
+                           "or what the backend makes of the optimized graph: kernels (kernel IR), llvm "
+                           "(optimized LLVM IR) or asm")
+    dump.add_argument("--backend", default="llvm", choices=("llvm", "reference"),
+                      help="the backend whose code --stage kernels|llvm|asm shows (default: llvm)")
     dump.add_argument("--stats", action="store_true",
                       help="print which pipeline the graph gets and why, then node, kernel and byte counts "
                            "before and after each pass, instead of a graph")

@@ -108,3 +108,16 @@ def test_graphc_dump_runs_from_the_command_line():
                              "2x3x32x32"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "graph LeNet(" in result.stdout
+
+
+def test_dump_shows_the_kernels_llvm_ir_and_assembly_of_a_model(capsys):
+    args = ["dump", f"{MODELS}:LeNet", "--input", "2x3x32x32", "--eval", "--stage"]
+    assert cli.main([*args, "kernels"]) == 0
+    kernels = capsys.readouterr().out
+    assert kernels.startswith("program LeNet: 7 kernels") and "conv2d" in kernels
+    assert cli.main([*args, "llvm"]) == 0
+    assert "i32 @graphc_entry(" in capsys.readouterr().out
+    assert cli.main([*args, "asm"]) == 0
+    assert "graphc_entry:" in capsys.readouterr().out
+    assert cli.main([*args, "asm", "--backend", "reference"]) == 1
+    assert "has no asm to show" in capsys.readouterr().err
