@@ -26,6 +26,7 @@ import llvmlite.ir as ir
 from graphc.ir.dtypes import DType, bool_, f32, f64
 from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, Kernel, Let, Load, Local, Loop, Program,
                               Ref, Select, Store, Unary, Var)
+from graphc.kernel.schedule import outer_loop
 
 I1, I8, I32, I64, PTR = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.PointerType()
 KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR])
@@ -93,11 +94,13 @@ def _runner(module, kernel: Kernel, body: ir.Function, threads: int) -> ir.Funct
     runner = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR]), kernel_function_name(kernel))
     table, status, parallel_for = runner.args
     b = ir.IRBuilder(runner.append_basic_block("entry"))
-    loop = kernel.body[0] if len(kernel.body) == 1 and isinstance(kernel.body[0], Loop) else None
+    loop = outer_loop(kernel)
     if loop is None or loop.kind != "parallel" or threads < 2:
-        stop = loop.stop.value if loop is not None else 1
-        b.call(body, [table, ir.Constant(I64, loop.start.value if loop is not None else 0), ir.Constant(I64, stop),
-                      status])
+        if loop is not None and loop.kind == "parallel":      # one thread: every iteration in one call
+            bounds = [ir.Constant(I64, loop.start.value), ir.Constant(I64, loop.stop.value)]
+        else:
+            bounds = [ir.Constant(I64, 0), ir.Constant(I64, 0)]   # unused: the body runs whole
+        b.call(body, [table, *bounds, status])
         b.ret_void()
         return runner
     start, stop = loop.start.value, loop.stop.value
@@ -183,11 +186,12 @@ class _KernelRenderer:
         for name in dict.fromkeys((*kernel.inputs, *kernel.outputs)):
             slot = self.b.gep(table, [ir.Constant(I64, slots[name])], source_etype=PTR)
             self.bases[name] = self.b.load(slot, typ=PTR, name=f"base_{len(self.bases)}")
-        body = kernel.body
-        if len(body) == 1 and isinstance(body[0], Loop) and body[0].kind == "parallel":
-            self.loop(body[0], lo, hi)
+        outer = outer_loop(kernel)
+        if outer is not None and outer.kind == "parallel":     # this call runs iterations lo..hi of it
+            self.statements(kernel.body[:-1])
+            self.loop(outer, lo, hi)
         else:
-            self.statements(body)
+            self.statements(kernel.body)
         self.b.ret_void()
 
     # -- statements ----------------------------------------------------------------

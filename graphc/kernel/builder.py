@@ -49,6 +49,8 @@ class Index:
 
     @staticmethod
     def flat_over(shape: tuple[int, ...], position: Expr) -> "Index":
+        if not shape:                         # a scalar's one element, whatever the position
+            return Index((), (), E.index(0))
         return Index(shape, E.unflatten(position, shape), position)
 
     @staticmethod
@@ -161,6 +163,26 @@ class KernelBuilder:
         self.emit(Loop(lane, Const(0, i64), Const(size, i64), tuple(body), "vectorized"))
 
     @contextmanager
+    def at_top(self):
+        """Emit into the kernel's outermost block, before its loops: for values that are the same
+        in every iteration (rank-0 work such as an optimizer's bias corrections), which the
+        backend could not hoist itself when it cannot prove the scalars they read are not
+        overwritten by the kernel's stores."""
+        blocks, scopes, lane = self._blocks[1:], self._scopes[1:], self.lane
+        del self._blocks[1:], self._scopes[1:]
+        self.lane = None
+        try:
+            yield
+        finally:
+            self._blocks.extend(blocks)
+            self._scopes.extend(scopes)
+            self.lane = lane
+
+    @property
+    def nested(self) -> bool:
+        return len(self._blocks) > 1
+
+    @contextmanager
     def before_lanes(self):
         """Emit into the block that runs before the lane loop (its pending block set aside)."""
         block, scope = self._blocks.pop(), self._scopes.pop()
@@ -196,6 +218,9 @@ class LoweringContext:
         computed by its op's lowering (once per element and block)."""
         assert index.shape == node.shape, f"%{node.name} {node.shape} read at an index of shape {index.shape}"
         node = self._aliases.get(node, node)
+        if not index.shape and self.builder.nested:
+            with self.builder.at_top():
+                return self.value(node, index)
         if node in self._buffer_of:
             buffer = self._buffer_of[node]
             return self.builder.remembered(("load", buffer, index.key()), lambda: self.load(buffer, node.dtype, index))

@@ -22,6 +22,7 @@ from ..errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ir.types import TupleType
 from ..ops.registry import get_op
+from . import expr as E
 from .builder import Index, KernelBuilder, LoweringContext, store
 from .ir import Buffer, Copy, Kernel, OutOfRange, Program
 from .schedule import default_schedule
@@ -135,8 +136,13 @@ def _nest(ctx, outputs, stored, shape, dims, by_lanes: bool = False):
         _store_outputs(ctx, outputs, stored, Index.of(shape, dims))
         return
     if by_lanes and len(dims) == len(shape) - 1:
-        with ctx.builder.lanes(shape[-1]) as lane:
-            _store_outputs(ctx, outputs, stored, Index.of(shape, dims + [lane]))
+        row = _row_length(shape[-1])
+        if row == shape[-1]:
+            with ctx.builder.lanes(row) as lane:
+                _store_outputs(ctx, outputs, stored, Index.of(shape, dims + [lane]))
+            return
+        with ctx.builder.loop(0, shape[-1] // row) as tile, ctx.builder.lanes(row) as lane:
+            _store_outputs(ctx, outputs, stored, Index.of(shape, dims + [E.add(E.mul(tile, row), lane)]))
         return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
         _nest(ctx, outputs, stored, shape, dims + [var], by_lanes)
@@ -166,8 +172,16 @@ _ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "
 MAX_ROW = 64
 
 
+def _row_length(size: int) -> int | None:
+    """The length of the rows a last axis of ``size`` is computed in: all of it up to MAX_ROW,
+    else its largest divisor of at least 8 up to MAX_ROW (None if it has none)."""
+    if size <= MAX_ROW:
+        return size
+    return next((row for row in range(MAX_ROW, 7, -1) if size % row == 0), None)
+
+
 def _by_lanes(node: Node, shape) -> bool:
-    if not shape or not 2 <= shape[-1] <= MAX_ROW:
+    if not shape or shape[-1] < 2 or _row_length(shape[-1]) is None:
         return False
     anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
     if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != tuple(shape) for n in anchors):

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from . import expr as E
 from .builder import KernelBuilder
-from .ir import Const, Kernel, Loop, Stmt, Var, walk_statements
+from .ir import Const, Kernel, Let, Loop, Stmt, Var, walk_statements
 
 # Below this many estimated operations a kernel runs on the calling thread alone:
 # waking the pool costs about as much as this much work.
@@ -25,16 +25,25 @@ PARALLEL_WORK = 1 << 15
 
 
 def default_schedule(kernel: Kernel) -> Kernel:
-    body = kernel.body
-    outer = _only_loop(body)
+    outer = outer_loop(kernel)
     if outer is None:
         return kernel
-    if work(body) >= PARALLEL_WORK and _trip_count(outer) > 1:
-        body = (mark(outer, "parallel"),)
-    innermost = _innermost_output_loop(body[0])
-    if innermost is not body[0] and not any(isinstance(stmt, Loop) for stmt in innermost.body):
-        body = (_replace_loop(body[0], innermost.var, lambda loop: mark(loop, "vectorized")),)
-    return replace(kernel, body=body)
+    prelude = kernel.body[:-1]
+    if work((outer,)) >= PARALLEL_WORK and _trip_count(outer) > 1:
+        outer = mark(outer, "parallel")
+    innermost = _innermost_output_loop(outer)
+    if innermost is not outer and not any(isinstance(stmt, Loop) for stmt in innermost.body):
+        outer = _replace_loop(outer, innermost.var, lambda loop: mark(loop, "vectorized"))
+    return replace(kernel, body=(*prelude, outer))
+
+
+def outer_loop(kernel: Kernel) -> Loop | None:
+    """The loop over a kernel's outputs: its last statement, after nothing but lets (the values
+    every iteration shares), or None for a kernel with no loop of its own."""
+    *prelude, last = kernel.body
+    if isinstance(last, Loop) and all(isinstance(stmt, Let) for stmt in prelude):
+        return last
+    return None
 
 
 def mark(loop: Loop, kind: str) -> Loop:
@@ -45,7 +54,6 @@ def split(loop: Loop, factor: int, builder: KernelBuilder | None = None) -> Loop
     """``loop`` as an outer loop over blocks of ``factor`` iterations and an inner loop
     over each block (the last block may be shorter).  The body reads the original
     variable, now ``outer * factor + inner``, through a let."""
-    from .ir import Let
     builder = builder or KernelBuilder()
     outer_var, inner_var = builder.fresh(loop.var + "o"), builder.fresh(loop.var + "i")
     start = E.add(loop.start, E.mul(Var(outer_var), factor))
