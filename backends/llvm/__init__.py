@@ -13,7 +13,7 @@ from graphc.kernel import lower_program, print_program
 
 from . import cache
 from .executable import LLVMExecutable
-from .jit import host, load_object, optimize, parse, target_machine
+from .jit import PIPELINE, host, load_object, optimize, parse, target_machine
 from .render import kernel_function_name, render_program
 from .threads import pool
 
@@ -62,7 +62,7 @@ def compile_program(program, threads: int) -> bytes:
     cpu, features = host()
     text = print_program(program)
     constants = [b.data.tobytes() for b in program.buffers.values() if b.place == "constant"]
-    key = cache.cache_key(text, constants, threads, cpu, features)
+    key = cache.cache_key(text, constants, threads, cpu, features, repr(sorted(PIPELINE.items())))
     object_code = cache.load(key)
     if object_code is None:
         try:

@@ -2,7 +2,7 @@
 
 An entry is keyed by everything that determines the machine code: the
 program's text and its stored constants, the number of threads it was built
-for, the target CPU's name and features (an object built for AVX-512 never
+for, the optimization pipeline's options, the target CPU's name and features (an object built for AVX-512 never
 loads on an AVX2 machine), and the graphc and llvmlite versions.  Entries are
 written to a temporary file and renamed, so a reader never sees half an
 entry, and carry a checksum: a corrupt or truncated entry is reported with a
@@ -42,9 +42,10 @@ def _graphc_version() -> str:
         return "unknown"
 
 
-def cache_key(program_text: str, constants: list[bytes], threads: int, cpu: str, features: str) -> str:
+def cache_key(program_text: str, constants: list[bytes], threads: int, cpu: str, features: str,
+              options: str) -> str:
     digest = hashlib.sha256()
-    for part in (program_text, str(threads), cpu, features, _graphc_version(), llvmlite.__version__):
+    for part in (program_text, str(threads), cpu, features, options, _graphc_version(), llvmlite.__version__):
         digest.update(part.encode())
         digest.update(b"\0")
     for data in constants:

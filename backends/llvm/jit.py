@@ -35,11 +35,16 @@ def target_machine(cpu: str | None = None, features: str | None = None):
                                         opt=3, reloc="pic", codemodel="jitdefault")
 
 
-def optimize(module_ref, machine, level: int = 3) -> None:
-    """Run the O``level`` pipeline, loop and SLP vectorization on, over ``module_ref`` in place."""
-    tuning = llvm.create_pipeline_tuning_options(speed_level=level)
-    tuning.loop_vectorization = True
-    tuning.slp_vectorization = True
+# How modules are optimized; part of the compile cache's key, so a change here recompiles.
+PIPELINE = {"speed_level": 3, "loop_vectorization": True, "slp_vectorization": True, "loop_interleaving": True}
+
+
+def optimize(module_ref, machine) -> None:
+    """Run the ``PIPELINE`` over ``module_ref`` in place."""
+    tuning = llvm.create_pipeline_tuning_options(speed_level=PIPELINE["speed_level"])
+    tuning.loop_vectorization = PIPELINE["loop_vectorization"]
+    tuning.slp_vectorization = PIPELINE["slp_vectorization"]
+    tuning.loop_interleaving = PIPELINE["loop_interleaving"]
     builder = llvm.create_pass_builder(machine, tuning)
     builder.getModulePassManager().run(module_ref, builder)
 

@@ -185,3 +185,15 @@ def test_the_thread_pool_survives_late_workers_and_fork():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("done 0 "), done.stdout
+
+
+def test_the_cache_key_changes_with_everything_that_changes_the_machine_code():
+    from graphc.backends.llvm.cache import cache_key
+    base = ("program text", [b"constant"], 2, "znver3", "+avx2,+fma", "O3")
+    key = cache_key(*base)
+    assert cache_key(*base) == key
+    for position, other in ((0, "other text"), (1, [b"other"]), (2, 1), (3, "znver5"),
+                            (4, "+avx2,+fma,+avx512f"), (5, "O2")):
+        changed = list(base)
+        changed[position] = other
+        assert cache_key(*changed) != key, f"key ignores argument {position}"
