@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphc.ir.graph import Node
-from graphc.passes.manager import format_bytes
+from graphc.ir.types import format_bytes
 
 
 @dataclass(frozen=True)

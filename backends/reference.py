@@ -12,7 +12,7 @@ import numpy as np
 
 from graphc.ir.graph import Graph, Node
 from graphc.evaluator import evaluate, evaluate_nodes, run_node  # noqa: F401  (the oracle's evaluator)
-from graphc.passes.memory import MemoryPlan, kernel_buffers, plan_memory
+from graphc.ops.fused import kernel_outputs
 
 from .executable import RunResult, bind_inputs
 from .profile import KernelTiming, Profile, describe_kernel
@@ -25,7 +25,7 @@ def run_graph(graph: Graph, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndar
                      writes={t.name: env[v] for t, v in graph.writes})
 
 
-def run_in_arena(graph: Graph, plan: MemoryPlan, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]",
+def run_in_arena(graph: Graph, plan, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]",
                  seconds: "dict[Node, float] | None" = None) -> RunResult:
     """Run ``graph`` keeping every value where ``plan`` puts it, as a compiled backend must.
 
@@ -65,7 +65,8 @@ class ReferenceExecutable:
     """A graph bound to the reference interpreter: the oracle every compiled backend is checked
     against.  Given a memory plan, it runs through that plan's arena (``run_in_arena``)."""
 
-    def __init__(self, graph: Graph, plan: MemoryPlan | None = None):
+    def __init__(self, graph: Graph, plan=None):
+        """``plan``: the graph's MemoryPlan (from graphc.passes.memory), or None to run without an arena."""
         self.graph = graph
         self.plan = plan
 
@@ -78,31 +79,42 @@ class ReferenceExecutable:
 
     def kernels(self) -> list[Node]:
         """The graph's kernel nodes in run order (the reference backend interprets them)."""
-        return kernel_buffers(self.graph).kernels
+        return list(kernel_outputs(self.graph))
 
     def profile(self, inputs: "Mapping[str, np.ndarray] | Sequence[np.ndarray]", runs: int = 3) -> Profile:
         """Run the graph ``runs`` times through its arena and time every kernel (the best run each).
 
         A multi-output kernel's time includes storing its outputs (its ``tuple_get`` nodes).
         """
-        plan = self.plan or plan_memory(self.graph)
-        buffers = kernel_buffers(self.graph)
+        outputs = kernel_outputs(self.graph)
+        stored_by = {value: kernel for kernel, values in outputs.items() for value in values}
         best: dict[Node, float] = {}
         for _ in range(max(1, runs)):
             seconds: dict[Node, float] = {}
-            run_in_arena(self.graph, plan, inputs, seconds)
+            if self.plan is not None:
+                run_in_arena(self.graph, self.plan, inputs, seconds)
+            else:
+                _timed_run(self.graph, inputs, seconds)
             per_kernel: dict[Node, float] = {}
             for node, spent in seconds.items():
-                kernel = buffers.kernel_of(node) if node in buffers.stored_by else node
-                if kernel in buffers.index:
+                kernel = stored_by.get(node, node)
+                if kernel in outputs:
                     per_kernel[kernel] = per_kernel.get(kernel, 0.0) + spent
             for kernel, spent in per_kernel.items():
                 best[kernel] = min(spent, best.get(kernel, spent))
         timings = [KernelTiming(kernel.name, describe_kernel(kernel),
-                                sum(value.type.nbytes for value in buffers.outputs[kernel]), best[kernel])
-                   for kernel in buffers.kernels]
+                                sum(value.type.nbytes for value in values), best[kernel])
+                   for kernel, values in outputs.items()]
         return Profile(self.graph.name, timings, max(1, runs))
 
 
-def build_executable(graph: Graph, plan: MemoryPlan | None = None) -> ReferenceExecutable:
+def _timed_run(graph: Graph, inputs, seconds: dict[Node, float]) -> None:
+    env = bind_inputs(graph, inputs)
+    for node in graph.nodes:
+        start = time.perf_counter()
+        env[node] = run_node(node, env)
+        seconds[node] = seconds.get(node, 0.0) + time.perf_counter() - start
+
+
+def build_executable(graph: Graph, plan=None) -> ReferenceExecutable:
     return ReferenceExecutable(graph, plan)

@@ -68,3 +68,12 @@ class TupleType:
 
     def __str__(self) -> str:
         return "(" + ", ".join(map(str, self.elements)) + ")"
+
+
+def format_bytes(count: int) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024 or unit == "MiB":
+            break
+        count /= 1024
+    return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"

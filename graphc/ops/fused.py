@@ -28,7 +28,7 @@ neither op has a gradient rule.
 """
 from __future__ import annotations
 
-from ..ir.graph import verify
+from ..ir.graph import Node, verify
 from ..ir.types import TupleType
 from .registry import Attr, OpDef, ShapeMismatch, register, run_reference
 
@@ -108,3 +108,24 @@ register(OpDef(
     differentiable=False,
     doc="output ``index`` of a multi-output fused kernel: no work, the name of that output's buffer",
 ))
+
+
+# -- what runs as a kernel -----------------------------------------------------------------
+
+def is_kernel(node: Node) -> bool:
+    """Whether running ``node`` launches a kernel: every node but a rank-0 ``full`` and a ``tuple_get``.
+
+    A scalar constant is folded into the kernels that read it, and a
+    ``tuple_get`` only names an output of the kernel before it; anything
+    else, an unfused primitive or a whole fused group, is one kernel.
+    """
+    return not ((node.op == "full" and node.shape == ()) or node.op == "tuple_get")
+
+
+def kernel_outputs(graph) -> dict:
+    """The kernels of a (fused) graph in run order, each with the values it stores: itself, or
+    for a multi-output kernel its ``tuple_get`` nodes in output order."""
+    outputs = {node: [] if isinstance(node.type, TupleType) else [node] for node in graph.nodes if is_kernel(node)}
+    for node in sorted((n for n in graph.nodes if n.op == "tuple_get"), key=lambda n: n.attrs["index"]):
+        outputs[node.inputs[0]].append(node)
+    return outputs

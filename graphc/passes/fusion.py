@@ -62,6 +62,7 @@ import networkx as nx
 
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node, unused_name
+from ..ops.fused import is_kernel
 from ..ops.registry import get_op, infer_node
 from .manager import register_pass
 
@@ -87,16 +88,6 @@ def classify(node: Node) -> str:
         return CONSTANT
     family = get_op(node.op).family
     return family if family in (ELEMENTWISE, MOVEMENT, *ANCHORS) else OPAQUE
-
-
-def is_kernel(node: Node) -> bool:
-    """Whether running ``node`` launches a kernel: every node but a rank-0 ``full`` and a ``tuple_get``.
-
-    A scalar constant is folded into the kernels that read it, and a
-    ``tuple_get`` only names an output of the kernel before it; anything
-    else, an unfused primitive or a whole fused group, is one kernel.
-    """
-    return not ((node.op == "full" and node.shape == ()) or node.op == "tuple_get")
 
 
 def count_kernels(graph: Graph) -> int:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import GraphcError, VerifyError
+from ..ir.types import format_bytes  # noqa: F401  (re-exported: the passes' reports use it)
 from ..ir.graph import Graph, verify
 from ..ir.text import print_graph
 from ..ir.viz import to_dot
@@ -257,15 +258,6 @@ def run_until(graph: Graph, stage: str, pipeline: list[str] | None = None) -> Gr
     if pipeline is None:
         pipeline = default_pipeline(training=is_training_graph(graph))
     return PassManager(pipeline).run_until(graph, stage)
-
-
-def format_bytes(count: int) -> str:
-    """A byte count for people: ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
-    for unit in ("B", "KiB", "MiB"):
-        if count < 1024 or unit == "MiB":
-            break
-        count /= 1024
-    return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
 
 
 # -- checks ---------------------------------------------------------------------------

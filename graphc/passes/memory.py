@@ -1,7 +1,7 @@
 """Memory planning: every intermediate value gets an offset in one arena.
 
 The plan works over the graph's final node order, counting kernels only
-(``fusion.is_kernel``: scalar constants are folded into their readers and
+(``graphc.ops.fused.is_kernel``: scalar constants are folded into their readers and
 take no memory, and a ``tuple_get`` only names a kernel's output).  Each
 kernel output is one buffer (a multi-output kernel stores one per output,
 named after its ``tuple_get``), live from the kernel that writes it to the
@@ -51,8 +51,8 @@ from typing import Collection, Iterable
 
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node
-from ..ir.types import TupleType
-from .fusion import is_kernel, keeps_element_order
+from ..ops.fused import kernel_outputs
+from .fusion import keeps_element_order
 from .manager import format_bytes
 
 ALIGNMENT = 64
@@ -203,13 +203,9 @@ class KernelBuffers:
 
 def kernel_buffers(graph: Graph) -> KernelBuffers:
     """The kernels of ``graph`` and the values each stores (see ``KernelBuffers``)."""
-    kernels = [node for node in graph.nodes if is_kernel(node)]
+    outputs = kernel_outputs(graph)
+    kernels = list(outputs)
     index = {kernel: i for i, kernel in enumerate(kernels)}
-    outputs: dict[Node, list[Node]] = {kernel: [] if isinstance(kernel.type, TupleType) else [kernel]
-                                       for kernel in kernels}
-    gets = sorted((node for node in graph.nodes if node.op == "tuple_get"), key=lambda n: n.attrs["index"])
-    for get in gets:
-        outputs[get.inputs[0]].append(get)
     stored_by = {value: index[kernel] for kernel in kernels for value in outputs[kernel]}
     return KernelBuffers(kernels, index, outputs, stored_by)
 
