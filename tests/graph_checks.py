@@ -1,9 +1,22 @@
-"""Checks shared by the pass tests: a pass must not change what a graph computes."""
+"""Checks shared by the pass tests: a pass must not change what a graph computes.
+
+The transformed graph also runs compiled on each compiled backend (``optest.COMPILED_BACKENDS``),
+which must agree with the reference: so every fusion pattern the pass tests build is a backend test too.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from graphc.backends.reference import run_graph
+from graphc.backends.registry import get_backend
+from graphc.passes.memory import plan_memory
+from optest import COMPILED_BACKENDS
+
+# Whole graphs on unscaled random inputs sum long runs of large, cancelling terms: added in another
+# order, a pre-activation near zero can change sign and flip a ReLU mask or a max-pool pick, moving a
+# few elements of a gradient.  So floats compare by relative norm, loosely; the example models, with
+# their real initialisation, are held to the op tolerance in tests/backends/test_llvm.py.
+GRAPH_TOLERANCE = {"float32": 1e-3, "float64": 1e-10}
 
 
 def random_inputs(graph, seed: int = 0, int_high: int = 4) -> dict[str, np.ndarray]:
@@ -23,3 +36,21 @@ def assert_same_results(first, second, inputs=None, seed: int = 0) -> None:
     assert expected.writes.keys() == actual.writes.keys()
     for name, want in expected.writes.items():
         np.testing.assert_array_equal(actual.writes[name], want)
+    for backend in COMPILED_BACKENDS:
+        compiled = get_backend(backend).build_executable(second, plan_memory(second)).run(inputs)
+        for i, (want, got) in enumerate(zip(expected.outputs, compiled.outputs, strict=True)):
+            _assert_close(f"{backend} {second.name} output {i}", got, want)
+        for name, want in expected.writes.items():
+            _assert_close(f"{backend} {second.name} write-back {name}", compiled.writes[name], want)
+
+
+def _assert_close(what: str, got: np.ndarray, want: np.ndarray) -> None:
+    assert got.shape == want.shape and got.dtype == want.dtype, f"{what}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
+    if want.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: NaN positions")
+    finite = ~np.isnan(want)
+    error = np.linalg.norm((got - want)[finite].astype(np.float64))
+    size = np.linalg.norm(want[finite].astype(np.float64))
+    assert error <= GRAPH_TOLERANCE[want.dtype.name] * max(size, 1.0), f"{what}: relative error {error / max(size, 1.0):.2e}"

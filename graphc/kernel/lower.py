@@ -100,7 +100,7 @@ def _operand_buffer(operand: Node, buffers: dict[str, Buffer], buffer_of: dict[N
 
 def _constant_buffer(node: Node, value: np.ndarray, buffers: dict[str, Buffer]) -> str:
     name = f"{node.name}.data"
-    buffers[name] = Buffer(name, node.dtype, node.shape, "constant", data=np.ascontiguousarray(value))
+    buffers[name] = Buffer(name, node.dtype, node.shape, "constant", data=np.array(value, order="C"))
     return name
 
 
