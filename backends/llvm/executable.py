@@ -60,6 +60,9 @@ class LLVMExecutable:
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
         self._written = [target for target, _ in program.writes]
         self._at_risk = _written_before_last_check(program)
+        # A state returned as it was when the step began, though the step writes it: copied first.
+        self._returned_old = {name for name in program.outputs
+                              if program.buffers[name].place == "input" and name in self._written}
 
     # -- running --------------------------------------------------------------------------
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult:
@@ -73,6 +76,7 @@ class LLVMExecutable:
             if not array.flags.c_contiguous:
                 arrays[name] = np.ascontiguousarray(array)
         saved = {name: arrays[name].copy() for name in self._at_risk if arrays[name] is given[name]}
+        old = {name: arrays[name].copy() for name in self._returned_old}
         with self._lock:
             self._bind(arrays)
             self._status[:] = 0
@@ -83,7 +87,8 @@ class LLVMExecutable:
                     np.copyto(given[name], copy)
                 error, value = int(self._status[0]) - 1, int(self._status[1])
                 raise OutOfRangeError(self.program.errors[error].message(value))
-            outputs = [np.array(self._view(name, arrays)) for name in self.program.outputs]
+            outputs = [old[name] if name in old else np.array(self._view(name, arrays))
+                       for name in self.program.outputs]
         writes = {}
         for name in self._written:
             if in_place and arrays[name] is not given[name]:
