@@ -87,6 +87,8 @@ class _KernelChecker:
     def statement(self, stmt) -> None:
         if isinstance(stmt, Let):
             self.types[stmt.name] = self.expr(stmt.value)
+            if self.types[stmt.name] == i64:          # an index (a split loop's variable): its bounds too
+                self.ranges[stmt.name] = bounds(stmt.value, self.ranges)
         elif isinstance(stmt, Accumulator):
             self.types[stmt.name] = self.expr(stmt.init)
         elif isinstance(stmt, Local):

@@ -1,13 +1,23 @@
 """Lowering to kernel IR: every kernel of every example model verifies; the verifier catches what it must."""
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 import graphc
 import graphc.optim as optim
 import models
+from graphc.backends.llvm import compile_program, load_object
+from graphc.backends.llvm.executable import LLVMExecutable
+from graphc.backends.llvm.render import kernel_function_name
+from graphc.backends.llvm.threads import pool
+from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32, i64
 from graphc.kernel import lower_program, print_program
 from graphc.kernel.ir import Buffer, Const, Kernel, Load, Loop, Program, Store, Var
+from graphc.kernel.schedule import outer_loop, split
 from graphc.kernel.verify import KernelVerifyError, verify_program
+from graphc.passes.memory import plan_memory
 from training_steps import classifier_step, dcgan_step
 
 
@@ -58,3 +68,20 @@ def test_the_verifier_rejects_an_access_outside_its_buffer():
 def test_the_verifier_rejects_a_use_outside_its_loop():
     with pytest.raises(KernelVerifyError, match="i is used outside"):
         verify_program(_program([_loop([]), Store("out", Var("i"), Const(0.0, f32))]))
+
+
+def test_splitting_a_loop_keeps_what_the_kernel_computes():
+    b = GraphBuilder("double")
+    x = b.input("x", "f32[10,7]")
+    b.output(b.mul(x, 2.0))
+    graph = b.build()
+    program = lower_program(graph, plan_memory(graph))
+    kernel = program.kernels[0]
+    # 70 elements in blocks of 16: four blocks, the last one short.
+    program.kernels[0] = replace(kernel, body=(*kernel.body[:-1], split(outer_loop(kernel), 16)))
+    verify_program(program)
+    names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
+    engine, addresses = load_object(compile_program(program, pool().threads), names)
+    executable = LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, None)
+    values = np.arange(70, dtype=np.float32).reshape(10, 7)
+    np.testing.assert_array_equal(executable.run({"x": values}).outputs[0], values * 2)
