@@ -58,7 +58,7 @@ class LLVMExecutable:
         order = input_order(program)
         self._constants = [program.buffers[name].data for name in order[len(program.inputs):]]
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
-        self._written = [target for target, _ in program.writes]
+        self._written = list(program.written)
         self._at_risk = _written_before_last_check(program)
         # A state returned as it was when the step began, though the step writes it: copied first.
         self._returned_old = {name for name in program.outputs

@@ -247,7 +247,7 @@ class Program:
     arena_bytes: int
     inputs: list[str]                    # the graph's inputs, in order (buffer names)
     outputs: list[str]                   # the graph's outputs (buffer names, maybe repeated)
-    writes: list[tuple[str, str]]        # (state input, buffer holding its new value)
+    written: list[str]                   # the state inputs that hold their new values after the run
     copies: list[Copy]
     errors: list[OutOfRange]
 

@@ -66,16 +66,14 @@ def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
             buffer_of[output] = output.name
 
     outputs = [_result_buffer(node, buffers, buffer_of) for node in graph.outputs]
-    writes, copies = [], []
+    copies = []
     for target, value in graph.writes:
         source = _result_buffer(value, buffers, buffer_of)
-        if buffers[source].place == "state" and buffers[source].source == target.name:
-            writes.append((target.name, target.name))
-        else:
+        computed_in_place = buffers[source].place == "state" and buffers[source].source == target.name
+        if not computed_in_place:
             copies.append(Copy(source, target.name))
-            writes.append((target.name, target.name))
     return Program(graph.name, buffers, kernels, plan.arena_bytes, [n.name for n in graph.inputs],
-                   outputs, writes, copies, errors)
+                   outputs, [target.name for target, _ in graph.writes], copies, errors)
 
 
 def _types(graph: Graph) -> dict:
