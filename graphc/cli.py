@@ -303,7 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "before and after each pass, instead of a graph")
     dump.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     dump.set_defaults(run=run_dump)
+    cache = commands.add_parser("cache", help="show or empty the compile cache",
+                                description="The compiled programs graphc keeps on disk (GRAPHC_CACHE_DIR).")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.set_defaults(run=run_cache)
     return parser
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from .backends.llvm import cache
+    if args.action == "clear":
+        print(f"removed {cache.clear()} compiled program(s) from {cache.cache_dir()}")
+    else:
+        print(cache.info())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,12 +9,16 @@ entry, and carry a checksum: a corrupt or truncated entry is reported with a
 warning and rebuilt, never loaded.
 
 ``GRAPHC_CACHE_DIR`` chooses the folder (default ``$XDG_CACHE_HOME/graphc``
-or ``~/.cache/graphc``); ``GRAPHC_CACHE_DIR=off`` turns the cache off.
+or ``~/.cache/graphc``); ``GRAPHC_CACHE_DIR=off`` turns the cache off.  The
+cache keeps at most ``GRAPHC_CACHE_MAX_MB`` megabytes (default 1024): storing
+an entry past that removes the least recently used ones (a load marks an
+entry used).  ``graphc cache info`` and ``graphc cache clear`` show and empty it.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 import tempfile
 import warnings
 from importlib import metadata
@@ -23,6 +27,7 @@ from pathlib import Path
 import llvmlite
 
 MAGIC = b"graphc-object-1\n"
+DEFAULT_MAX_MB = 1024
 
 
 def cache_dir() -> Path | None:
@@ -90,6 +95,65 @@ def store(key: str, object_code: bytes) -> None:
     except OSError as err:            # a read-only or full disk: run without caching
         warnings.warn(f"graphc: could not write the compile cache ({err}); continuing without it",
                       RuntimeWarning, stacklevel=3)
+        return
+    evict(max_bytes())
+
+
+def max_bytes() -> int:
+    value = os.environ.get("GRAPHC_CACHE_MAX_MB", str(DEFAULT_MAX_MB))
+    try:
+        return max(0, int(float(value) * 2 ** 20))
+    except ValueError:
+        return DEFAULT_MAX_MB * 2 ** 20
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    folder: Path | None
+    entries: int
+    bytes: int
+
+    def __str__(self) -> str:
+        if self.folder is None:
+            return "the compile cache is off (GRAPHC_CACHE_DIR=off)"
+        return (f"{self.folder}: {self.entries} compiled program(s), {self.bytes / 2 ** 20:.1f} MiB "
+                f"(at most {max_bytes() / 2 ** 20:.0f} MiB, least recently used removed first)")
+
+
+def _entries() -> list[Path]:
+    folder = cache_dir()
+    return [] if folder is None else sorted((folder / "llvm").glob("*/*.o"))
+
+
+def info() -> CacheInfo:
+    entries = _entries()
+    return CacheInfo(cache_dir(), len(entries), sum(_size(path) for path in entries))
+
+
+def clear() -> int:
+    """Remove every entry; returns how many there were."""
+    entries = _entries()
+    for path in entries:
+        _remove(path)
+    return len(entries)
+
+
+def evict(limit: int) -> None:
+    """Remove the least recently used entries until the cache holds at most ``limit`` bytes."""
+    entries = [(path.stat().st_mtime, path) for path in _entries() if path.exists()]
+    total = sum(_size(path) for _, path in entries)
+    for _, path in sorted(entries):
+        if total <= limit:
+            break
+        total -= _size(path)
+        _remove(path)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _remove(path: Path) -> None:

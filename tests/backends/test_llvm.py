@@ -213,3 +213,20 @@ def test_a_returned_state_is_its_value_before_the_step_writes_it():
     result = build_executable(graph, plan_memory(graph)).run({"x": xs, "w": ws}, in_place=True)
     np.testing.assert_array_equal(result.outputs[1], [7, 8, 9])
     np.testing.assert_array_equal(ws, [1, 2, 3])          # and the state was updated in place
+
+
+def test_the_cache_keeps_to_its_size_and_the_command_shows_and_clears_it(tmp_path, monkeypatch, capsys):
+    from graphc import cli
+    from graphc.backends.llvm import cache
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    for i in range(3):
+        cache.store(f"{i:064x}", bytes(1000))
+        os.utime(cache._path(f"{i:064x}"), (i, i))           # entry 0 least recently used
+    assert cache.info().entries == 3
+    cache.evict(2500)
+    assert [p.stem for p in cache._entries()] == [f"{1:064x}", f"{2:064x}"]
+    assert cache.load(f"{1:064x}") == bytes(1000)
+    assert cli.main(["cache", "info"]) == 0
+    assert "2 compiled program(s)" in capsys.readouterr().out
+    assert cli.main(["cache", "clear"]) == 0
+    assert "removed 2" in capsys.readouterr().out and cache.info().entries == 0
