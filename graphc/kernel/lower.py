@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node
-from ..ir.types import TupleType
+from ..ops.fused import kernel_outputs
 from ..ops.registry import get_op
 from . import expr as E
 from .builder import Index, KernelBuilder, LoweringContext, store
@@ -40,8 +40,9 @@ def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
     for node in graph.inputs:
         buffers[node.name] = Buffer(node.name, node.dtype, node.shape, "input", source=node.name)
         buffer_of[node] = node.name
+    types = {node.name: node.type for node in graph.nodes}
     for slot in plan.buffers:
-        node_type = _types(graph)[slot.name]
+        node_type = types[slot.name]
         if slot.into_state:
             buffers[slot.name] = Buffer(slot.name, node_type.dtype, node_type.shape, "state", source=slot.into_state)
         else:
@@ -49,11 +50,7 @@ def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
 
     errors: list[OutOfRange] = []
     kernels = []
-    gets = _tuple_gets(graph)
-    for node in graph.nodes:
-        if node.op == "tuple_get" or (node.op == "full" and node.shape == ()):
-            continue
-        outputs = gets[node] if isinstance(node.type, TupleType) else [node]
+    for node, outputs in kernel_outputs(graph).items():
         operands = {}
         for operand in dict.fromkeys(node.inputs):
             operands[operand] = _operand_buffer(operand, buffers, buffer_of)
@@ -74,18 +71,6 @@ def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
             copies.append(Copy(source, target.name))
     return Program(graph.name, buffers, kernels, plan.arena_bytes, [n.name for n in graph.inputs],
                    outputs, [target.name for target, _ in graph.writes], copies, errors)
-
-
-def _types(graph: Graph) -> dict:
-    return {node.name: node.type for node in graph.nodes}
-
-
-def _tuple_gets(graph: Graph) -> dict[Node, list[Node]]:
-    gets: dict[Node, list[Node]] = {}
-    for node in graph.nodes:
-        if node.op == "tuple_get":
-            gets.setdefault(node.inputs[0], []).append(node)
-    return {kernel: sorted(values, key=lambda n: n.attrs["index"]) for kernel, values in gets.items()}
 
 
 def _operand_buffer(operand: Node, buffers: dict[str, Buffer], buffer_of: dict[Node, str]) -> str:
