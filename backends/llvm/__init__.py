@@ -7,13 +7,15 @@ run is one native call.
 """
 from __future__ import annotations
 
+import functools
+
 from graphc.errors import BackendError
 from graphc.ir.graph import Graph
 from graphc.kernel import lower_program, print_program
 
 from . import cache
 from .executable import LLVMExecutable
-from .jit import PIPELINE, host, load_object, optimize, parse, target_machine
+from .jit import PIPELINE, host, load_object, optimized_module
 from .render import kernel_function_name, render_program
 from .threads import pool
 
@@ -45,16 +47,16 @@ class ProgramSource:
         return str(render_program(self.program, self.threads))
 
     def optimized_ir(self) -> str:
-        machine = target_machine()
-        module = parse(self.llvm_ir(), machine)
-        optimize(module, machine)
-        return str(module)
+        return str(self._optimized[1])
 
     def assembly(self) -> str:
-        machine = target_machine()
-        module = parse(self.llvm_ir(), machine)
-        optimize(module, machine)
+        machine, module = self._optimized
         return machine.emit_assembly(module)
+
+    @functools.cached_property
+    def _optimized(self):
+        """Optimized once, whether the LLVM IR, the assembly or both are asked for."""
+        return optimized_module(self.llvm_ir())
 
 
 def compile_program(program, threads: int) -> bytes:
@@ -66,9 +68,7 @@ def compile_program(program, threads: int) -> bytes:
     object_code = cache.load(key)
     if object_code is None:
         try:
-            machine = target_machine()
-            module = parse(render_program(program, threads), machine)
-            optimize(module, machine)
+            machine, module = optimized_module(render_program(program, threads))
             object_code = machine.emit_object(module)
         except RuntimeError as err:
             raise BackendError(f"LLVM could not compile graph {program.name}: {str(err).splitlines()[0]}") from None

@@ -72,9 +72,28 @@ def load_object(object_code: bytes, names: list[str]):
     return engine, addresses
 
 
-def compile_module(module: ir.Module, names: list[str]):
-    """Optimize ``module`` for the host and load it: (engine, {name: address})."""
+class FunctionPointer:
+    """A function pointer that ``IRBuilder.call`` can call: opaque pointers carry no function
+    type, so this supplies it."""
+
+    def __init__(self, pointer, function_type: ir.FunctionType):
+        self.pointer = pointer
+        self.type = ir.PointerType()
+        self.function_type = function_type
+
+    def get_reference(self):
+        return self.pointer.get_reference()
+
+
+def optimized_module(module: "ir.Module | str"):
+    """``module`` parsed and optimized for the host: (target machine, module ref)."""
     machine = target_machine()
     module_ref = parse(module, machine)
     optimize(module_ref, machine)
+    return machine, module_ref
+
+
+def compile_module(module: ir.Module, names: list[str]):
+    """Optimize ``module`` for the host and load it: (engine, {name: address})."""
+    machine, module_ref = optimized_module(module)
     return load_object(machine.emit_object(module_ref), names)

@@ -28,6 +28,8 @@ from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, K
                               Ref, Select, Store, Unary, Var)
 from graphc.kernel.schedule import outer_loop
 
+from .jit import FunctionPointer
+
 I1, I8, I32, I64, PTR = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.PointerType()
 KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR])
 TASK_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64])
@@ -121,7 +123,7 @@ def _runner(module, kernel: Kernel, body: ir.Function, threads: int) -> ir.Funct
     pair = b.alloca(PTR, ir.Constant(I64, 2))
     b.store(table, b.gep(pair, [ir.Constant(I64, 0)], source_etype=PTR))
     b.store(status, b.gep(pair, [ir.Constant(I64, 1)], source_etype=PTR))
-    b.call(_Pointer(parallel_for, PARALLEL_FOR_TYPE), [task, pair, ir.Constant(I64, chunks)])
+    b.call(FunctionPointer(parallel_for, PARALLEL_FOR_TYPE), [task, pair, ir.Constant(I64, chunks)])
     b.ret_void()
     return runner
 
@@ -148,18 +150,6 @@ def _entry(module, program: Program, slots: dict[str, int], runners: list[ir.Fun
     b.ret(ir.Constant(I32, 0))
     b.position_at_end(failed)
     b.ret(ir.Constant(I32, 1))
-
-
-class _Pointer:
-    """A function pointer IRBuilder.call can call (opaque pointers carry no function type)."""
-
-    def __init__(self, pointer, function_type: ir.FunctionType):
-        self.pointer = pointer
-        self.type = PTR
-        self.function_type = function_type
-
-    def get_reference(self):
-        return self.pointer.get_reference()
 
 
 # -- kernels ------------------------------------------------------------------------------

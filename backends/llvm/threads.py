@@ -27,7 +27,7 @@ import threading
 
 import llvmlite.ir as ir
 
-from .jit import compile_module
+from .jit import FunctionPointer, compile_module
 
 I32, I64, PTR = ir.IntType(32), ir.IntType(64), ir.PointerType()
 TASK = ir.FunctionType(ir.VoidType(), [PTR, I64])
@@ -84,7 +84,7 @@ def _pool_module() -> ir.Module:
         chunks = b.load(job_chunks, typ=I64)
         b.cbranch(b.icmp_signed("<", chunk, chunks), body, done)
         b.position_at_end(body)
-        task = _TaskPointer(b.load(job_task, typ=PTR))
+        task = FunctionPointer(b.load(job_task, typ=PTR), TASK)
         b.call(task, [b.load(job_context, typ=PTR), chunk])
         b.branch(head)
         b.position_at_end(done)
@@ -162,19 +162,6 @@ def _pool_module() -> ir.Module:
                      ir.Constant(I32, 2 ** 31 - 1)])
     b.ret_void()
     return module
-
-
-class _TaskPointer:
-    """A loaded task pointer that IRBuilder.call can call: opaque pointers carry no
-    function type, so this supplies TASK's."""
-
-    def __init__(self, pointer):
-        self.pointer = pointer
-        self.type = PTR
-        self.function_type = TASK
-
-    def get_reference(self):
-        return self.pointer.get_reference()
 
 
 class ThreadPool:
