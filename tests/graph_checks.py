@@ -8,9 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.backends.reference import run_graph
-from graphc.backends.registry import get_backend
-from graphc.passes.memory import plan_memory
-from optest import COMPILED_BACKENDS
+from optest import COMPILED_BACKENDS, run_compiled
 
 # Whole graphs on unscaled random inputs sum long runs of large, cancelling terms: added in another
 # order, a pre-activation near zero can change sign and flip a ReLU mask or a max-pool pick, moving a
@@ -37,7 +35,7 @@ def assert_same_results(first, second, inputs=None, seed: int = 0) -> None:
     for name, want in expected.writes.items():
         np.testing.assert_array_equal(actual.writes[name], want)
     for backend in COMPILED_BACKENDS:
-        compiled = get_backend(backend).build_executable(second, plan_memory(second)).run(inputs)
+        compiled = run_compiled(backend, second, inputs)
         for i, (want, got) in enumerate(zip(expected.outputs, compiled.outputs, strict=True)):
             _assert_close(f"{backend} {second.name} output {i}", got, want)
         for name, want in expected.writes.items():

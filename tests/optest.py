@@ -38,11 +38,11 @@ def run_checked(graph: Graph, arrays) -> list[np.ndarray]:
     except (IndexError, ValueError) as err:
         for backend in COMPILED_BACKENDS:
             with pytest.raises(type(err)) as raised:
-                _run_compiled(backend, graph, arrays)
+                run_compiled(backend, graph, arrays)
             assert str(raised.value) == str(err), f"{backend}: {raised.value} instead of {err}"
         raise
     for backend in COMPILED_BACKENDS:
-        for got, want in zip(_run_compiled(backend, graph, arrays), expected, strict=True):
+        for got, want in zip(run_compiled(backend, graph, arrays).outputs, expected, strict=True):
             assert_backend_agrees(backend, graph.name, got, want)
     return expected
 
@@ -60,8 +60,9 @@ def assert_backend_agrees(backend: str, what: str, got: np.ndarray, want: np.nda
                                err_msg=f"{backend} {what} vs the reference backend")
 
 
-def _run_compiled(backend: str, graph: Graph, arrays) -> list[np.ndarray]:
-    return get_backend(backend).build_executable(graph, plan_memory(graph)).run(arrays).outputs
+def run_compiled(backend: str, graph: Graph, arrays):
+    """``graph`` compiled for ``backend`` over its memory plan and run once: a RunResult."""
+    return get_backend(backend).build_executable(graph, plan_memory(graph)).run(arrays)
 
 
 def require_torch():
