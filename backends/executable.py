@@ -11,7 +11,7 @@ them as they were.  ``profile`` times every kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from graphc.ir.graph import Graph, Node
 
 from .profile import Profile
 
-Inputs = "Mapping[str, np.ndarray] | Sequence[np.ndarray]"
+Inputs = Union[Mapping[str, np.ndarray], Sequence[np.ndarray]]   # by input name, or in input order
 
 
 @dataclass

@@ -6,10 +6,11 @@ and the backends see ``i * 784`` rather than the arithmetic that built it.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from ..ir.dtypes import DType, bool_, i64
-from .ir import Binary, Cast, Const, Expr, Ref, Select, Unary, Var  # noqa: F401  (Ref, Var: for lowerings)
+from .ir import Binary, Cast, Const, Expr, Select, Unary
 
 
 def const(value, dtype: DType = i64) -> Const:
@@ -140,15 +141,8 @@ def unflatten(flat: Expr, shape: Sequence[int]) -> tuple[Expr, ...]:
     stride = 1
     for size in reversed(shape):
         coordinate = div(flat, stride)
-        if stride * size != _total(shape):
+        if stride * size != math.prod(shape):
             coordinate = rem(coordinate, size)
         dims.append(coordinate if size != 1 else Const(0, i64))
         stride *= size
     return tuple(reversed(dims))
-
-
-def _total(shape: Sequence[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total

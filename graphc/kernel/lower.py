@@ -146,7 +146,7 @@ def _body_nodes(node: Node) -> list[Node]:
 def _is_flat(node: Node, shape) -> bool:
     numel = int(np.prod(shape, dtype=np.int64))
     reads_in_step = all(op.op == "reshape" or get_op(op.op).family in _FLAT_FAMILIES for op in _body_nodes(node))
-    return reads_in_step and all(x.type.numel in (numel,) or x.shape == () for x in node.inputs) and len(shape) > 0
+    return reads_in_step and all(x.type.numel == numel or x.shape == () for x in node.inputs) and len(shape) > 0
 
 
 # Anchors whose rows of outputs are computed lane by lane: the lanes read neighbouring

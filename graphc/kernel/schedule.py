@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from . import expr as E
 from .builder import KernelBuilder
-from .ir import Const, Kernel, Let, Loop, Stmt, Var, walk_statements
+from .ir import Const, Kernel, Let, Loop, Stmt, Var
 
 # Below this many estimated operations a kernel runs on the calling thread alone:
 # waking the pool costs about as much as this much work.
@@ -102,6 +102,3 @@ def _replace_loop(stmt: Stmt, var: str, change) -> Stmt:
         return change(stmt)
     return replace(stmt, body=tuple(_replace_loop(s, var, change) for s in stmt.body))
 
-
-def loops(kernel: Kernel) -> list[Loop]:
-    return [stmt for stmt in walk_statements(kernel.body) if isinstance(stmt, Loop)]

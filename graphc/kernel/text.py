@@ -14,8 +14,8 @@
 """
 from __future__ import annotations
 
-from .ir import (Accumulator, Local, Assign, Binary, Buffer, Cast, Check, Const, Expr, Kernel, Let, Load, Loop, Program,
-                 Ref, Select, Stmt, Store, Unary, Var)
+from .ir import (Accumulator, Assign, Binary, Buffer, Cast, Check, Const, Expr, Kernel, Let, Load, Local, Loop,
+                 Program, Ref, Select, Stmt, Store, Unary, Var, walk_statements)
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "rem": "%", "and": "&", "or": "|", "xor": "^",
           "shl": "<<", "lshr": ">>>", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -49,59 +49,69 @@ def print_kernel(kernel: Kernel) -> str:
         head += f"  # {kernel.loc}"
     lines = [head, f"  reads {', '.join('%' + b for b in kernel.inputs) or 'nothing'}; "
                    f"writes {', '.join('%' + b for b in kernel.outputs)}"]
-    _statements(kernel.body, 1, lines)
+    scratch = frozenset(stmt.name for stmt in walk_statements(kernel.body) if isinstance(stmt, Local))
+    _statements(kernel.body, 1, lines, scratch)
     return "\n".join(lines)
 
 
-def _statements(body, depth: int, lines: list[str]) -> None:
+def _statements(body, depth: int, lines: list[str], scratch: frozenset[str]) -> None:
     for stmt in body:
-        _statement(stmt, depth, lines)
+        _statement(stmt, depth, lines, scratch)
 
 
-def _statement(stmt: Stmt, depth: int, lines: list[str]) -> None:
+def _statement(stmt: Stmt, depth: int, lines: list[str], scratch: frozenset[str]) -> None:
     pad = "  " * depth
+
+    def fmt(expr: Expr) -> str:
+        return format_expr(expr, scratch=scratch)
     if isinstance(stmt, Loop):
         kind = "" if stmt.kind == "serial" else stmt.kind + " "
-        lines.append(f"{pad}{kind}for {stmt.var} in {format_expr(stmt.start)}..{format_expr(stmt.stop)}:")
-        _statements(stmt.body, depth + 1, lines)
+        lines.append(f"{pad}{kind}for {stmt.var} in {fmt(stmt.start)}..{fmt(stmt.stop)}:")
+        _statements(stmt.body, depth + 1, lines, scratch)
     elif isinstance(stmt, Let):
-        lines.append(f"{pad}{stmt.name} = {format_expr(stmt.value)}")
+        lines.append(f"{pad}{stmt.name} = {fmt(stmt.value)}")
     elif isinstance(stmt, Accumulator):
         kind = " (sum)" if stmt.reassociable else ""
-        lines.append(f"{pad}{stmt.name}: {stmt.init.dtype}{kind} = {format_expr(stmt.init)}")
+        lines.append(f"{pad}{stmt.name}: {stmt.init.dtype}{kind} = {fmt(stmt.init)}")
     elif isinstance(stmt, Local):
         lines.append(f"{pad}{stmt.name}: {stmt.dtype}[{stmt.size}]")
     elif isinstance(stmt, Assign):
-        lines.append(f"{pad}{stmt.name} = {format_expr(stmt.value)}")
+        lines.append(f"{pad}{stmt.name} = {fmt(stmt.value)}")
     elif isinstance(stmt, Store):
-        target = stmt.buffer if stmt.buffer.startswith("row") else "%" + stmt.buffer
         kind = " (sum)" if stmt.reassociable else ""
-        lines.append(f"{pad}{target}[{format_expr(stmt.index)}] ={kind} {format_expr(stmt.value)}")
+        lines.append(f"{pad}{_buffer(stmt.buffer, scratch)}[{fmt(stmt.index)}] ={kind} {fmt(stmt.value)}")
     elif isinstance(stmt, Check):
-        lines.append(f"{pad}check {format_expr(stmt.cond)} else error {stmt.error} ({format_expr(stmt.value)})")
+        lines.append(f"{pad}check {fmt(stmt.cond)} else error {stmt.error} ({fmt(stmt.value)})")
     else:
         raise TypeError(f"not a kernel-IR statement: {stmt!r}")
 
 
-def format_expr(expr: Expr, parent: int = 0) -> str:
+def _buffer(name: str, scratch: frozenset[str]) -> str:
+    """A program buffer as ``%name``, a kernel's scratch row as its bare name."""
+    return name if name in scratch else "%" + name
+
+
+def format_expr(expr: Expr, parent: int = 0, scratch: frozenset[str] = frozenset()) -> str:
+    """``expr`` as text; loads from the ``scratch`` rows print without the ``%`` of program buffers."""
+    def fmt(e: Expr, strength: int = 0) -> str:
+        return format_expr(e, strength, scratch)
     if isinstance(expr, Const):
         return _const(expr)
     if isinstance(expr, (Var, Ref)):
         return expr.name
     if isinstance(expr, Load):
-        target = expr.buffer if expr.buffer.startswith("row") else "%" + expr.buffer
-        return f"{target}[{format_expr(expr.index)}]"
+        return f"{_buffer(expr.buffer, scratch)}[{fmt(expr.index)}]"
     if isinstance(expr, Unary):
-        return f"{expr.op}({format_expr(expr.x)})"
+        return f"{expr.op}({fmt(expr.x)})"
     if isinstance(expr, Cast):
-        return f"{expr.dtype}({format_expr(expr.x)})"
+        return f"{expr.dtype}({fmt(expr.x)})"
     if isinstance(expr, Select):
-        return f"select({format_expr(expr.cond)}, {format_expr(expr.a)}, {format_expr(expr.b)})"
+        return f"select({fmt(expr.cond)}, {fmt(expr.a)}, {fmt(expr.b)})"
     if isinstance(expr, Binary):
         if expr.op not in _INFIX:
-            return f"{expr.op}({format_expr(expr.a)}, {format_expr(expr.b)})"
+            return f"{expr.op}({fmt(expr.a)}, {fmt(expr.b)})"
         strength = _PRECEDENCE[expr.op]
-        text = f"{format_expr(expr.a, strength)} {_INFIX[expr.op]} {format_expr(expr.b, strength + 1)}"
+        text = f"{fmt(expr.a, strength)} {_INFIX[expr.op]} {fmt(expr.b, strength + 1)}"
         return f"({text})" if strength < parent else text
     raise TypeError(f"not a kernel-IR expression: {expr!r}")
 

@@ -24,7 +24,7 @@ from ..errors import GraphcError
 from ..ir.dtypes import bool_, i64
 from .intervals import bounds
 from .ir import (Accumulator, Assign, Binary, Cast, Check, Const, Let, Load, Local, Loop, Program, Ref, Select, Store,
-                 Unary, Var, is_comparison, walk_expr)
+                 Unary, Var, is_comparison)
 from .text import format_expr
 
 
@@ -171,5 +171,3 @@ class _KernelChecker:
             return e.dtype
         self.fail(f"{e!r} is not a kernel-IR expression")
 
-
-__all__ = ["KernelVerifyError", "verify_program", "walk_expr"]

@@ -29,6 +29,7 @@ from ..ir.dtypes import DType, bool_, f32, f64, i32, i64, u8
 from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
+from ..kernel.ir import Ref
 from .lowering import window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
@@ -140,7 +141,7 @@ def _max_window(ctx, x, attrs, index: Index):
         no_tap = _tap_count(attrs)
         best = builder.accumulator(E.const(_lowest(x.dtype.numpy), x.dtype), prefix="max")
         tap = builder.accumulator(E.const(no_tap, i64), prefix="tap")
-        best_ref, tap_ref = E.Ref(best, x.dtype), E.Ref(tap, i64)
+        best_ref, tap_ref = Ref(best, x.dtype), Ref(tap, i64)
         kh, kw = attrs["kernel_size"]
         with builder.loop(0, kh, prefix="r") as i, builder.loop(0, kw, prefix="r") as j:
             (row, column), inside = _tap_coordinates((oy, ox), (i, j), attrs, x.shape[2:])

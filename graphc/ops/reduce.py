@@ -13,6 +13,7 @@ from ..ir.dtypes import bool_, i64
 from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
+from ..kernel.ir import Ref
 from .registry import Attr, OpDef, ShapeMismatch, register
 from .shapes import normalize_axes, normalize_axis
 
@@ -188,7 +189,7 @@ def _lower_argmax(ctx, node, index: Index):
     builder = ctx.builder
     best = builder.accumulator(_extreme(x.dtype, largest=True))
     position = builder.accumulator(E.const(0, i64))
-    best_ref, position_ref = E.Ref(best, x.dtype), E.Ref(position, i64)
+    best_ref, position_ref = Ref(best, x.dtype), Ref(position, i64)
     with builder.loop(0, x.shape[axis], prefix="r") as r:
         element = ctx.value(x, _input_index(node, index, {axis: r}))
         # The first maximum wins, and the first NaN beats everything (as numpy and PyTorch).
