@@ -81,32 +81,32 @@ def _check_padding_string(padding, stride) -> None:
             raise ValueError("padding='same' is not supported for strided convolutions")
 
 
-class Conv1d(_ConvNd):
+class _Conv(_ConvNd):
+    """A forward (not transposed) convolution: PyTorch's constructor, and ``_convolve`` in forward."""
+
+    _convolve = None
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        _check_padding_string(padding, stride)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
+                         bias, padding_mode, device, dtype)
+
+    def forward(self, input):
+        return self._convolve(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv1d(_Conv):
     """1-D cross-correlation over NCL (or unbatched CL) input, as torch.nn.Conv1d."""
 
     _ntuple = staticmethod(_single_tuple)
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        _check_padding_string(padding, stride)
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
-                         bias, padding_mode, device, dtype)
-
-    def forward(self, input):
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+    _convolve = staticmethod(F.conv1d)
 
 
-class Conv2d(_ConvNd):
+class Conv2d(_Conv):
     """2-D cross-correlation over NCHW (or unbatched CHW) input, as torch.nn.Conv2d."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        _check_padding_string(padding, stride)
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
-                         bias, padding_mode, device, dtype)
-
-    def forward(self, input):
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+    _convolve = staticmethod(F.conv2d)
 
 
 class ConvTranspose2d(_ConvNd):
