@@ -15,7 +15,7 @@ from graphc.kernel import lower_program, print_program
 
 from . import cache
 from .executable import LLVMExecutable
-from .jit import PIPELINE, host, load_object, optimized_module
+from .jit import PIPELINE, host, load_object, optimized_module, vector_target
 from .render import kernel_function_name, render_program
 from .threads import pool
 
@@ -77,9 +77,10 @@ def compile_program(program, threads: int) -> bytes:
 
 
 def build_executable(graph: Graph, plan) -> LLVMExecutable:
-    program = lower_program(graph, plan)
+    program = lower_program(graph, plan, target=vector_target())
     threads = pool().threads
     names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
     engine, addresses = load_object(compile_program(program, threads), names)
-    source = ProgramSource(program, threads, unscheduled=lambda: lower_program(graph, plan, schedule=False))
+    source = ProgramSource(program, threads, unscheduled=lambda: lower_program(graph, plan, schedule=False,
+                                                                                      target=vector_target()))
     return LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, source)

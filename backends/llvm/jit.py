@@ -8,9 +8,12 @@ code (what the compile cache stores) and loaded into an MCJIT engine.
 from __future__ import annotations
 
 import functools
+import os
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
+
+from graphc.kernel.target import AVX2, AVX512, VectorTarget
 
 
 @functools.lru_cache(maxsize=None)
@@ -22,9 +25,20 @@ def _initialized() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def host() -> tuple[str, str]:
-    """The host CPU's name and its feature string (``+avx2,+fma,...``)."""
+    """The host CPU's name and its feature string (``+avx2,+fma,...``).
+
+    ``GRAPHC_ISA=avx2`` turns the AVX-512 features off, so an AVX-512 machine generates (and
+    tests) the code an AVX2 machine would run."""
     _initialized()
-    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    features = llvm.get_host_cpu_features().flatten()
+    if os.environ.get("GRAPHC_ISA", "").lower() == "avx2":
+        features = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in features.split(","))
+    return llvm.get_host_cpu_name(), features
+
+
+def vector_target() -> VectorTarget:
+    """The vector registers code for the host has: their width and count shape register tiles."""
+    return AVX512 if "+avx512f" in host()[1].split(",") else AVX2
 
 
 def target_machine(cpu: str | None = None, features: str | None = None):

@@ -23,33 +23,21 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from graphc.ir.dtypes import DType, bool_, f32, f64
+from graphc.ir.dtypes import DType, bool_, f32
 from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, Kernel, Let, Load, Local, Loop, Program,
                               Ref, Select, Store, Unary, Var)
 from graphc.kernel.schedule import outer_loop
 
 from .jit import FunctionPointer
+from .lanes import LaneLoop, constant_trip, renders_as_vectors
+from .types import I1, I8, I32, I64, PTR, constant_like, declare_intrinsic, like, memory_type, value_type
 
-I1, I8, I32, I64, PTR = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.PointerType()
 KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR])
+RUNNER_TYPE = ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR])
 TASK_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64])
 PARALLEL_FOR_TYPE = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64])
 # Chunks per thread of a parallel loop: several, so a thread that finishes early takes more.
 CHUNKS_PER_THREAD = 4
-
-
-def value_type(dtype: DType) -> ir.Type:
-    if dtype == f32:
-        return ir.FloatType()
-    if dtype == f64:
-        return ir.DoubleType()
-    if dtype == bool_:
-        return I1
-    return ir.IntType(dtype.itemsize * 8)
-
-
-def memory_type(dtype: DType) -> ir.Type:
-    return I8 if dtype == bool_ else value_type(dtype)
 
 
 def kernel_function_name(kernel: Kernel) -> str:
@@ -74,6 +62,26 @@ def render_program(program: Program, threads: int) -> ir.Module:
     return module
 
 
+def render_modules(program: Program, threads: int, groups: list[list[int]]) -> list[ir.Module]:
+    """``program`` as modules LLVM compiles apart (in parallel): first the buffer table and the
+    entry, which calls every kernel's runner as an external function, then one module per group
+    of kernels (their positions in the program) defining those runners.  Loaded into one
+    engine, the modules link into the program ``render_program`` makes as one module."""
+    slots = {name: i for i, name in enumerate(program.buffers)}
+    main = ir.Module(name=program.name)
+    _buffers_function(main, program, slots)
+    runners = [ir.Function(main, RUNNER_TYPE, kernel_function_name(kernel)) for kernel in program.kernels]
+    _entry(main, program, slots, runners)
+    modules = [main]
+    for number, group in enumerate(groups):
+        module = ir.Module(name=f"{program.name}.{number}")
+        for position in group:
+            kernel = program.kernels[position]
+            _runner(module, kernel, _KernelRenderer(module, kernel, program, slots).function, threads)
+        modules.append(module)
+    return modules
+
+
 # -- the buffer table and the entry -------------------------------------------------------
 
 def _buffers_function(module, program: Program, slots: dict[str, int]) -> None:
@@ -93,7 +101,7 @@ def _buffers_function(module, program: Program, slots: dict[str, int]) -> None:
 
 def _runner(module, kernel: Kernel, body: ir.Function, threads: int) -> ir.Function:
     """``graphc_kernel_<k>(table, status, parallel_for)``: the kernel over all its iterations."""
-    runner = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR]), kernel_function_name(kernel))
+    runner = ir.Function(module, RUNNER_TYPE, kernel_function_name(kernel))
     table, status, parallel_for = runner.args
     b = ir.IRBuilder(runner.append_basic_block("entry"))
     loop = outer_loop(kernel)
@@ -200,7 +208,10 @@ class _KernelRenderer:
             b.store(self.expr(stmt.init), slot)
         elif isinstance(stmt, Local):
             with b.goto_entry_block():
-                self.bases[stmt.name] = b.alloca(memory_type(stmt.dtype), ir.Constant(I64, stmt.size), name=stmt.name)
+                row = b.alloca(memory_type(stmt.dtype), ir.Constant(I64, stmt.size), name=stmt.name)
+            row.align = 64
+            row.type = PTR        # an opaque pointer, as every buffer's base is (llvmlite types allocas)
+            self.bases[stmt.name] = row
         elif isinstance(stmt, Assign):
             slot, _, reassociable = self.accumulators[stmt.name]
             b.store(self.sum_expr(stmt.value, reassociable), slot)
@@ -213,7 +224,14 @@ class _KernelRenderer:
         elif isinstance(stmt, Check):
             self.check(stmt)
         elif isinstance(stmt, Loop):
-            self.loop(stmt, self.expr(stmt.start), self.expr(stmt.stop))
+            if stmt.kind == "unrolled" and constant_trip(stmt) is not None:
+                for i in range(stmt.start.value, stmt.stop.value):
+                    self.values[stmt.var] = ir.Constant(I64, i)
+                    self.statements(stmt.body)
+            elif renders_as_vectors(stmt):
+                LaneLoop(self, stmt).render(stmt.body)
+            else:
+                self.loop(stmt, self.expr(stmt.start), self.expr(stmt.stop))
         else:
             raise TypeError(f"cannot render {stmt!r}")
 
@@ -255,7 +273,10 @@ class _KernelRenderer:
             self.fast = ()
 
     def address(self, buffer: str, index, dtype: DType):
-        return self.b.gep(self.bases[buffer], [self.expr(index)], inbounds=True, source_etype=memory_type(dtype))
+        return self.element_address(buffer, self.expr(index), dtype)
+
+    def element_address(self, buffer: str, index: ir.Value, dtype: DType):
+        return self.b.gep(self.bases[buffer], [index], inbounds=True, source_etype=memory_type(dtype))
 
     # -- expressions -----------------------------------------------------------------
     def expr(self, e):
@@ -281,11 +302,17 @@ class _KernelRenderer:
         raise TypeError(f"cannot render {e!r}")
 
     def intrinsic(self, name: str, dtype: DType, args):
-        type_ = value_type(dtype)
-        function = self.module.declare_intrinsic(name, [type_], ir.FunctionType(type_, [type_] * len(args)))
+        type_ = like(args[0], value_type(dtype))
+        function = declare_intrinsic(self.module, name, [type_], ir.FunctionType(type_, [type_] * len(args)))
         return self.b.call(function, args)
 
     def libm(self, names: tuple[str, str], dtype: DType, x):
+        if isinstance(x.type, ir.VectorType):            # no vector library: lane by lane
+            result = x
+            for i in range(x.type.count):
+                lane = ir.Constant(I32, i)
+                result = self.b.insert_element(result, self.libm(names, dtype, self.b.extract_element(x, lane)), lane)
+            return result
         name = names[0] if dtype == f32 else names[1]
         try:
             function = self.module.get_global(name)
@@ -299,7 +326,7 @@ class _KernelRenderer:
         if op == "not":
             return b.not_(x)
         if op == "isnan":
-            return b.fcmp_unordered("uno", x, x) if dtype.is_float else ir.Constant(I1, 0)
+            return b.fcmp_unordered("uno", x, x) if dtype.is_float else constant_like(x, I1, 0)
         if op == "neg":
             return b.fneg(x) if dtype.is_float else b.neg(x)
         if dtype.is_float:
@@ -308,7 +335,8 @@ class _KernelRenderer:
             if op in _LIBM:
                 return self.libm(_LIBM[op], dtype, [x][0])
         if op == "abs":
-            return x if not dtype.is_signed else b.select(b.icmp_signed("<", x, ir.Constant(x.type, 0)), b.neg(x), x)
+            negative = b.icmp_signed("<", x, constant_like(x, value_type(dtype), 0))
+            return b.select(negative, b.neg(x), x) if dtype.is_signed else x
         if op == "trunc":
             return x
         raise TypeError(f"cannot render {op} on {dtype}")
@@ -342,24 +370,26 @@ class _KernelRenderer:
 
     def cast(self, x, source: DType, target: DType):
         b = self.b
-        to = value_type(target)
+        to = like(x, value_type(target))
         if source == target:
             return x
         if target == bool_:
-            if source.is_float:
-                return b.fcmp_unordered("!=", x, ir.Constant(x.type, 0.0))
-            return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
+            zero = constant_like(x, value_type(source), 0.0 if source.is_float else 0)
+            return (b.fcmp_unordered if source.is_float else b.icmp_unsigned)("!=", x, zero)
         if source.is_float and target.is_float:
             return b.fpext(x, to) if target.itemsize > source.itemsize else b.fptrunc(x, to)
         if source.is_float:
             # Truncate toward zero through i64, saturating (NaN gives 0, never poison), then wrap.
-            saturating = self.module.declare_intrinsic("llvm.fptosi.sat", [I64, x.type], ir.FunctionType(I64, [x.type]))
+            wide_type = like(x, I64)
+            saturating = declare_intrinsic(self.module, "llvm.fptosi.sat", [wide_type, x.type],
+                                                       ir.FunctionType(wide_type, [x.type]))
             wide = b.call(saturating, [x])
-            return wide if to == I64 else b.trunc(wide, to)
+            return wide if to == wide_type else b.trunc(wide, to)
         if target.is_float:
             return b.sitofp(x, to) if source.is_signed and source != bool_ else b.uitofp(x, to)
-        if to.width > x.type.width:
+        width, source_width = value_type(target).width, value_type(source).width
+        if width > source_width:
             return b.sext(x, to) if source.is_signed and source != bool_ else b.zext(x, to)
-        if to.width < x.type.width:
+        if width < source_width:
             return b.trunc(x, to)
         return x

@@ -10,7 +10,7 @@ loop (a reduction's prologue) is never used after the loop closes.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +19,30 @@ from ..ir.graph import Node
 from . import expr as E
 from .intervals import bounds, within
 from .ir import Accumulator, Assign, Local, Check, Const, Expr, Let, Load, Loop, OutOfRange, Ref, Stmt, Store, Var
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A block of outputs computed together: ``rows`` (their variable ``row``, None for one
+    row) by ``lanes`` (variable ``lane``), the lanes neighbouring elements of the output."""
+    row: str | None
+    rows: int
+    lane: str
+    lanes: int
+
+    def loops(self) -> list[tuple[str, int]]:
+        """The tile's loop variables and trip counts, outermost first."""
+        return ([(self.row, self.rows)] if self.row else []) + [(self.lane, self.lanes)]
+
+    def position(self) -> Expr:
+        """This element's place in a scratch tile, row after row."""
+        return E.add(E.mul(Var(self.row), self.lanes), Var(self.lane)) if self.row else Var(self.lane)
+
+    def wrap(self, body: tuple) -> Loop:
+        loop = Loop(self.lane, Const(0, i64), Const(self.lanes, i64), body, "vectorized")
+        if self.row:
+            loop = Loop(self.row, Const(0, i64), Const(self.rows, i64), (loop,), "unrolled")
+        return loop
 
 
 @dataclass(frozen=True)
@@ -67,10 +91,8 @@ class KernelBuilder:
         self._names = 0
         self.ranges: dict[str, tuple] = {}       # each open loop's variable: the values it takes
         self.locals: set[str] = set()
-        # While a row of outputs is computed lane by lane (see LoweringContext.reduce): the lane
-        # variable, the row's length, and the lane loop's pending block and scope.
-        self.lane: tuple[str, int] | None = None
-        self._lane_block: tuple[list, dict] | None = None
+        # While a tile of outputs is computed lane by lane (see LoweringContext.reduce).
+        self.tile: Tile | None = None
 
     # -- names and blocks ----------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -141,26 +163,38 @@ class KernelBuilder:
         self.emit(Local(name, dtype, size))
         return name
 
-    # -- rows computed lane by lane ---------------------------------------------------------
+    # -- tiles of outputs computed lane by lane ------------------------------------------
     @contextmanager
-    def lanes(self, size: int):
-        """Compute a row of ``size`` outputs lane by lane: yields the lane variable.  What is
-        emitted inside goes into a loop over the lanes, opened when the block closes; a
-        reduction emitted meanwhile (``LoweringContext.reduce``) runs before that loop, over
-        all lanes at once."""
-        lane = self.fresh("lane")
-        self.lane = (lane, size)
-        self.ranges[lane] = (0, size - 1)
+    def tiled(self, rows: int, lanes: int):
+        """Compute a tile of ``rows`` x ``lanes`` outputs: yields the row variable (None for one
+        row) and the lane variable.  What is emitted inside goes into loops over the tile's rows
+        (unrolled) and lanes (vectorized), opened when the block closes; a reduction emitted
+        meanwhile (``LoweringContext.reduce``) runs before those loops, over the whole tile at
+        once, its accumulators held in a scratch tile."""
+        tile = Tile(self.fresh("row") if rows > 1 else None, rows, self.fresh("lane"), lanes)
+        self.tile = tile
+        for var, size in tile.loops():
+            self.ranges[var] = (0, size - 1)
         self._blocks.append([])
         self._scopes.append({})
         try:
-            yield Var(lane)
+            yield (Var(tile.row) if tile.row else None), Var(tile.lane)
         finally:
             body = self._blocks.pop()
             self._scopes.pop()
-            self.lane = None
-            del self.ranges[lane]
-        self.emit(Loop(lane, Const(0, i64), Const(size, i64), tuple(body), "vectorized"))
+            self.tile = None
+            for var, _ in tile.loops():
+                del self.ranges[var]
+        self.emit(tile.wrap(tuple(body)))
+
+    @contextmanager
+    def tile_loops(self, tile: "Tile"):
+        """Open the loops over ``tile``'s rows and lanes again (inside a reduction, say)."""
+        with ExitStack() as stack:
+            for var, size in tile.loops():
+                kind = "vectorized" if var == tile.lane else "unrolled"
+                stack.enter_context(self.loop(0, size, kind=kind, var=var))
+            yield
 
     @contextmanager
     def at_top(self):
@@ -168,30 +202,30 @@ class KernelBuilder:
         in every iteration (rank-0 work such as an optimizer's bias corrections), which the
         backend could not hoist itself when it cannot prove the scalars they read are not
         overwritten by the kernel's stores."""
-        blocks, scopes, lane = self._blocks[1:], self._scopes[1:], self.lane
+        blocks, scopes, tile = self._blocks[1:], self._scopes[1:], self.tile
         del self._blocks[1:], self._scopes[1:]
-        self.lane = None
+        self.tile = None
         try:
             yield
         finally:
             self._blocks.extend(blocks)
             self._scopes.extend(scopes)
-            self.lane = lane
+            self.tile = tile
 
     @property
     def nested(self) -> bool:
         return len(self._blocks) > 1
 
     @contextmanager
-    def before_lanes(self):
-        """Emit into the block that runs before the lane loop (its pending block set aside)."""
+    def before_tile(self):
+        """Emit into the block that runs before the tile's loops (their pending block set aside)."""
         block, scope = self._blocks.pop(), self._scopes.pop()
-        lane = self.lane
-        self.lane = None
+        tile = self.tile
+        self.tile = None
         try:
-            yield lane
+            yield tile
         finally:
-            self.lane = lane
+            self.tile = tile
             self._blocks.append(block)
             self._scopes.append(scope)
 
@@ -262,12 +296,12 @@ class LoweringContext:
         (a size, or a (start, stop) pair), into an accumulator starting at ``init``.
 
         ``sums``: the fold is a sum whose terms a backend may add in another order.
-        While a row of outputs is computed lane by lane, the fold runs before the lane
-        loop for every lane at once: an accumulator per lane in a scratch row, the lanes
-        innermost (so a backend vectorizes across outputs), and the result is the lane's
-        element of the row."""
-        if self.builder.lane is not None:
-            return self._reduce_row(init, extents, update, sums)
+        While a tile of outputs is computed lane by lane, the fold runs before the tile's
+        loops for all of its elements at once: an accumulator per element in a scratch
+        tile, the tile's rows and lanes innermost (so a backend keeps the tile in registers
+        and vectorizes across outputs), and the result is this element of the tile."""
+        if self.builder.tile is not None:
+            return self._reduce_tile(init, extents, update, sums)
         acc = self.builder.accumulator(init, reassociable=sums)
         current = Ref(acc, init.dtype)
 
@@ -283,18 +317,18 @@ class LoweringContext:
         nest(0, [])
         return current
 
-    def _reduce_row(self, init, extents, update, sums: bool) -> Expr:
+    def _reduce_tile(self, init, extents, update, sums: bool) -> Expr:
         builder = self.builder
-        with builder.before_lanes() as (lane, size):
-            row = builder.local(init.dtype, size)
-            with builder.loop(0, size, var=lane):
-                builder.emit(Store(row, Var(lane), init))
+        with builder.before_tile() as tile:
+            scratch = builder.local(init.dtype, tile.rows * tile.lanes)
+            with builder.tile_loops(tile):
+                builder.emit(Store(scratch, tile.position(), init))
 
             def nest(depth: int, variables: list[Var]):
                 if depth == len(extents):
-                    with builder.loop(0, size, kind="vectorized", var=lane):
-                        current = Load(row, Var(lane), init.dtype)
-                        builder.emit(Store(row, Var(lane), update(current, variables), reassociable=sums))
+                    with builder.tile_loops(tile):
+                        current = Load(scratch, tile.position(), init.dtype)
+                        builder.emit(Store(scratch, tile.position(), update(current, variables), reassociable=sums))
                     return
                 extent = extents[depth]
                 start, stop = extent if isinstance(extent, tuple) else (0, extent)
@@ -302,7 +336,7 @@ class LoweringContext:
                     nest(depth + 1, variables + [var])
 
             nest(0, [])
-        return Load(row, Var(lane), init.dtype)
+        return Load(scratch, tile.position(), init.dtype)
 
 
 def store(builder: KernelBuilder, buffer: str, index: Index, value: Expr) -> None:

@@ -26,15 +26,17 @@ from . import expr as E
 from .builder import Index, KernelBuilder, LoweringContext, store
 from .ir import Buffer, Copy, Kernel, OutOfRange, Program
 from .schedule import default_schedule
+from .target import AVX2, VectorTarget
 
 # Ops whose kernels can loop over the flat position of their elements: each reads its
 # operands at the element it writes (or at a scalar), so no coordinates are needed.
 _FLAT_FAMILIES = ("elementwise", "source")
 
 
-def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
+def lower_program(graph: Graph, plan, schedule: bool = True, target: VectorTarget = AVX2) -> Program:
     """The kernel-IR program running ``graph`` with the buffers placed by ``plan`` (a MemoryPlan),
-    each kernel given its default schedule (unless ``schedule`` is false)."""
+    each kernel given its default schedule (unless ``schedule`` is false), its register tiles
+    shaped for ``target``'s vector registers."""
     buffers: dict[str, Buffer] = {}
     buffer_of: dict[Node, str] = {}
     for node in graph.inputs:
@@ -57,7 +59,7 @@ def lower_program(graph: Graph, plan, schedule: bool = True) -> Program:
         if node.op == "constant":
             operands[node] = _constant_buffer(node, node.attrs["value"], buffers)
         kernel = _lower_kernel(f"k{len(kernels)}_{_identifier(node.name)}", node, outputs, operands,
-                               [o.name for o in outputs], errors)
+                               [o.name for o in outputs], errors, target)
         kernels.append(default_schedule(kernel) if schedule else kernel)
         for output in outputs:
             buffer_of[output] = output.name
@@ -99,7 +101,7 @@ def _identifier(name: str) -> str:
 
 
 def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Node, str],
-                  stored: list[str], errors: list[OutOfRange]) -> Kernel:
+                  stored: list[str], errors: list[OutOfRange], target: VectorTarget) -> Kernel:
     builder = KernelBuilder()
     ctx = LoweringContext(builder, {n: b for n, b in operands.items() if b is not None}, errors,
                           lambda n: get_op(n.op).lower)
@@ -108,27 +110,48 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
         with builder.loop(0, int(np.prod(shape, dtype=np.int64))) as position:
             _store_outputs(ctx, outputs, stored, Index.flat_over(shape, position))
     else:
-        _nest(ctx, outputs, stored, shape, [], _by_lanes(node, shape))
+        _nest(ctx, outputs, stored, shape, [], _tile_shape(node, shape, target))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
     return Kernel(name, node.name, _describe(node), builder.body, inputs, tuple(stored),
                   str(node.loc) if node.loc else None)
 
 
-def _nest(ctx, outputs, stored, shape, dims, by_lanes: bool = False):
+def _nest(ctx, outputs, stored, shape, dims, tile: tuple[int, int] | None):
+    """Loops over the outputs' elements; with a ``tile`` (rows, lanes), the last axis (and the
+    one before it, where rows > 1) in tiles computed lane by lane."""
     if len(dims) == len(shape):
         _store_outputs(ctx, outputs, stored, Index.of(shape, dims))
         return
-    if by_lanes and len(dims) == len(shape) - 1:
-        row = _row_length(shape[-1])
-        if row == shape[-1]:
-            with ctx.builder.lanes(row) as lane:
-                _store_outputs(ctx, outputs, stored, Index.of(shape, dims + [lane]))
-            return
-        with ctx.builder.loop(0, shape[-1] // row) as tile, ctx.builder.lanes(row) as lane:
-            _store_outputs(ctx, outputs, stored, Index.of(shape, dims + [E.add(E.mul(tile, row), lane)]))
+    if tile is not None and tile[0] > 1 and len(dims) == len(shape) - 2:
+        rows = tile[0]
+        with ctx.builder.loop(0, shape[-2] // rows) as block:
+            _column_tiles(ctx, outputs, stored, shape, dims, E.mul(block, rows), tile)
+        return
+    if tile is not None and tile[0] == 1 and len(dims) == len(shape) - 1:
+        _column_tiles(ctx, outputs, stored, shape, dims, None, tile)
         return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
-        _nest(ctx, outputs, stored, shape, dims + [var], by_lanes)
+        _nest(ctx, outputs, stored, shape, dims + [var], tile)
+
+
+def _column_tiles(ctx, outputs, stored, shape, dims, first_row, tile) -> None:
+    """The tiles of one block of rows (or of one row, ``first_row`` None): as many whole tiles
+    of ``lanes`` columns as fit, then one narrower tile of the columns left over."""
+    rows, lanes = tile
+    full, rest = divmod(shape[-1], lanes)
+
+    def compute(first_column, width):
+        with ctx.builder.tiled(rows, width) as (row, lane):
+            row_dims = [] if first_row is None else [E.add(first_row, row) if row is not None else first_row]
+            _store_outputs(ctx, outputs, stored, Index.of(shape, dims + row_dims + [E.add(first_column, lane)]))
+
+    if full == 1:
+        compute(E.index(0), lanes)
+    elif full > 1:
+        with ctx.builder.loop(0, full) as column_tile:
+            compute(E.mul(column_tile, lanes), lanes)
+    if rest:
+        compute(E.index(full * lanes), rest)
 
 
 def _store_outputs(ctx, outputs, stored, index: Index) -> None:
@@ -163,14 +186,25 @@ def _row_length(size: int) -> int | None:
     return next((row for row in range(MAX_ROW, 7, -1) if size % row == 0), None)
 
 
-def _by_lanes(node: Node, shape) -> bool:
-    if not shape or shape[-1] < 2 or _row_length(shape[-1]) is None:
-        return False
+def _tile_shape(node: Node, shape, target: VectorTarget) -> tuple[int, int] | None:
+    """The (rows, lanes) of the tiles a kernel's outputs are computed in, or None (one by one).
+
+    A matmul's output goes in register tiles of ``target``'s shape (fewer rows where that
+    many do not divide the row count); a window op's in rows of whole image rows."""
+    if not shape or shape[-1] < 2:
+        return None
     anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
     if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != tuple(shape) for n in anchors):
-        return False
-    # A matmul's lanes are columns of its right operand: read through a permute they are far apart.
-    return not any(n.op == "matmul" and n.inputs[1].op == "permute" for n in anchors)
+        return None
+    if all(n.op == "matmul" for n in anchors):
+        # A matmul's lanes are columns of its right operand: read through a permute they are far apart.
+        if any(n.inputs[1].op == "permute" for n in anchors):
+            return None
+        most_rows, lanes = target.tile(anchors[0].dtype)
+        rows = max(r for r in range(1, most_rows + 1) if shape[-2] % r == 0)
+        return rows, lanes
+    row = _row_length(shape[-1])
+    return None if row is None else (1, row)
 
 
 def _describe(node: Node) -> str:

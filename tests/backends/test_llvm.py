@@ -58,8 +58,11 @@ def test_the_dcgan_step_agrees_with_the_reference_backend():
     for backend in ("reference", "llvm"):
         graphc.manual_seed(0)
         g, d = models.Generator(), models.Discriminator()
-        opt_g = optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        opt_d = optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        # Adam scales each element's step to about lr whatever its gradient: with the default eps a
+        # gradient of 1e-7, 10% of which is float rounding (summed in another order), would move its
+        # weight by a different lr-sized step.  A larger eps keeps the comparison about the step.
+        opt_g = optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-4)
+        opt_d = optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-4)
         step = graphc.compile(dcgan_step(graphc, g, d, opt_g, opt_d), backend=backend)
         rng = np.random.default_rng(0)
         losses = []

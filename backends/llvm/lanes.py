@@ -1,0 +1,184 @@
+"""Vectorized loops rendered as LLVM vector instructions, and unrolled loops rendered unrolled.
+
+A schedule marks a loop ``vectorized`` when its iterations are independent
+lanes (a row of outputs, a tile of accumulators).  When such a loop has a
+constant trip count of at most ``MAX_LANES`` and a body of lets and stores,
+it is rendered here as one pass of vector instructions, ``<lanes x T>``,
+rather than left to LLVM's loop vectorizer, which gives up on the small
+constant-trip loops of a register tile (it unrolls them first, then finds no
+loop to vectorize).  Whatever does not depend on the lane is computed once as
+a scalar and broadcast; a load or store whose index moves by one element per
+lane is one vector load or store; any other index is read and written lane by
+lane.  LLVM splits the wide vectors into the machine's registers (16 floats on
+AVX-512, 8 on AVX2), so one kernel-IR tile serves every vector width.
+
+An ``unrolled`` loop with constant bounds is rendered once per iteration with
+its variable a constant: a register tile's rows, whose accumulators LLVM can
+then keep in registers because every address into them is a constant.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from graphc.ir.dtypes import bool_
+from graphc.kernel.ir import Binary, Cast, Const, Let, Load, Loop, Ref, Select, Store, Unary, Var
+
+from .types import I8, I32, I64, memory_type
+
+# Lanes of the widest loop rendered as vectors: 64 floats are four AVX-512 registers.
+MAX_LANES = 64
+
+
+def constant_trip(loop: Loop) -> int | None:
+    if isinstance(loop.start, Const) and isinstance(loop.stop, Const):
+        return loop.stop.value - loop.start.value
+    return None
+
+
+def renders_as_vectors(loop: Loop) -> bool:
+    trip = constant_trip(loop)
+    return (loop.kind == "vectorized" and trip is not None and 1 < trip <= MAX_LANES
+            and all(isinstance(stmt, (Let, Store)) for stmt in loop.body))
+
+
+def vector_of(scalar: ir.Type, lanes: int) -> ir.VectorType:
+    return ir.VectorType(scalar, lanes)
+
+
+class LaneLoop:
+    """Renders one vectorized loop through the kernel renderer ``r`` (its builder, values,
+    buffers and scalar operations, which accept vectors as well as scalars)."""
+
+    def __init__(self, r, loop: Loop):
+        self.r = r
+        self.b = r.b
+        self.var = loop.var
+        self.start = loop.start.value
+        self.lanes = constant_trip(loop)
+        self.vector_names: set[str] = set()       # lets whose value differs from lane to lane
+        self.strides: dict[str, int | None] = {}  # of those, integer lets: their step per lane
+        self._dependent: dict[int, bool] = {}
+
+    def render(self, body) -> None:
+        for stmt in body:
+            if isinstance(stmt, Let):
+                if self.dependent(stmt.value):
+                    self.r.values[stmt.name] = self.vector(stmt.value)
+                    self.vector_names.add(stmt.name)
+                    self.strides[stmt.name] = self.stride(stmt.value)
+                else:
+                    self.r.values[stmt.name] = self.r.expr(stmt.value)
+            else:
+                self.store(stmt)
+        for name in self.vector_names:           # lane values are not visible after the loop
+            del self.r.values[name]
+
+    # -- which values vary across lanes, and how indices move ---------------------------
+    def dependent(self, e) -> bool:
+        key = id(e)
+        if key not in self._dependent:
+            self._dependent[key] = self._depends(e)
+        return self._dependent[key]
+
+    def _depends(self, e) -> bool:
+        if isinstance(e, Var):
+            return e.name == self.var
+        if isinstance(e, Ref):
+            return e.name in self.vector_names
+        if isinstance(e, Load):
+            return self.dependent(e.index)
+        if isinstance(e, (Unary, Cast)):
+            return self.dependent(e.x)
+        if isinstance(e, Binary):
+            return self.dependent(e.a) or self.dependent(e.b)
+        if isinstance(e, Select):
+            return self.dependent(e.cond) or self.dependent(e.a) or self.dependent(e.b)
+        return False
+
+    def stride(self, e) -> int | None:
+        """How far integer ``e`` moves from one lane to the next, if by a constant."""
+        if not self.dependent(e):
+            return 0
+        if isinstance(e, Var):
+            return 1
+        if isinstance(e, Ref):
+            return self.strides.get(e.name)
+        if isinstance(e, Binary) and e.op in ("add", "sub"):
+            a, b = self.stride(e.a), self.stride(e.b)
+            if a is None or b is None:
+                return None
+            return a + b if e.op == "add" else a - b
+        if isinstance(e, Binary) and e.op == "mul":
+            if isinstance(e.b, Const):
+                a = self.stride(e.a)
+                return None if a is None else a * e.b.value
+            if isinstance(e.a, Const):
+                b = self.stride(e.b)
+                return None if b is None else b * e.a.value
+        return None
+
+    # -- values ---------------------------------------------------------------------------
+    def vector(self, e):
+        """``e`` in every lane, as an LLVM vector."""
+        if not self.dependent(e):
+            return self.splat(self.r.expr(e))
+        r = self.r
+        if isinstance(e, Var):
+            return ir.Constant(vector_of(I64, self.lanes), list(range(self.start, self.start + self.lanes)))
+        if isinstance(e, Ref):
+            return r.values[e.name]
+        if isinstance(e, Load):
+            return self.load(e)
+        if isinstance(e, Unary):
+            return r.unary(e.op, self.vector(e.x), e.x.dtype)
+        if isinstance(e, Binary):
+            return r.binary(e.op, self.vector(e.a), self.vector(e.b), e.a.dtype)
+        if isinstance(e, Select):
+            condition = self.vector(e.cond) if self.dependent(e.cond) else r.expr(e.cond)
+            return self.b.select(condition, self.vector(e.a), self.vector(e.b))
+        if isinstance(e, Cast):
+            return r.cast(self.vector(e.x), e.x.dtype, e.dtype)
+        raise TypeError(f"cannot render {e!r} in a vectorized loop")
+
+    def splat(self, scalar):
+        type_ = vector_of(scalar.type, self.lanes)
+        one = self.b.insert_element(ir.Constant(type_, ir.Undefined), scalar, ir.Constant(I32, 0))
+        return self.b.shuffle_vector(one, ir.Constant(type_, ir.Undefined),
+                                     ir.Constant(vector_of(I32, self.lanes), [0] * self.lanes))
+
+    def lane(self, vector, i: int):
+        return self.b.extract_element(vector, ir.Constant(I32, i))
+
+    # -- memory -----------------------------------------------------------------------------
+    def load(self, e: Load):
+        b, r = self.b, self.r
+        element = memory_type(e.dtype)
+        index = self.vector(e.index)
+        if self.stride(e.index) == 1:
+            address = r.element_address(e.buffer, self.lane(index, 0), e.dtype)
+            value = b.load(address, typ=vector_of(element, self.lanes), align=e.dtype.itemsize)
+        else:
+            value = ir.Constant(vector_of(element, self.lanes), ir.Undefined)
+            for i in range(self.lanes):
+                scalar = b.load(r.element_address(e.buffer, self.lane(index, i), e.dtype), typ=element)
+                value = b.insert_element(value, scalar, ir.Constant(I32, i))
+        if e.dtype == bool_:
+            return b.icmp_unsigned("!=", value, ir.Constant(value.type, [0] * self.lanes))
+        return value
+
+    def store(self, stmt: Store) -> None:
+        b, r = self.b, self.r
+        r.fast = ("reassoc", "contract") if stmt.reassociable else ()
+        try:
+            value = self.vector(stmt.value)
+        finally:
+            r.fast = ()
+        if stmt.value.dtype == bool_:
+            value = b.zext(value, vector_of(I8, self.lanes))
+        index = self.vector(stmt.index)
+        if self.stride(stmt.index) == 1:
+            address = r.element_address(stmt.buffer, self.lane(index, 0), stmt.value.dtype)
+            b.store(value, address, align=stmt.value.dtype.itemsize)
+            return
+        for i in range(self.lanes):
+            b.store(self.lane(value, i), r.element_address(stmt.buffer, self.lane(index, i), stmt.value.dtype))

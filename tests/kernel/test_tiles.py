@@ -1,0 +1,75 @@
+"""Register tiles: matrix products on awkward sizes, on both vector widths, against numpy.
+
+A matmul's output is computed in tiles of rows x lanes (see graphc.kernel.target);
+these sizes leave remainders in every tile dimension (rows that do not divide,
+columns left over after the whole tiles, single rows and columns), and run
+once with this machine's vector registers and once as AVX2 code (which an
+AVX-512 machine runs too: ``GRAPHC_ISA=avx2``).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.ir.dtypes import f32
+from graphc.kernel import lower_program
+from graphc.kernel.ir import Local, Loop, walk_statements
+from graphc.kernel.target import AVX2, AVX512
+from graphc.kernel.verify import verify_program
+
+# (batch of the left operand or None, M, K, N), shared right operand when batched
+SHAPES = [(None, 1, 1, 1), (None, 5, 3, 7), (None, 13, 9, 33), (None, 28, 17, 70), (None, 32, 64, 16),
+          (None, 14, 5, 100), (3, 6, 11, 40), (2, 49, 27, 17)]
+
+
+def _matmul_cases():
+    rng = np.random.default_rng(0)
+    for batch, m, k, n in SHAPES:
+        lhs = rng.standard_normal((m, k) if batch is None else (batch, m, k)).astype(np.float32)
+        yield lhs, rng.standard_normal((k, n)).astype(np.float32)
+
+
+def _errors() -> list[float]:
+    """The largest relative error of each case, compiled for this process's vector registers."""
+    matmul = graphc.compile(lambda a, b: graphc.relu(a @ b + 1.0))
+    errors = []
+    for lhs, rhs in _matmul_cases():
+        got = matmul(graphc.tensor(lhs), graphc.tensor(rhs)).numpy()
+        want = np.maximum(lhs.astype(np.float64) @ rhs + 1.0, 0)
+        errors.append(float(np.abs(got - want).max() / max(1.0, np.abs(want).max())))
+    return errors
+
+
+def test_matmul_tiles_agree_with_numpy_on_awkward_sizes():
+    assert max(_errors()) < 1e-5
+
+
+def test_avx2_tiles_agree_with_numpy_too():
+    script = "import json, test_tiles; print(json.dumps(test_tiles._errors()))"
+    env = {**os.environ, "GRAPHC_ISA": "avx2", "GRAPHC_CACHE_DIR": os.environ.get("GRAPHC_CACHE_DIR", "")}
+    env = {k: v for k, v in env.items() if v}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max(json.loads(done.stdout.strip().splitlines()[-1])) < 1e-5
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
+def test_a_matmul_kernel_holds_a_register_tile_of_the_targets_shape(target):
+    matmul = graphc.compile(lambda a, b: a @ b, backend="reference")
+    a, b = graphc.randn(28, 64), graphc.randn(64, 70)
+    matmul(a, b)
+    program = lower_program(matmul.graph(a, b), matmul.memory_plan(a, b), target=target)
+    verify_program(program)
+    (kernel,) = program.kernels
+    rows, lanes = target.tile(f32)
+    rows = max(r for r in range(1, rows + 1) if 28 % r == 0)          # 6 rows on AVX2 -> 4; 14 on AVX-512
+    scratch = [s for s in walk_statements(kernel.body) if isinstance(s, Local)]
+    assert sorted(s.size for s in scratch) == sorted([rows * lanes, rows * (70 % lanes)])
+    unrolled = [s for s in walk_statements(kernel.body) if isinstance(s, Loop) and s.kind == "unrolled"]
+    assert unrolled and all(s.stop.value == rows for s in unrolled)
