@@ -61,7 +61,9 @@ def tensor_names(objects: dict[str, object], max_depth: int = 4) -> dict[int, st
         if isinstance(obj, dict):
             seen.add(id(obj))
             for key, value in obj.items():
-                key_name = names.get(id(key), str(key)) if isinstance(key, Tensor) else str(key)
+                # A tensor key (an optimizer's state keyed by parameters) by its name; str() only
+                # when it has none: printing a parameter formats all its values.
+                key_name = names[id(key)] if isinstance(key, Tensor) and id(key) in names else str(key)
                 visit(value, f"{path}.{key_name}", depth + 1)
         elif isinstance(obj, (list, tuple)):
             seen.add(id(obj))

@@ -304,16 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     dump.set_defaults(run=run_dump)
     cache = commands.add_parser("cache", help="show or empty the compile cache",
-                                description="The compiled programs graphc keeps on disk (GRAPHC_CACHE_DIR).")
+                                description="The compiled steps and object code graphc keeps on disk "
+                                            "(GRAPHC_CACHE_DIR; at most GRAPHC_CACHE_MAX_MB megabytes): "
+                                            "info lists the entries with their sizes and hits.")
     cache.add_argument("action", choices=("info", "clear"))
     cache.set_defaults(run=run_cache)
     return parser
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from .backends.llvm import cache
+    from .backends import cache
     if args.action == "clear":
-        print(f"removed {cache.clear()} compiled program(s) from {cache.cache_dir()}")
+        print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
     else:
         print(cache.info())
     return 0

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import warnings
 from collections import Counter, namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from .backends import cache
 from .backends.profile import Profile
 from .backends.registry import get_backend
 from .errors import GraphcError, OutOfRangeError, TraceError
@@ -33,21 +36,35 @@ from .frontend.naming import referenced_objects, tensor_names
 from .frontend.tensor import Tensor
 from .frontend.trace import InputCheck, SideEffect, TraceContext, identifier, record
 from .ir.graph import Graph
+from .ir.text import print_graph
 from .passes.fusion import count_kernels
-from .passes.manager import BACKEND_STAGES, PassManager, default_pipeline, is_training_graph
+from .passes.manager import BACKEND_STAGES, PassManager, default_pipeline, dump_settings, is_training_graph
 from .passes.memory import MemoryPlan, plan_memory
+from .timing import CompileTimes, phase, recording, report
 
 CacheInfo = namedtuple("CacheInfo", ["compiles", "hits", "signatures"])
 CompileStats = namedtuple("CompileStats", ["primitive_nodes", "kernels", "passes"])
+
+# The layout of a compiled step in the compile cache; a change makes older entries misses.
+STEP_FORMAT = 1
+
+
+@dataclass
+class Optimized:
+    """What the pass pipeline made of a traced graph."""
+    graph: Graph                             # after the pass pipeline: what the backend runs
+    pass_records: list                       # the PassManager's record of each pass
+    plan: MemoryPlan                         # where each intermediate lives while the step runs
 
 
 @dataclass
 class CompiledStep:
     """One traced graph, its executable, and how its inputs bind to the caller's world."""
     traced: Graph                            # as traced: primitives only
-    graph: Graph                             # after the pass pipeline: what the backend runs
-    pass_records: list                       # the PassManager's record of each pass
-    plan: MemoryPlan                         # where each intermediate lives while the step runs
+    # The optimized graph: made while compiling, or (a step loaded from the compile cache) only
+    # when someone asks for it.
+    optimize: Callable[[], Optimized]
+    times: CompileTimes                      # where the compile's time went
     executable: Any
     data_positions: dict[str, int]           # data input name -> index into the flattened call arguments
     bound: dict[str, Tensor]                 # param/buffer/state input name -> the live tensor it reads
@@ -62,6 +79,17 @@ class CompiledStep:
     # Outputs that are graph inputs, or returned twice, are copied so that a returned tensor never
     # aliases the caller's argument, live state the next step overwrites, or another output.
     copy_outputs: list[bool]
+    _optimized: Optimized | None = field(default=None, repr=False)
+
+    @property
+    def optimized(self) -> Optimized:
+        if self._optimized is None:
+            self._optimized = self.optimize()
+        return self._optimized
+
+    @property
+    def graph(self) -> Graph:
+        return self.optimized.graph
 
     def guards_hold(self) -> bool:
         return all(read() == expected for read, expected in self.guards)
@@ -71,7 +99,7 @@ class CompiledStep:
         for hook in self.prepare_hooks:
             hook()
         arrays = {}
-        for node in self.graph.inputs:
+        for node in self.traced.inputs:            # the passes keep the inputs (names, order, types)
             if node.name in self.data_positions:
                 arrays[node.name] = args[self.data_positions[node.name]]._value
             else:
@@ -109,13 +137,19 @@ class CompiledFunction:
         self._cache: dict[tuple, list[CompiledStep]] = {}
         self._compiles = 0
         self._hits = 0
+        self._times: list[CompileTimes] = []
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
         args = self._positional(args, kwargs)
         step, hit = self._lookup(args)
         self._hits += hit
-        return step.run(list(args))
+        if hit:
+            return step.run(list(args))
+        with recording(step.times), phase("first run"):
+            result = step.run(list(args))
+        report(step.times)
+        return result
 
     def _positional(self, args: tuple, kwargs: dict) -> tuple:
         """Keyword arguments moved into their positions, so one call has one signature."""
@@ -140,11 +174,17 @@ class CompiledFunction:
     def stats(self, *args) -> CompileStats:
         """Primitive nodes as traced, kernels after fusion, and the per-pass records."""
         step = self._lookup(args)[0]
-        return CompileStats(len(step.traced.nodes), count_kernels(step.graph), step.pass_records)
+        return CompileStats(len(step.traced.nodes), count_kernels(step.graph), step.optimized.pass_records)
+
+    def compile_times(self) -> list[CompileTimes]:
+        """Where each compile so far spent its time, in the order they ran: tracing, each pass,
+        lowering, LLVM, loading, the first run (``GRAPHC_TIMINGS=1`` prints each as it ends).
+        A training step compiles twice: its second graph reads the optimizer state the first made."""
+        return list(self._times)
 
     def memory_plan(self, *args) -> MemoryPlan:
         """How the compiled graph's intermediates are placed in one arena."""
-        return self._lookup(args)[0].plan
+        return self._lookup(args)[0].optimized.plan
 
     def profile(self, *args, runs: int = 3) -> Profile:
         """Time every kernel of the compiled graph on ``args`` (the best of ``runs`` runs each).
@@ -175,32 +215,96 @@ class CompiledFunction:
                 return step, True
         step = self._trace(args)
         self._cache.setdefault(key, []).append(step)
+        self._times.append(step.times)
         self._compiles += 1
         return step, False
 
     def _trace(self, args) -> CompiledStep:
         from .frontend.nn.module import Module
         fn = self.fn
-        objects = {"self": fn} if isinstance(fn, Module) else referenced_objects(fn)
-        name_source = functools.partial(_strip_self_prefix, objects)
-        ctx = TraceContext(identifier(getattr(fn, "__name__", type(fn).__name__)), name_source(), name_source)
-        recording = record(fn, args, ctx)
-        manager = PassManager(self._pipeline(recording.graph), dump_dir=self.dump_dir,
-                              dump_subdir=_dump_folder(recording.graph.name))
-        graph = manager.run(recording.graph)
+        name = identifier(getattr(fn, "__name__", type(fn).__name__))
+        times = CompileTimes(name)
+        with recording(times):
+            with phase("tracing"):
+                objects = {"self": fn} if isinstance(fn, Module) else referenced_objects(fn)
+                name_source = functools.partial(_strip_self_prefix, objects)
+                ctx = TraceContext(name, name_source(), name_source)
+                traced = record(fn, args, ctx)
+            executable, copy_outputs, optimized = self._build(traced.graph, times)
         bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
-        writes = [(target.name, bound[target.name]) for target, _ in graph.writes]
-        plan = plan_memory(graph)
-        executable = get_backend(self.backend).build_executable(graph, plan)
-        _dump_backend_code(manager.dumps, executable)
-        structure = _structure(recording.result, iter(range(len(recording.outputs))))
-        return CompiledStep(recording.graph, graph, manager.records, plan, executable, recording.data_positions,
-                            bound, writes, ctx.guards, ctx.prepare_hooks, ctx.input_checks, ctx.side_effects,
-                            structure, _outputs_to_copy(graph))
+        writes = [(target.name, bound[target.name]) for target, _ in traced.graph.writes]
+        structure = _structure(traced.result, iter(range(len(traced.outputs))))
+        return CompiledStep(traced.graph, lambda: self._optimize(traced.graph)[0], times, executable,
+                            traced.data_positions, bound, writes, ctx.guards, ctx.prepare_hooks, ctx.input_checks,
+                            ctx.side_effects, structure, copy_outputs, optimized)
+
+    def _build(self, traced: Graph, times: CompileTimes) -> tuple[Any, list[bool], Optimized | None]:
+        """The executable for ``traced`` (and which outputs to copy): loaded from the compile cache
+        when it holds one, else compiled (and stored there) from the optimized graph, also returned."""
+        backend = get_backend(self.backend)
+        key = self._step_key(traced, backend)
+        if key is not None:
+            with phase("cache lookup"):
+                loaded = _load_step(backend, traced, key)
+            if loaded is not None:
+                times.cache = "hit"
+                return (*loaded, None)
+        optimized, dumps = self._optimize(traced)
+        executable = backend.build_executable(optimized.graph, optimized.plan)
+        _dump_backend_code(dumps, executable)
+        copy_outputs = _outputs_to_copy(optimized.graph)
+        if key is not None:
+            times.cache = "miss"
+            with phase("cache store"):
+                header = json.dumps({"format": STEP_FORMAT, "copy_outputs": copy_outputs}).encode()
+                cache.store("step", key, header + b"\n" + backend.save_executable(executable),
+                            label=f"{traced.name} ({self.backend})")
+        return executable, copy_outputs, optimized
+
+    def _optimize(self, traced: Graph) -> tuple[Optimized, Any]:
+        """The pass pipeline and the memory plan for ``traced``, and the dump settings it wrote by."""
+        manager = PassManager(self._pipeline(traced), dump_dir=self.dump_dir, dump_subdir=_dump_folder(traced.name))
+        graph = manager.run(traced)
+        with phase("memory planning"):
+            plan = plan_memory(graph)
+        return Optimized(graph, manager.records, plan), manager.dumps
+
+    def _step_key(self, traced: Graph, backend) -> str | None:
+        """The compile cache's key for ``traced`` compiled here, or None when the step is not cached:
+        a backend that cannot store executables, dumps asked for (they come from compiling), the
+        cache turned off."""
+        if not hasattr(backend, "save_executable") or cache.cache_dir() is None \
+                or dump_settings(self.dump_dir, None) is not None:
+            return None
+        with phase("cache key"):
+            options = json.dumps({"format": STEP_FORMAT, "pipeline": self._pipeline(traced)})
+            return cache.cache_key("graphc step", print_graph(traced), options, backend.cache_identity())
 
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))
         return [name for name in pipeline if name != "bn_fold" or self.fold_batchnorm]
+
+
+def _load_step(backend, traced: Graph, key: str) -> tuple[Any, list[bool]] | None:
+    """The executable and output copies stored under ``key``, or None.  An entry that cannot be
+    read is reported and compiled again (the new entry replaces it): never a crash."""
+    data = cache.load("step", key)
+    if data is None:
+        return None
+    try:
+        header_end = data.index(b"\n")
+        header = json.loads(data[:header_end])
+        if header["format"] != STEP_FORMAT:
+            return None
+        copy_outputs = [bool(flag) for flag in header["copy_outputs"]]
+        if len(copy_outputs) != len(traced.outputs):
+            raise ValueError("it returns another number of outputs")
+        executable = backend.load_executable(traced, data[header_end + 1:])
+    except (ValueError, KeyError, TypeError, GraphcError) as err:
+        warnings.warn(f"graphc: the compile cache entry for {traced.name} ({key[:12]}) could not be read "
+                      f"({err}); compiling again", RuntimeWarning, stacklevel=2)
+        return None
+    return None if executable is None else (executable, copy_outputs)
 
 
 def _dump_backend_code(dumps, executable) -> None:

@@ -2,21 +2,35 @@
 
 ``build_executable(graph, plan)`` lowers the planned graph to a kernel-IR
 program, finds its object code in the compile cache or compiles it (render,
-optimize at O3, emit), loads it and returns an ``LLVMExecutable`` whose every
-run is one native call.
+optimize at O3, emit: the kernels split into modules compiled side by side in
+``jit.compile_jobs()`` processes), loads it and returns an ``LLVMExecutable``
+whose every run is one native call.
+
+For ``graphc.compile``'s cache of whole steps, ``save_executable`` turns an
+executable into bytes (its program as data, its object code by cache key) and
+``load_executable`` makes it again from them, with no lowering or LLVM
+optimization; ``cache_identity`` names everything besides the graph that
+decides what this backend builds.
 """
 from __future__ import annotations
 
 import functools
+import json
 
+import llvmlite
+
+from graphc import timing
 from graphc.errors import BackendError
 from graphc.ir.graph import Graph
-from graphc.kernel import lower_program, print_program
+from graphc.kernel import lower_program, print_kernel, print_program
+from graphc.kernel.ir import Program
+from graphc.kernel.serialize import StoredProgramError, encode, program_from_data
 
-from . import cache
+from .. import cache
 from .executable import LLVMExecutable
-from .jit import PIPELINE, host, load_object, optimized_module, vector_target
-from .render import kernel_function_name, render_program
+from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, WorkerProcess, compile_jobs, compile_texts, host,
+                  kernel_pipeline, load_objects, optimized_module, vector_target)
+from .render import body_key, kernel_function_name, render_modules, render_program
 from .threads import pool
 
 
@@ -59,28 +73,153 @@ class ProgramSource:
         return optimized_module(self.llvm_ir())
 
 
-def compile_program(program, threads: int) -> bytes:
-    """Object code for ``program``, from the cache or compiled now."""
+def cache_identity(threads: int | None = None) -> str:
+    """What besides the program decides the machine code: the threads it is built for, the
+    target CPU and its features, the pipelines, and the graphc and llvmlite versions."""
     cpu, features = host()
-    text = print_program(program)
+    threads = pool().threads if threads is None else threads
+    return json.dumps({"backend": "llvm", "threads": threads, "cpu": cpu, "features": features,
+                       "pipelines": [PIPELINE, LOOP_PIPELINE, ENTRY_PIPELINE], "graphc": cache.code_version(),
+                       "llvmlite": llvmlite.__version__}, sort_keys=True)
+
+
+def object_key(program: Program, threads: int) -> str:
     constants = [b.data.tobytes() for b in program.buffers.values() if b.place == "constant"]
-    key = cache.cache_key(text, constants, threads, cpu, features, repr(sorted(PIPELINE.items())))
-    object_code = cache.load(key)
-    if object_code is None:
+    return cache.cache_key("llvm objects", print_program(program), *constants, cache_identity(threads))
+
+
+def compile_program(program: Program, threads: int) -> list[bytes]:
+    """Object code for ``program`` (one object per module), from the cache or compiled now."""
+    key = object_key(program, threads)
+    with timing.phase("cache lookup"):
+        stored = cache.load("llvm", key)
+    objects = _unpack(stored) if stored is not None else None
+    if objects is None:
         try:
-            machine, module = optimized_module(render_program(program, threads))
-            object_code = machine.emit_object(module)
+            objects = _compile(program, threads)
         except RuntimeError as err:
             raise BackendError(f"LLVM could not compile graph {program.name}: {str(err).splitlines()[0]}") from None
-        cache.store(key, object_code)
-    return object_code
+        with timing.phase("cache store"):
+            cache.store("llvm", key, _pack(objects), label=f"{program.name}: object code")
+    return objects
+
+
+def _compile(program: Program, threads: int) -> list[bytes]:
+    """Render the program as modules and compile them: the entry and the first share of the
+    kernels here, every other share in a worker process of its own, started before rendering
+    begins.  Each share is one module per pipeline its kernels take (``kernel_pipeline``)."""
+    shares = _balanced_shares(program, compile_jobs())
+    with timing.phase("starting LLVM workers"):
+        workers = [WorkerProcess() for _ in shares[1:]]
+    try:
+        with timing.phase("rendering LLVM IR"):
+            groups = [group for share in shares for group in share.values()]
+            entry, *modules = render_modules(program, threads, groups)
+        pipelines = [pipeline for share in shares for pipeline in share]
+        jobs, start = [], 0
+        for share in shares:
+            jobs.append((modules[start:start + len(share)], [dict(key) for key in pipelines[start:start + len(share)]]))
+            start += len(share)
+        for process, (job_modules, job_pipelines) in zip(workers, jobs[1:]):
+            with timing.phase("rendering LLVM IR"):
+                texts = [str(module) for module in job_modules]
+            process.send(texts, job_pipelines)
+        with timing.phase("rendering LLVM IR"):
+            texts = [str(entry), *(str(module) for module in jobs[0][0])]
+        objects = compile_texts(texts, [ENTRY_PIPELINE, *jobs[0][1]])
+        with timing.phase("waiting for LLVM workers"):
+            for process in workers:
+                objects += process.receive()
+        return objects
+    finally:
+        for process in workers:
+            process.close()
+
+
+# A worker process takes about as long to start as LLVM takes over this many small kernel bodies:
+# a program with fewer bodies per process is compiled in fewer processes.
+BODIES_PER_PROCESS = 8
+
+
+def _balanced_shares(program: Program, jobs: int) -> list[dict[tuple, list[int]]]:
+    """The kernels' positions in up to ``jobs`` shares of about equal work, each share's kernels grouped
+    by the pipeline they take.  Kernels with one body (``body_key``) go to one share, which
+    compiles that body once; a body's work is taken as the length of its kernel IR text, and
+    the largest body goes first, each into the lightest share so far."""
+    bodies: dict[tuple, list[int]] = {}
+    for position, kernel in enumerate(program.kernels):
+        bodies.setdefault(body_key(kernel), []).append(position)
+    sizes = {key: len(print_kernel(program.kernels[positions[0]])) for key, positions in bodies.items()}
+    count = max(1, min(jobs, len(bodies) // BODIES_PER_PROCESS))
+    shares: list[dict[tuple, list[int]]] = [{} for _ in range(count)]
+    loads = [0] * count
+    for key in sorted(bodies, key=lambda key: -sizes[key]):
+        lightest = loads.index(min(loads))
+        pipeline = tuple(sorted(kernel_pipeline(program.kernels[bodies[key][0]]).items()))
+        shares[lightest].setdefault(pipeline, []).extend(bodies[key])
+        loads[lightest] += sizes[key]
+    return [{pipeline: sorted(group) for pipeline, group in share.items()} for share in shares]
+
+
+def _pack(objects: list[bytes]) -> bytes:
+    return json.dumps([len(o) for o in objects]).encode() + b"\n" + b"".join(objects)
+
+
+def _unpack(data: bytes) -> list[bytes] | None:
+    try:
+        header_end = data.index(b"\n")
+        lengths = json.loads(data[:header_end])
+    except ValueError:
+        return None
+    objects, position = [], header_end + 1
+    for length in lengths:
+        objects.append(data[position:position + length])
+        position += length
+    return objects if position == len(data) else None
 
 
 def build_executable(graph: Graph, plan) -> LLVMExecutable:
-    program = lower_program(graph, plan, target=vector_target())
+    with timing.phase("lowering"):
+        program = lower_program(graph, plan, target=vector_target())
     threads = pool().threads
+    objects = compile_program(program, threads)
+    return _load(graph, program, threads, objects,
+                 unscheduled=lambda: lower_program(graph, plan, schedule=False, target=vector_target()))
+
+
+def _load(graph: Graph, program: Program, threads: int, objects: list[bytes], unscheduled=None) -> LLVMExecutable:
     names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
-    engine, addresses = load_object(compile_program(program, threads), names)
-    source = ProgramSource(program, threads, unscheduled=lambda: lower_program(graph, plan, schedule=False,
-                                                                                      target=vector_target()))
+    with timing.phase("loading"):
+        try:
+            engine, addresses = load_objects(objects, names)
+        except RuntimeError as err:
+            raise BackendError(f"LLVM could not load graph {program.name}: {str(err).splitlines()[0]}") from None
+    source = ProgramSource(program, threads, unscheduled=unscheduled)
     return LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, source)
+
+
+def save_executable(executable: LLVMExecutable) -> bytes:
+    """What ``load_executable`` needs to make ``executable`` again: its program as data and the
+    key of its object code in the cache (stored there by ``compile_program``)."""
+    program, threads = executable.program, executable.source.threads
+    return json.dumps({"program": encode(program), "threads": threads,
+                       "objects": object_key(program, threads)}).encode()
+
+
+def load_executable(graph: Graph, data: bytes) -> LLVMExecutable | None:
+    """The executable ``save_executable`` described in ``data``, running ``graph`` (a graph
+    with the signature it was built for); None if its object code has left the cache.
+    Raises StoredProgramError (a ValueError) for data that is not such a description."""
+    try:
+        saved = json.loads(data)
+        program = program_from_data(saved["program"])
+        threads, key = int(saved["threads"]), str(saved["objects"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise StoredProgramError(f"not a stored LLVM executable ({err})") from None
+    if threads != pool().threads:
+        return None
+    stored = cache.load("llvm", key)
+    objects = _unpack(stored) if stored is not None else None
+    if objects is None:
+        return None
+    return _load(graph, program, threads, objects)

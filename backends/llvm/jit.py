@@ -1,26 +1,47 @@
-"""LLVM for the host: the target machine, the optimization pipeline, object code, loading.
+"""LLVM for the host: the target machine, the optimization pipelines, object code, loading.
 
 Code is generated for the CPU this process runs on (its name and features,
-so AVX-512 where the machine has it).  Modules are optimized at O3 with loop
-and SLP vectorization through llvmlite's new pass manager, turned into object
-code (what the compile cache stores) and loaded into an MCJIT engine.
+so AVX-512 where the machine has it).  Kernels are optimized at O3 with loop
+and SLP vectorization through llvmlite's new pass manager; the module holding
+the entry (straight-line calls, run once per step) is emitted unoptimized,
+which takes a hundredth of the time.  A program's modules are compiled side by
+side: some in this process, the rest in worker processes (``worker.py``), and
+their object code (what the compile cache stores) is loaded into one MCJIT
+engine, which links them.
 """
 from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
+import threading
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+from graphc import timing
+from graphc.kernel.ir import Accumulator, Kernel, Local, walk_statements
 from graphc.kernel.target import AVX2, AVX512, VectorTarget
 
+from . import worker
 
-@functools.lru_cache(maxsize=None)
-def _initialized() -> bool:
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    return True
+# How kernels are optimized, and the module with the entry; all three are part of the compile
+# cache's key, so a change here recompiles.  LLVM unrolls the inner loops of reductions,
+# contractions and windows (the ResNet step ran twice as slow without), but unrolling doubles
+# the time LLVM takes, and buys nothing for kernels that are one vectorized loop over their
+# elements: those (``kernel_pipeline``) are not unrolled.
+PIPELINE = {"speed_level": 3, "loop_vectorization": True, "slp_vectorization": True, "loop_interleaving": True,
+            "loop_unrolling": True, "codegen_level": 3}
+LOOP_PIPELINE = {**PIPELINE, "loop_unrolling": False}
+ENTRY_PIPELINE = {**PIPELINE, "speed_level": 0, "codegen_level": 0}
+
+
+def kernel_pipeline(kernel: Kernel) -> dict:
+    """``PIPELINE`` for a kernel that accumulates (a reduction, contraction or window: inner
+    loops LLVM unrolls), else ``LOOP_PIPELINE``."""
+    accumulates = any(isinstance(stmt, (Accumulator, Local)) for stmt in walk_statements(kernel.body))
+    return PIPELINE if accumulates else LOOP_PIPELINE
 
 
 @functools.lru_cache(maxsize=None)
@@ -29,7 +50,7 @@ def host() -> tuple[str, str]:
 
     ``GRAPHC_ISA=avx2`` turns the AVX-512 features off, so an AVX-512 machine generates (and
     tests) the code an AVX2 machine would run."""
-    _initialized()
+    worker.initialize()
     features = llvm.get_host_cpu_features().flatten()
     if os.environ.get("GRAPHC_ISA", "").lower() == "avx2":
         features = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in features.split(","))
@@ -41,49 +62,106 @@ def vector_target() -> VectorTarget:
     return AVX512 if "+avx512f" in host()[1].split(",") else AVX2
 
 
-def target_machine(cpu: str | None = None, features: str | None = None):
-    _initialized()
-    host_cpu, host_features = host()
-    target = llvm.Target.from_default_triple()
-    return target.create_target_machine(cpu=cpu or host_cpu, features=host_features if features is None else features,
-                                        opt=3, reloc="pic", codemodel="jitdefault")
+def target_machine(codegen_level: int = PIPELINE["codegen_level"]):
+    cpu, features = host()
+    return worker.target_machine(cpu, features, codegen_level)
 
 
-# How modules are optimized; part of the compile cache's key, so a change here recompiles.
-PIPELINE = {"speed_level": 3, "loop_vectorization": True, "slp_vectorization": True, "loop_interleaving": True}
+def compile_jobs() -> int:
+    """How many processes compile one program's modules: the CPUs this process may use
+    (``GRAPHC_COMPILE_JOBS`` sets it; 1 compiles everything in this process)."""
+    value = os.environ.get("GRAPHC_COMPILE_JOBS", "")
+    if value.strip():
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"GRAPHC_COMPILE_JOBS must be a whole number, not {value!r}") from None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def optimize(module_ref, machine) -> None:
-    """Run the ``PIPELINE`` over ``module_ref`` in place."""
-    tuning = llvm.create_pipeline_tuning_options(speed_level=PIPELINE["speed_level"])
-    tuning.loop_vectorization = PIPELINE["loop_vectorization"]
-    tuning.slp_vectorization = PIPELINE["slp_vectorization"]
-    tuning.loop_interleaving = PIPELINE["loop_interleaving"]
-    builder = llvm.create_pass_builder(machine, tuning)
-    builder.getModulePassManager().run(module_ref, builder)
+class WorkerProcess:
+    """A worker process compiling modules (see ``worker.py``); started at once, so that its
+    start overlaps the rendering of the modules it is then sent."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, "-c", worker.WORKER_COMMAND, worker.__file__],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def send(self, texts: list[str], pipelines: list[dict]) -> None:
+        cpu, features = host()
+        worker.write_job(self.process.stdin, texts, cpu, features, pipelines)
+
+    def receive(self) -> list[bytes]:
+        """The objects compiled; their optimization and emission time goes to the compile's record."""
+        output = self.process.stdout.read()       # the worker writes to standard error only when it fails
+        errors = self.process.stderr.read()
+        if self.process.wait() != 0:
+            raise RuntimeError(errors.decode(errors="replace").strip() or
+                               f"an LLVM worker process ended with status {self.process.returncode}")
+        objects, optimizing, emitting = worker.read_answer(output)
+        timing.add_worker_time("LLVM optimization", optimizing)
+        timing.add_worker_time("machine code generation", emitting)
+        return objects
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            stream.close()
 
 
-def parse(module: "ir.Module | str", machine):
-    _initialized()
-    module_ref = llvm.parse_assembly(str(module))
-    module_ref.triple = machine.triple
-    module_ref.data_layout = str(machine.target_data)
-    module_ref.verify()
-    return module_ref
+def compile_texts(texts: list[str], pipelines: list[dict]) -> list[bytes]:
+    """Object code for each module in ``texts``, compiled in this process."""
+    cpu, features = host()
+    objects = []
+    for text, pipeline in zip(texts, pipelines):
+        machine = worker.target_machine(cpu, features, pipeline["codegen_level"])
+        with timing.phase("LLVM optimization"):
+            module_ref = worker.parse(text, machine)
+            worker.optimize(module_ref, machine, pipeline)
+        with timing.phase("machine code generation"):
+            objects.append(machine.emit_object(module_ref))
+    return objects
+
+
+# Loading binds names in the process's symbol table; one program at a time.
+_loading = threading.Lock()
+
+
+def load_objects(objects: list[bytes], names: list[str]):
+    """Engines holding ``objects``, and the addresses of ``names`` in them.
+
+    Each object is loaded into an engine of its own: in one engine, MCJIT mislinks the
+    constants of every position-independent object but the first (its kernels crashed),
+    and code that is not position-independent ran up to twice slower.  So the first object
+    (the entry) is loaded last, after each function ``names`` asks for from the others has
+    been bound by name in the process's symbol table, which is where the entry's calls find
+    them.  A later program binding the same names does not change an entry already loaded.
+    """
+    worker.initialize()
+    engines, addresses = [], {}
+    with _loading:
+        for object_code in [*objects[1:], objects[0]]:
+            # An engine owns (and frees) the target machine it is given: one each.
+            engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
+            engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+            engine.finalize_object()
+            engines.append(engine)
+            for name in names:
+                address = engine.get_function_address(name)
+                if address and name not in addresses:
+                    addresses[name] = address
+                    llvm.add_symbol(name, address)
+    missing = [name for name in names if name not in addresses]
+    if missing:
+        raise RuntimeError(f"the object code has no function {', '.join(missing)}")
+    return engines, addresses
 
 
 def load_object(object_code: bytes, names: list[str]):
     """An execution engine holding ``object_code``, and the addresses of ``names`` in it."""
-    _initialized()
-    machine = target_machine()
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
-    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
-    engine.finalize_object()
-    addresses = {name: engine.get_function_address(name) for name in names}
-    missing = [name for name, address in addresses.items() if not address]
-    if missing:
-        raise RuntimeError(f"the object code has no function {', '.join(missing)}")
-    return engine, addresses
+    return load_objects([object_code], names)
 
 
 class FunctionPointer:
@@ -100,10 +178,10 @@ class FunctionPointer:
 
 
 def optimized_module(module: "ir.Module | str"):
-    """``module`` parsed and optimized for the host: (target machine, module ref)."""
+    """``module`` parsed and optimized for the host with ``PIPELINE``: (target machine, module ref)."""
     machine = target_machine()
-    module_ref = parse(module, machine)
-    optimize(module_ref, machine)
+    module_ref = worker.parse(str(module), machine)
+    worker.optimize(module_ref, machine, PIPELINE)
     return machine, module_ref
 
 

@@ -13,13 +13,19 @@ The module a program renders to exports:
   values into their states; it returns 1 as soon as a kernel reports an index out of
   range in ``status`` (error number + 1, the bad value), before any later kernel runs.
 
-Each kernel is ``kernel(ptr table, i64 lo, i64 hi, ptr status)``: a kernel whose body
+Each kernel's body is ``body(ptr buffers, i64 lo, i64 hi, ptr status)``: ``buffers`` holds
+the addresses of the kernel's own buffers (its runner gathers them from the table), so
+kernels that compute the same thing on other buffers share one body; a kernel whose body
 is one parallel loop runs iterations lo..hi of it (a chunk), any other runs whole.
+A program renders to one module (``render_program``) or, to be compiled in parallel, to
+several (``render_modules``), linked when loaded.
 Statements map directly: a let is an SSA value, an accumulator a stack slot
 (promoted to a register by LLVM), a loop a header with a phi, a check a branch
 to a block that records the error.  Bools are i1 in registers and one byte in memory.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import llvmlite.ir as ir
 
@@ -51,22 +57,21 @@ def input_order(program: Program) -> list[str]:
 
 
 def render_program(program: Program, threads: int) -> ir.Module:
+    """``program`` as one module (what ``graphc dump --stage llvm`` shows)."""
     module = ir.Module(name=program.name)
     slots = {name: i for i, name in enumerate(program.buffers)}
     _buffers_function(module, program, slots)
-    kernel_runners = []
-    for kernel in program.kernels:
-        body = _KernelRenderer(module, kernel, program, slots).function
-        kernel_runners.append(_runner(module, kernel, body, threads))
-    _entry(module, program, slots, kernel_runners)
+    runners = _kernels(module, program, range(len(program.kernels)), slots, threads)
+    _entry(module, program, slots, runners)
     return module
 
 
 def render_modules(program: Program, threads: int, groups: list[list[int]]) -> list[ir.Module]:
     """``program`` as modules LLVM compiles apart (in parallel): first the buffer table and the
     entry, which calls every kernel's runner as an external function, then one module per group
-    of kernels (their positions in the program) defining those runners.  Loaded into one
-    engine, the modules link into the program ``render_program`` makes as one module."""
+    of kernels (their positions in the program) defining those runners.  Loaded together, the
+    modules make the program ``render_program`` makes as one module.  Kernels with one
+    ``body_key`` in one group share one body."""
     slots = {name: i for i, name in enumerate(program.buffers)}
     main = ir.Module(name=program.name)
     _buffers_function(main, program, slots)
@@ -75,11 +80,55 @@ def render_modules(program: Program, threads: int, groups: list[list[int]]) -> l
     modules = [main]
     for number, group in enumerate(groups):
         module = ir.Module(name=f"{program.name}.{number}")
-        for position in group:
-            kernel = program.kernels[position]
-            _runner(module, kernel, _KernelRenderer(module, kernel, program, slots).function, threads)
+        _kernels(module, program, group, slots, threads)
         modules.append(module)
     return modules
+
+
+def _kernels(module, program: Program, positions, slots: dict[str, int], threads: int) -> list[ir.Function]:
+    """The runners of the kernels at ``positions``, each body rendered once per ``body_key``."""
+    bodies: dict[tuple, ir.Function] = {}
+    runners = []
+    for position in positions:
+        kernel = program.kernels[position]
+        buffers = kernel_buffers(kernel)
+        key = body_key(kernel)
+        if key not in bodies:
+            own_slots = {name: i for i, name in enumerate(buffers)}
+            bodies[key] = _KernelRenderer(module, kernel, program, own_slots).function
+        runners.append(_runner(module, kernel, bodies[key], threads, [slots[name] for name in buffers]))
+    return runners
+
+
+def kernel_buffers(kernel: Kernel) -> list[str]:
+    """The buffers a kernel's body reads and writes, in the order its runner hands them over."""
+    return list(dict.fromkeys((*kernel.inputs, *kernel.outputs)))
+
+
+def body_key(kernel: Kernel) -> tuple:
+    """What a kernel's body is, its buffers named by their place in ``kernel_buffers``: kernels
+    with one key compute the same thing on other buffers (ResNet's blocks repeat their shapes),
+    so one compiled body serves them all, each runner handing it its own buffers."""
+    names = {name: f"%{i}" for i, name in enumerate(kernel_buffers(kernel))}
+    return _renamed(kernel.body, names)
+
+
+# The fields of the kernel IR's dataclasses, by class.
+_FIELDS = {cls: tuple(field.name for field in dataclasses.fields(cls))
+           for cls in (Accumulator, Assign, Binary, Cast, Check, Const, Let, Load, Local, Loop, Ref, Select, Store,
+                       Unary, Var)}
+
+
+def _renamed(value, names: dict[str, str]):
+    """``value`` as nested tuples, with every buffer a load or store names renamed by ``names``."""
+    kind = type(value)
+    if kind is tuple:
+        return tuple(_renamed(item, names) for item in value)
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        return value.name if kind is DType else value
+    return (kind.__name__, *(names.get(getattr(value, name), getattr(value, name)) if name == "buffer"
+                             else _renamed(getattr(value, name), names) for name in fields))
 
 
 # -- the buffer table and the entry -------------------------------------------------------
@@ -99,11 +148,16 @@ def _buffers_function(module, program: Program, slots: dict[str, int]) -> None:
     b.ret_void()
 
 
-def _runner(module, kernel: Kernel, body: ir.Function, threads: int) -> ir.Function:
-    """``graphc_kernel_<k>(table, status, parallel_for)``: the kernel over all its iterations."""
+def _runner(module, kernel: Kernel, body: ir.Function, threads: int, gather: list[int]) -> ir.Function:
+    """``graphc_kernel_<k>(table, status, parallel_for)``: the kernel over all its iterations.
+    Its body gets a table of its own buffers: the program table's entries at ``gather``."""
     runner = ir.Function(module, RUNNER_TYPE, kernel_function_name(kernel))
-    table, status, parallel_for = runner.args
+    program_table, status, parallel_for = runner.args
     b = ir.IRBuilder(runner.append_basic_block("entry"))
+    table = b.alloca(PTR, ir.Constant(I64, max(1, len(gather))))
+    for i, slot in enumerate(gather):
+        address = b.load(b.gep(program_table, [ir.Constant(I64, slot)], source_etype=PTR), typ=PTR)
+        b.store(address, b.gep(table, [ir.Constant(I64, i)], source_etype=PTR))
     loop = outer_loop(kernel)
     if loop is None or loop.kind != "parallel" or threads < 2:
         if loop is not None and loop.kind == "parallel":      # one thread: every iteration in one call

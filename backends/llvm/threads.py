@@ -27,6 +27,8 @@ import threading
 
 import llvmlite.ir as ir
 
+from graphc import timing
+
 from .jit import FunctionPointer, compile_module
 
 I32, I64, PTR = ir.IntType(32), ir.IntType(64), ir.PointerType()
@@ -205,5 +207,6 @@ def pool() -> ThreadPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPool(thread_count())
+            with timing.phase("starting the thread pool"):
+                _pool = ThreadPool(thread_count())
         return _pool

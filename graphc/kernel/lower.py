@@ -22,6 +22,7 @@ from ..errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ops.fused import kernel_outputs
 from ..ops.registry import get_op
+from ..timing import phase
 from . import expr as E
 from .builder import Index, KernelBuilder, LoweringContext, store
 from .ir import Buffer, Copy, Kernel, OutOfRange, Program
@@ -60,7 +61,10 @@ def lower_program(graph: Graph, plan, schedule: bool = True, target: VectorTarge
             operands[node] = _constant_buffer(node, node.attrs["value"], buffers)
         kernel = _lower_kernel(f"k{len(kernels)}_{_identifier(node.name)}", node, outputs, operands,
                                [o.name for o in outputs], errors, target)
-        kernels.append(default_schedule(kernel) if schedule else kernel)
+        if schedule:
+            with phase("scheduling"):
+                kernel = default_schedule(kernel)
+        kernels.append(kernel)
         for output in outputs:
             buffer_of[output] = output.name
 

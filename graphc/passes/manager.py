@@ -37,6 +37,7 @@ from ..ir.types import format_bytes  # noqa: F401  (re-exported: the passes' rep
 from ..ir.graph import Graph, verify
 from ..ir.text import print_graph
 from ..ir.viz import to_dot
+from ..timing import phase
 
 # The options given to one pass: PassManager(options={"fusion": {"max_group_size": 32}})
 # hands {"max_group_size": 32} to the fusion pass, and an empty mapping to the others.
@@ -216,7 +217,8 @@ class PassManager:
 
     def _run_passes(self, graph: Graph, names: list[str]) -> Graph:
         self.records = []
-        _verify_stage(graph, "the graph given to the pass manager is invalid")
+        with phase("verifying the graph"):
+            _verify_stage(graph, "the graph given to the pass manager is invalid")
         self._dump(0, INPUT_STAGE, graph)
         for index, name in enumerate(names, start=1):
             graph = self._run_one(get_pass(name), graph)
@@ -224,15 +226,17 @@ class PassManager:
         return graph
 
     def _run_one(self, pass_: Pass, graph: Graph) -> Graph:
-        start = time.perf_counter()
-        result = pass_.run(graph, self.options.get(pass_.name, {}))
-        seconds = time.perf_counter() - start
-        _verify_stage(result, f"pass {pass_.name} produced an invalid graph")
-        _check_signature_kept(graph, result, pass_.name)
-        self.records.append(PassRecord(
-            name=pass_.name, nodes_before=len(graph.nodes), nodes_after=len(result.nodes),
-            kernels_after=kernel_count(result), bytes_before=intermediate_bytes(graph),
-            bytes_after=intermediate_bytes(result), seconds=seconds))
+        with phase(f"pass {pass_.name}"):
+            start = time.perf_counter()
+            result = pass_.run(graph, self.options.get(pass_.name, {}))
+            seconds = time.perf_counter() - start
+            with phase("verifying the graph"):
+                _verify_stage(result, f"pass {pass_.name} produced an invalid graph")
+                _check_signature_kept(graph, result, pass_.name)
+            self.records.append(PassRecord(
+                name=pass_.name, nodes_before=len(graph.nodes), nodes_after=len(result.nodes),
+                kernels_after=kernel_count(result), bytes_before=intermediate_bytes(graph),
+                bytes_after=intermediate_bytes(result), seconds=seconds))
         return result
 
     def _dump(self, index: int, stage: str, graph: Graph) -> None:

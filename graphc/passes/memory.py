@@ -172,6 +172,9 @@ class _Storage:
         return self.first_use <= other.last_use and other.first_use <= self.last_use
 
 
+Spoilt = dict[int, tuple[Graph, frozenset[int]]]
+
+
 @dataclass(frozen=True)
 class KernelBuffers:
     """A graph's kernels in order and the buffers they store.
@@ -184,14 +187,19 @@ class KernelBuffers:
     index: dict[Node, int]
     outputs: dict[Node, list[Node]]
     stored_by: dict[Node, int]
-    # Each kernel's operands read only element for element, found when first asked for.
-    _in_step: dict[Node, frozenset[Node]] = field(default_factory=dict, repr=False, compare=False)
+    # Each fused body's operand positions read other than element for element, found when first
+    # asked for; shared with other graphs of one pass (see ``kernel_buffers``).  Graphs compare
+    # by structure, so bodies are keyed by identity, each kept alive beside its entry.
+    _spoilt: Spoilt = field(default_factory=dict, repr=False, compare=False)
 
     def read_in_step(self, kernel: Node) -> frozenset[Node]:
-        """The operands that ``kernel`` reads only element for element (see ``_operands_read_in_step``)."""
-        if kernel not in self._in_step:
-            self._in_step[kernel] = _operands_read_in_step(kernel)
-        return self._in_step[kernel]
+        """The operands that ``kernel`` reads only element for element (see ``_spoilt_operands``)."""
+        if kernel.op != "fused":
+            return frozenset(kernel.inputs) if keeps_element_order(kernel) else frozenset()
+        body = kernel.attrs["body"]
+        if id(body) not in self._spoilt:
+            self._spoilt[id(body)] = (body, _spoilt_operands(body))
+        return frozenset(kernel.inputs) - {kernel.inputs[i] for i in self._spoilt[id(body)][1]}
 
     def values(self) -> list[Node]:
         """Every stored value, in kernel order."""
@@ -201,13 +209,18 @@ class KernelBuffers:
         return self.kernels[self.stored_by[value]]
 
 
-def kernel_buffers(graph: Graph) -> KernelBuffers:
-    """The kernels of ``graph`` and the values each stores (see ``KernelBuffers``)."""
+def kernel_buffers(graph: Graph, spoilt: Spoilt | None = None) -> KernelBuffers:
+    """The kernels of ``graph`` and the values each stores (see ``KernelBuffers``).
+
+    ``spoilt`` shares what is known of fused bodies between the graphs a pass makes one from
+    another (a rewritten kernel keeps its body object): measuring each of many trial graphs
+    then costs no second look at the bodies.
+    """
     outputs = kernel_outputs(graph)
     kernels = list(outputs)
     index = {kernel: i for i, kernel in enumerate(kernels)}
     stored_by = {value: index[kernel] for kernel in kernels for value in outputs[kernel]}
-    return KernelBuffers(kernels, index, outputs, stored_by)
+    return KernelBuffers(kernels, index, outputs, stored_by, {} if spoilt is None else spoilt)
 
 
 def last_uses(graph: Graph, buffers: KernelBuffers | None = None) -> dict[Node, int]:
@@ -234,14 +247,13 @@ def _reads_in_step(buffers: KernelBuffers, kernel: Node, operand: Node, output: 
     return operand in buffers.read_in_step(kernel)
 
 
-def _operands_read_in_step(kernel: Node) -> frozenset[Node]:
-    """The operands of ``kernel`` whose every use keeps the order of elements at the size of its
-    outputs: an elementwise op (or reshape) reads all its operands so (a full-size one once, at
-    the element being written); in a fused body, everything computed from the operand must be
-    elementwise work (or a reshape) of the outputs' size.  One pass over the body finds them all."""
-    if kernel.op != "fused":
-        return frozenset(kernel.inputs) if keeps_element_order(kernel) else frozenset()
-    body = kernel.attrs["body"]
+def _spoilt_operands(body: Graph) -> frozenset[int]:
+    """The positions of the operands that a fused kernel with ``body`` reads other than element
+    for element.  A kernel reads an operand element for element when every use keeps the order
+    of elements at the size of its outputs: an elementwise op (or reshape) reads all its operands
+    so (a full-size one once, at the element being written); in a fused body, everything computed
+    from the operand must be elementwise work (or a reshape) of the outputs' size.  One pass over
+    the body finds them all."""
     size = body.outputs[0].type.numel
     # The body inputs each value is computed from, along element-order-keeping paths only.
     sources: dict[Node, frozenset[int]] = {inp: frozenset([i]) for i, inp in enumerate(body.inputs)}
@@ -254,7 +266,7 @@ def _operands_read_in_step(kernel: Node) -> frozenset[Node]:
             sources[node] = reached
         else:
             spoilt |= reached
-    return frozenset(kernel.inputs) - {kernel.inputs[i] for i in spoilt}
+    return frozenset(spoilt)
 
 
 def _in_place_partner(kernel: Node, output: Node, buffers: KernelBuffers, last: dict[Node, int],
@@ -434,9 +446,10 @@ def plan_memory(graph: Graph) -> MemoryPlan:
                       sum(b.size for b in slots), state_writes)
 
 
-def peak_live_bytes(graph: Graph) -> int:
-    """The ``lower_bound_bytes`` that ``plan_memory`` gives ``graph``, without placing the buffers."""
-    buffers = kernel_buffers(graph)
+def peak_live_bytes(graph: Graph, spoilt: Spoilt | None = None) -> int:
+    """The ``lower_bound_bytes`` that ``plan_memory`` gives ``graph``, without placing the buffers
+    (``spoilt``: see ``kernel_buffers``)."""
+    buffers = kernel_buffers(graph, spoilt)
     last = last_uses(graph, buffers)
     donations = _donations(graph, buffers, _state_writes(graph, buffers))
     storage_of, _ = _storages(graph, buffers, last, donations)

@@ -53,7 +53,7 @@ from ..ir.types import TupleType
 from ..ops.registry import get_op
 from .fusion import ELEMENTWISE, MOVEMENT, classify, is_kernel
 from .manager import register_pass
-from .memory import last_uses, peak_live_bytes
+from .memory import Spoilt, last_uses, peak_live_bytes
 from .schedule import schedule
 
 # Fused kernels of these kinds loop once over their output, reading each operand at most
@@ -74,35 +74,47 @@ def rematerialize(graph: Graph) -> Graph:
     """``graph`` with cheap kernels computed again for their late readers where that lowers
     the peak of live bytes; ``graph`` itself when nothing does (see the module docstring)."""
     scheduled = schedule(graph)
-    with_copies, copies = _add_copies(scheduled)
-    result = _drop_needless_copies(with_copies, copies)
-    return result if peak_live_bytes(result) < peak_live_bytes(scheduled) else graph
+    peak_of = _PeakMeter()
+    with_copies, copies = _add_copies(scheduled, peak_of)
+    result = _drop_needless_copies(with_copies, copies, peak_of)
+    return result if peak_of(result) < peak_of(scheduled) else graph
 
 
-def _add_copies(graph: Graph) -> tuple[Graph, dict[str, str]]:
+class _PeakMeter:
+    """``peak_live_bytes`` of the many trial graphs one run makes, sharing what is known of
+    the kernels they have in common, so that each trial costs one walk over its kernels."""
+
+    def __init__(self):
+        self.spoilt: Spoilt = {}
+
+    def __call__(self, graph: Graph) -> int:
+        return peak_live_bytes(graph, self.spoilt)
+
+
+def _add_copies(graph: Graph, peak_of: _PeakMeter) -> tuple[Graph, dict[str, str]]:
     """Apply every candidate that does not raise the peak, the largest saving first; returns
     the new graph and each duplicate's original (by name), in the order they were made."""
-    peak = peak_live_bytes(graph)
+    peak = peak_of(graph)
     copies: dict[str, str] = {}
     tried: set[str] = set()
     while (remat := _best_candidate(graph, tried)) is not None:
         tried.add(remat.kernel.name)
         trial, duplicate = _apply(graph, remat)
-        trial_peak = peak_live_bytes(trial)
+        trial_peak = peak_of(trial)
         if trial_peak <= peak:
             graph, peak = trial, trial_peak
             copies[duplicate.name] = remat.kernel.name
     return graph, copies
 
 
-def _drop_needless_copies(graph: Graph, copies: dict[str, str]) -> Graph:
+def _drop_needless_copies(graph: Graph, copies: dict[str, str], peak_of: _PeakMeter) -> Graph:
     """Give each duplicate's readers back to its original wherever the peak stays as it is:
     a copy made while the peak lay elsewhere may in the end save nothing.  The last made
     go first, so an original is always still there (a copy may be the original of a later one)."""
-    peak = peak_live_bytes(graph)
+    peak = peak_of(graph)
     for duplicate, original in reversed(copies.items()):
         trial = _merge(graph, duplicate, original)
-        if peak_live_bytes(trial) <= peak:
+        if peak_of(trial) <= peak:
             graph = trial
     return graph
 

@@ -1,5 +1,6 @@
 """The LLVM backend on whole models: training steps agree with the reference backend step by step,
-threads never change a bit, a failed step changes nothing, the cache survives damage, dumps show the code.
+threads never change a bit, a failed step changes nothing, dumps show the code (the compile cache:
+test_compile_cache.py).
 
 (Every primitive is checked against the reference backend by the op suite: see tests/optest.py.)
 """
@@ -7,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -120,22 +120,6 @@ def test_a_bad_target_index_fails_the_step_and_changes_nothing():
     step(x, y)                          # and the step still runs
 
 
-def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    x, y = _batch("lenet")
-    expected = _classifier("lenet", "llvm")[2](x, y).item()
-    entries = list(tmp_path.rglob("*.o"))
-    assert entries, "the compile cache stored nothing"
-    for entry in entries:
-        entry.write_bytes(entry.read_bytes()[:100])          # truncated, as by a killed writer
-    with pytest.warns(RuntimeWarning, match="damaged"):
-        again = _classifier("lenet", "llvm")[2](x, y).item()
-    assert again == expected
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")                        # rebuilt: no warning the third time
-        assert _classifier("lenet", "llvm")[2](x, y).item() == expected
-
-
 def test_dumps_kernels_and_profile_show_the_native_code(tmp_path):
     graphc.manual_seed(0)
     model = models.LeNet()
@@ -190,18 +174,6 @@ def test_the_thread_pool_survives_late_workers_and_fork():
     assert done.stdout.startswith("done 0 "), done.stdout
 
 
-def test_the_cache_key_changes_with_everything_that_changes_the_machine_code():
-    from graphc.backends.llvm.cache import cache_key
-    base = ("program text", [b"constant"], 2, "znver3", "+avx2,+fma", "O3")
-    key = cache_key(*base)
-    assert cache_key(*base) == key
-    for position, other in ((0, "other text"), (1, [b"other"]), (2, 1), (3, "znver5"),
-                            (4, "+avx2,+fma,+avx512f"), (5, "O2")):
-        changed = list(base)
-        changed[position] = other
-        assert cache_key(*changed) != key, f"key ignores argument {position}"
-
-
 def test_a_returned_state_is_its_value_before_the_step_writes_it():
     # Found by the pass tests' random graphs: the state was returned after its write-back.
     from graphc.backends.llvm import build_executable
@@ -216,20 +188,3 @@ def test_a_returned_state_is_its_value_before_the_step_writes_it():
     result = build_executable(graph, plan_memory(graph)).run({"x": xs, "w": ws}, in_place=True)
     np.testing.assert_array_equal(result.outputs[1], [7, 8, 9])
     np.testing.assert_array_equal(ws, [1, 2, 3])          # and the state was updated in place
-
-
-def test_the_cache_keeps_to_its_size_and_the_command_shows_and_clears_it(tmp_path, monkeypatch, capsys):
-    from graphc import cli
-    from graphc.backends.llvm import cache
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    for i in range(3):
-        cache.store(f"{i:064x}", bytes(1000))
-        os.utime(cache._path(f"{i:064x}"), (i, i))           # entry 0 least recently used
-    assert cache.info().entries == 3
-    cache.evict(2500)
-    assert [p.stem for p in cache._entries()] == [f"{1:064x}", f"{2:064x}"]
-    assert cache.load(f"{1:064x}") == bytes(1000)
-    assert cli.main(["cache", "info"]) == 0
-    assert "2 compiled program(s)" in capsys.readouterr().out
-    assert cli.main(["cache", "clear"]) == 0
-    assert "removed 2" in capsys.readouterr().out and cache.info().entries == 0
