@@ -96,6 +96,8 @@ def _kernels(module, program: Program, positions, slots: dict[str, int], threads
         if key not in bodies:
             own_slots = {name: i for i, name in enumerate(buffers)}
             bodies[key] = _KernelRenderer(module, kernel, program, own_slots).function
+        elif "noinline" not in bodies[key].attributes:
+            bodies[key].attributes.add("noinline")     # inlined into each runner, it is compiled again for each
         runners.append(_runner(module, kernel, bodies[key], threads, [slots[name] for name in buffers]))
     return runners
 
