@@ -37,6 +37,7 @@ class Profile:
     graph_name: str
     kernels: list[KernelTiming]
     runs: int
+    note: str = ""          # what else the backend reports (the OpenCL device and its transfers)
 
     @property
     def total_seconds(self) -> float:
@@ -50,6 +51,8 @@ class Profile:
         total = self.total_seconds or 1.0
         lines = [f"{self.graph_name}: {len(self.kernels)} kernels, {self.total_seconds * 1e3:.2f} ms "
                  f"(best of {self.runs} run{'s' if self.runs != 1 else ''} per kernel)"]
+        if self.note:
+            lines.append(self.note)
         rows = [(f"%{k.name}", f"{k.seconds * 1e3:.3f}", f"{k.seconds / total:.1%}", format_bytes(k.stored_bytes),
                  k.kind) for k in self.slowest(count)]
         header = ("kernel", "ms", "share", "stores", "what")

@@ -12,9 +12,13 @@ def get_backend(name: str):
     if name == "llvm":
         from . import llvm
         return llvm
+    if name == "opencl":
+        from . import opencl
+        return opencl
     raise BackendError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
 
 
 def available_backends() -> list[str]:
-    """The backends this machine can run, fastest first."""
-    return ["llvm", "reference"]
+    """The backends this machine can run, fastest first (OpenCL where a device builds kernels)."""
+    from .opencl import devices
+    return ["llvm", *(["opencl"] if devices.available() else []), "reference"]

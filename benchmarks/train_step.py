@@ -8,8 +8,9 @@ pools keep spinning after their last call, so two libraries timed in one process
 other (by 1.5-3x, measured here).  The processes alternate, round after round (torch, graphc
 llvm, graphc reference, graphc eager, torch, ...), so a machine that gets busier part-way
 through slows every runner alike; each runner's figure is its best round, each round the
-median of ``--repeats`` steps after warm-up.  PyTorch runs with ``torch.set_num_threads(n)``
-and graphc with ``GRAPHC_NUM_THREADS=n``.  The table gives seconds per step and graphc's time
+median of ``--repeats`` steps after warm-up.  PyTorch runs with ``torch.set_num_threads(n)``,
+graphc with ``GRAPHC_NUM_THREADS=n``, and PoCL (the OpenCL runner, on the device ``graphc
+devices`` marks) with ``POCL_CPU_MAX_CU_COUNT=n`` (``POCL_MAX_PTHREAD_COUNT`` in older PoCL).  The table gives seconds per step and graphc's time
 as a multiple of PyTorch's (below 1: graphc is faster).  PyTorch is only the yardstick: it is
 never imported by graphc.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNERS = ("torch", "graphc llvm", "graphc reference", "graphc eager")
+RUNNERS = ("torch", "graphc llvm", "graphc opencl", "graphc reference", "graphc eager")
 MODELS = ("lenet", "resnet", "dcgan")
 
 
@@ -90,7 +91,8 @@ def measure(runner: str, name: str, batch: int, threads: int, repeats: int) -> f
 # -- the driver -------------------------------------------------------------------------------
 
 def _in_own_process(runner: str, name: str, batch: int, threads: int, repeats: int) -> float:
-    env = {**os.environ, "GRAPHC_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "GRAPHC_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "POCL_CPU_MAX_CU_COUNT": str(threads), "POCL_MAX_PTHREAD_COUNT": str(threads)}
     command = [sys.executable, __file__, "--measure", runner, name, str(batch), str(threads), str(repeats)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -17,6 +17,7 @@ import numpy as np
 from graphc.errors import ShapeError, TraceError
 from graphc.ir.dtypes import DType, bool_, i64
 from graphc.ir.types import TensorType
+from graphc.residency import host_value
 
 from . import dtypes as _dt
 from .context import current_trace, error_context, is_grad_enabled, no_grad, user_location
@@ -72,12 +73,12 @@ class Tensor:
 
     # -- construction ----------------------------------------------------------------
     def _init(self, value, node, requires_grad, trace=None):
-        self._value: np.ndarray | None = value
+        self._base: Tensor | None = None    # the tensor whose storage .data aliases
+        self._value = value                 # the host array (None while symbolic)
         self._node = node                   # symbolic value, or the autograd tape's node
         self._trace = trace                 # the TraceContext a symbolic tensor belongs to
         self._tape = None                   # the autograd Tape of a recorded eager tensor
         self._kind: str | None = None       # "param", "buffer" or "state" when lifted into a trace
-        self._base: Tensor | None = None    # the tensor whose storage .data aliases
         self.requires_grad = bool(requires_grad)
         self._grad: Tensor | None = None
         self._hooks: list | None = None     # gradient hooks of a leaf (an intermediate's live on its tape)
@@ -95,17 +96,32 @@ class Tensor:
         return t
 
     @property
+    def _value(self) -> np.ndarray | None:
+        """The value as a host array, copied back first where a compiled step left a newer one on a
+        device (graphc.residency): reading a tensor on the host hands it back to the host."""
+        owner = self if self._base is None else self._storage_owner()
+        if owner._device is not None:
+            device, owner._device = owner._device, None
+            host_value(owner._array, device)
+        return self._array
+
+    @_value.setter
+    def _value(self, value: np.ndarray | None) -> None:
+        self._array = value
+        self._device = None                 # a DeviceCopy where a compiled step keeps the value
+
+    @property
     def _type(self) -> TensorType:
-        if self._value is None:
+        if self._array is None:
             return self._node.type
-        return TensorType(self._value.shape, _dt.dtype_of_data(self._value))
+        return TensorType(self._array.shape, _dt.dtype_of_data(self._array))
 
     def _storage_owner(self) -> "Tensor":
         return self._base._storage_owner() if self._base is not None else self
 
     @property
     def is_symbolic(self) -> bool:
-        return self._value is None
+        return self._array is None
 
     # -- attributes ----------------------------------------------------------------
     @property

@@ -2,6 +2,8 @@
 
     graphc ops        list every registered primitive op
     graphc dump       trace a model class from a Python file and print or draw its graph
+    graphc cache      show or empty the compile cache
+    graphc devices    list the OpenCL devices and whether graphc's test kernel builds on each
 
 Each subcommand is one function taking the parsed arguments and returning
 the exit status, plus one ``add_parser`` call in ``build_parser`` that names
@@ -113,23 +115,28 @@ def run_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-BACKEND_STAGES = ("kernels", "llvm", "asm")
+BACKEND_STAGES = ("kernels", "llvm", "asm", "opencl")
+STAGES_OF_BACKEND = {"llvm": ("kernels", "llvm", "asm"), "opencl": ("kernels", "opencl"), "reference": ()}
 
 
 def backend_code(graph, stage: str, backend: str, fmt: str) -> str:
-    """What ``backend`` makes of the optimized ``graph``: its kernel IR, LLVM IR or assembly."""
+    """What ``backend`` makes of the optimized ``graph``: its kernel IR, LLVM IR, assembly or OpenCL C."""
     from .backends.llvm import ProgramSource
     from .backends.llvm.threads import thread_count
     from .kernel import lower_program, print_program
     from .passes.memory import plan_memory
     if fmt != "text":
         raise GraphcError(f"dump: --stage {stage} is text; it has no {fmt} form")
-    if backend != "llvm":
-        raise GraphcError(f"dump: the {backend} backend interprets the graph and has no {stage} to show; "
-                          f"use --backend llvm")
+    if stage not in STAGES_OF_BACKEND[backend]:
+        shown = ", ".join(STAGES_OF_BACKEND[backend]) or "no code (it interprets the graph)"
+        raise GraphcError(f"dump: the {backend} backend has no {stage} to show (it shows {shown}); "
+                          f"use --backend " + ("opencl" if stage == "opencl" else "llvm"))
     program = lower_program(graph, plan_memory(graph))
     if stage == "kernels":
         return print_program(program)
+    if stage == "opencl":
+        from .backends.opencl.render import render_program
+        return render_program(program).text
     source = ProgramSource(program, thread_count())
     return source.optimized_ir() if stage == "llvm" else source.assembly()
 
@@ -295,9 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--stage", default="input", metavar="PASS",
                       help="show the graph after this pass of the compile pipeline (default: input, as traced), "
                            "or what the backend makes of the optimized graph: kernels (kernel IR), llvm "
-                           "(optimized LLVM IR) or asm")
-    dump.add_argument("--backend", default="llvm", choices=("llvm", "reference"),
-                      help="the backend whose code --stage kernels|llvm|asm shows (default: llvm)")
+                           "(optimized LLVM IR), asm, or opencl (OpenCL C, with --backend opencl)")
+    dump.add_argument("--backend", default="llvm", choices=("llvm", "opencl", "reference"),
+                      help="the backend whose code --stage kernels|llvm|asm|opencl shows (default: llvm)")
     dump.add_argument("--stats", action="store_true",
                       help="print which pipeline the graph gets and why, then node, kernel and byte counts "
                            "before and after each pass, instead of a graph")
@@ -309,7 +316,43 @@ def build_parser() -> argparse.ArgumentParser:
                                             "info lists the entries with their sizes and hits.")
     cache.add_argument("action", choices=("info", "clear"))
     cache.set_defaults(run=run_cache)
+    commands.add_parser("devices", help="list the OpenCL devices graphc can run on",
+                        description="List every OpenCL platform's devices (type, compute units, memory) and "
+                                    "whether graphc's test kernel builds and runs on each; the backend runs on "
+                                    "the first that works, or on the one GRAPHC_OPENCL_DEVICE names (its number, "
+                                    "or part of its name).").set_defaults(run=run_devices)
     return parser
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    print(devices_listing())
+    return 0
+
+
+def devices_listing() -> str:
+    """One block per OpenCL device, marking the one the opencl backend would use."""
+    from .backends.opencl import devices
+    from .ir.types import format_bytes
+    found = devices.list_devices()
+    if not found:
+        return f"no OpenCL device found. {devices.INSTALL_HINT}"
+    try:
+        chosen = devices.choose_device()[0].index
+    except GraphcError as err:
+        chosen, problem = None, str(err)
+    lines = []
+    for d in found:
+        mark = "*" if d.index == chosen else " "
+        lines.append(f"{mark} {d.index}: {d.name}  [{d.platform}, driver {d.driver}]")
+        lines.append(f"     {d.type}, {d.compute_units} compute units, {format_bytes(d.memory_bytes)} memory, "
+                     f"work-groups up to {d.max_work_group_size}")
+        lines.append("     test kernel: " + ("builds and runs" if d.usable else d.problem))
+    if chosen is None:
+        lines.append(f"graphc cannot use any of them: {problem}")
+    else:
+        lines.append(f"* the device graphc uses ({devices.ENVIRONMENT_VARIABLE} chooses another: a number "
+                     f"or part of a name)")
+    return "\n".join(lines)
 
 
 def run_cache(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from .ir.text import print_graph
 from .passes.fusion import count_kernels
 from .passes.manager import BACKEND_STAGES, PassManager, default_pipeline, dump_settings, is_training_graph
 from .passes.memory import MemoryPlan, plan_memory
+from .residency import ResidentExecutable, StateSlot
 from .timing import CompileTimes, phase, recording, report
 
 CacheInfo = namedtuple("CacheInfo", ["compiles", "hits", "signatures"])
@@ -106,16 +107,32 @@ class CompiledStep:
                 arrays[node.name] = self.bound[node.name]._value
         return arrays
 
+    def run_resident(self, args: list):
+        """Run on a backend that keeps state on its device: the tensors hand it their device
+        copies (graphc.residency) and take back where their values now live."""
+        for hook in self.prepare_hooks:
+            hook()
+        data = {name: args[position]._value for name, position in self.data_positions.items()}
+        slots = {name: StateSlot(tensor._array, tensor._device) for name, tensor in self.bound.items()}
+        try:
+            return self.executable.run_resident(data, slots)
+        finally:
+            for name, tensor in self.bound.items():
+                tensor._device = slots[name].device
+
     def run(self, args: list) -> Any:
         for check in self.input_checks:
             check.check(args[self.data_positions[check.input_name]]._value)
         try:
-            result = self.executable.run(self.input_arrays(args), in_place=True)
+            if isinstance(self.executable, ResidentExecutable):
+                result = self.run_resident(args)
+            else:
+                result = self.executable.run(self.input_arrays(args), in_place=True)
         except IndexError as error:      # an index the checks could not see, out of range in the graph
             raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
         # Every output is computed before any state changes: a failed step leaves the model as it was.
         for name, tensor in self.writes:
-            if result.writes[name] is not tensor._value:     # a backend that updated it in place did it all
+            if name in result.writes and result.writes[name] is not tensor._value:   # not updated in place
                 np.copyto(tensor._value, result.writes[name])
         for effect in self.pending_effects:
             effect.redo()
@@ -395,8 +412,9 @@ def compile(fn: Callable | None = None, *, backend: str = "llvm", dump_dir: str 
     """Compile ``fn`` (a function or an nn.Module); usable as ``@graphc.compile``,
     ``@graphc.compile(backend="reference")`` or ``graphc.compile(model)``.
 
-    ``backend`` is ``llvm`` (native CPU code, the default) or ``reference`` (numpy, op by op: the
-    oracle the others are tested against).
+    ``backend`` is ``llvm`` (native CPU code, the default), ``opencl`` (OpenCL kernels on the device
+    ``graphc devices`` lists first, or ``GRAPHC_OPENCL_DEVICE``; the model's state stays there
+    between steps) or ``reference`` (numpy, op by op: the oracle the others are tested against).
 
     ``dump_dir`` writes the graph after every pass (text IR and DOT); ``GRAPHC_DUMP=all``
     does the same from the environment.  ``fold_batchnorm`` folds eval-mode

@@ -11,6 +11,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 _FIGURES: list[str] = []
 
 
+@pytest.fixture(scope="module", autouse=True)
+def deferred_opencl_checks():
+    """The op suite's OpenCL checks run in batches (tests/optest.py): the rest of a module's run at its end."""
+    yield
+    import optest
+    optest.run_deferred()
+
+
 @pytest.fixture
 def figures():
     """Lines a test wants shown in the session summary (measured figures, not assertions)."""

@@ -1,6 +1,6 @@
 """Checks shared by the pass tests: a pass must not change what a graph computes.
 
-The transformed graph also runs compiled on each compiled backend (``optest.COMPILED_BACKENDS``),
+The transformed graph also runs compiled on each compiled backend but OpenCL (``optest.COMPILED_BACKENDS``),
 which must agree with the reference: so every fusion pattern the pass tests build is a backend test too.
 """
 from __future__ import annotations
@@ -34,7 +34,9 @@ def assert_same_results(first, second, inputs=None, seed: int = 0) -> None:
     assert expected.writes.keys() == actual.writes.keys()
     for name, want in expected.writes.items():
         np.testing.assert_array_equal(actual.writes[name], want)
-    for backend in COMPILED_BACKENDS:
+    # Not on OpenCL: PoCL takes about a second to build such a graph, and the OpenCL renderer reads the
+    # same kernel IR as LLVM's, which the op suite checks on OpenCL primitive by primitive.
+    for backend in [name for name in COMPILED_BACKENDS if name != "opencl"]:
         compiled = run_compiled(backend, second, inputs)
         for i, (want, got) in enumerate(zip(expected.outputs, compiled.outputs, strict=True)):
             _assert_close(f"{backend} {second.name} output {i}", got, want)

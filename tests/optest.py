@@ -10,14 +10,21 @@ floats within ``FLOAT_TOLERANCE`` of the largest value, integers and bools
 exactly, the same error for an out-of-range index.  So the op suite is the
 backends' op suite too.  Finite-difference checks test gradient rules, not
 backends, and stay on the reference.
+
+OpenCL checks are deferred and run in batches (``check_compiled``): PoCL pays
+about 0.1 s per OpenCL program however small, so each batch of graphs is built
+as one program.  A batch runs when it is full and when a test module ends; a
+failure names the graph and the test that made it.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import numpy as np
 import pytest
 
+from graphc.backends import opencl
 from graphc.backends.reference import run_graph
 from graphc.backends.registry import get_backend
 from graphc.ir import GraphBuilder, dtype_from_numpy
@@ -26,7 +33,8 @@ from graphc.ir.types import TensorType
 from graphc.passes.autodiff import gradients
 from graphc.passes.memory import plan_memory
 
-COMPILED_BACKENDS = ("llvm",)
+# OpenCL where a device builds kernels (CI installs PoCL; tests/backends/test_opencl.py says when none does).
+COMPILED_BACKENDS = ("llvm", *(("opencl",) if opencl.available() else ()))
 # rtol, and atol as a fraction of the largest magnitude: a long f32 sum in another order differs by that much.
 FLOAT_TOLERANCE = {"float32": (1e-4, 2e-5), "float64": (1e-12, 1e-13)}
 
@@ -36,15 +44,54 @@ def run_checked(graph: Graph, arrays) -> list[np.ndarray]:
     try:
         expected = run_graph(graph, arrays).outputs
     except (IndexError, ValueError) as err:
+        kind, message = type(err), str(err)      # kept: `err` is gone after the except block
+
+        def fails_alike(backend, run):
+            with pytest.raises(kind) as raised:
+                run()
+            assert str(raised.value) == message, f"{backend}: {raised.value} instead of {message}"
         for backend in COMPILED_BACKENDS:
-            with pytest.raises(type(err)) as raised:
-                run_compiled(backend, graph, arrays)
-            assert str(raised.value) == str(err), f"{backend}: {raised.value} instead of {err}"
+            check_compiled(backend, graph, arrays, fails_alike)
         raise
-    for backend in COMPILED_BACKENDS:
-        for got, want in zip(run_compiled(backend, graph, arrays).outputs, expected, strict=True):
+
+    def agrees(backend, run):
+        for got, want in zip(run().outputs, expected, strict=True):
             assert_backend_agrees(backend, graph.name, got, want)
+    for backend in COMPILED_BACKENDS:
+        check_compiled(backend, graph, arrays, agrees)
     return expected
+
+
+# OpenCL checks waiting for their batch: (graph, arrays, check, the test that made it).
+_deferred: list[tuple[Graph, object, Callable, str]] = []
+OPENCL_BATCH = 100
+
+
+def check_compiled(backend: str, graph: Graph, arrays, check: Callable) -> None:
+    """``check(backend, run)`` where ``run()`` runs ``graph`` compiled for ``backend`` on ``arrays``:
+    now, or for OpenCL in the next batch."""
+    if backend != "opencl":
+        check(backend, lambda: run_compiled(backend, graph, arrays))
+        return
+    copied = {k: np.array(v) for k, v in arrays.items()} if isinstance(arrays, dict) else [np.array(a) for a in arrays]
+    _deferred.append((graph, copied, check, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]))
+    if len(_deferred) >= OPENCL_BATCH:
+        run_deferred()
+
+
+def run_deferred() -> None:
+    """Build the waiting OpenCL graphs as one program, run each and check it; report every failure."""
+    batch, _deferred[:] = list(_deferred), []
+    if not batch:
+        return
+    executables = opencl.build_executables([(graph, plan_memory(graph)) for graph, _, _, _ in batch])
+    failures = []
+    for (graph, arrays, check, test), executable in zip(batch, executables):
+        try:
+            check("opencl", lambda: executable.run(arrays))
+        except Exception as err:          # every graph of the batch is checked, then all failures reported
+            failures.append(f"{test}: graph {graph.name}: {type(err).__name__}: {err}")
+    assert not failures, f"{len(failures)} OpenCL check(s) failed:\n" + "\n".join(failures)
 
 
 def assert_backend_agrees(backend: str, what: str, got: np.ndarray, want: np.ndarray) -> None:

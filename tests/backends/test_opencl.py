@@ -1,0 +1,212 @@
+"""The OpenCL backend on whole models: training steps agree with the reference backend, the model's
+state stays on the device and is right when read, a step moves only its data and results, a failed
+step changes nothing, devices are chosen and explained.
+
+(Every primitive is checked against the reference backend by the op suite: see tests/optest.py.)
+"""
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn.functional as F
+import graphc.optim as optim
+import models
+from graphc.backends import opencl
+from graphc.errors import BackendError, OutOfRangeError
+from graphc.kernel.ir import Kernel
+from optest import assert_backend_agrees
+from training_steps import classifier_step, dcgan_step
+
+pytestmark = pytest.mark.skipif(not opencl.available(), reason="no OpenCL device builds graphc's test kernel "
+                                                                "(`graphc devices` says why; apt-get install pocl-opencl-icd)")
+
+
+def _classifier(name, backend, seed=0):
+    graphc.manual_seed(seed)
+    model = {"lenet": models.LeNet, "cnn": models.CNN, "resnet": models.ResNet, "mnistnet": models.MNISTNet}[name]()
+    opt = optim.Adam(model.parameters(), eps=1e-3) if name == "resnet" else \
+        optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss = F.nll_loss if name == "mnistnet" else F.cross_entropy
+    return model, opt, graphc.compile(classifier_step(model, opt, loss), backend=backend)
+
+
+def _batch(name, batch=4):
+    rng = np.random.default_rng(1)
+    shape = (batch, 1, 28, 28) if name == "mnistnet" else (batch, 3, 32, 32)
+    return graphc.tensor(rng.standard_normal(shape).astype(np.float32)), graphc.tensor(rng.integers(0, 10, batch))
+
+
+def _executable(step, *args):
+    return step._lookup(args)[0].executable
+
+
+@pytest.mark.parametrize("name", ["lenet", "cnn", "resnet", "mnistnet"])
+def test_training_steps_agree_with_the_reference_backend(name):
+    # mnistnet draws dropout masks: Philox gives both backends the very same masks.
+    runs = {}
+    for backend in ("reference", "opencl"):
+        model, _, step = _classifier(name, backend)
+        x, y = _batch(name)
+        losses = [step(x, y).item() for _ in range(3)]
+        runs[backend] = (losses, {k: v.numpy().copy() for k, v in model.state_dict().items()})
+    np.testing.assert_allclose(runs["opencl"][0], runs["reference"][0], rtol=1e-4)
+    for key, want in runs["reference"][1].items():
+        assert_backend_agrees("opencl", f"{name} {key} after 3 steps", runs["opencl"][1][key], want)
+
+
+def test_the_dcgan_step_agrees_with_the_reference_backend():
+    results = {}
+    for backend in ("reference", "opencl"):
+        graphc.manual_seed(0)
+        g, d = models.Generator(), models.Discriminator()
+        opt_g = optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        step = graphc.compile(dcgan_step(graphc, g, d, opt_g, opt_d), backend=backend)
+        rng = np.random.default_rng(0)
+        losses = []
+        for _ in range(3):
+            real = graphc.tensor(rng.uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32))
+            noise = graphc.tensor(rng.standard_normal((4, 100)).astype(np.float32))
+            losses.append([loss.item() for loss in step(real, noise)])
+        results[backend] = (losses, g.state_dict()["fc.0.weight"].numpy().copy())
+    np.testing.assert_allclose(results["opencl"][0], results["reference"][0], rtol=1e-4)
+    assert_backend_agrees("opencl", "generator weight", results["opencl"][1], results["reference"][1])
+
+
+def test_state_stays_on_the_device_and_is_right_when_read():
+    model, opt, step = _classifier("lenet", "opencl")
+    twin, twin_opt, reference = _classifier("lenet", "reference")
+    x, y = _batch("lenet")
+    weight = model.fc1.weight
+    alias = weight.data                       # made before the steps: shares the weight's storage
+    before = weight._array.copy()
+    for _ in range(2):
+        step(x, y)
+        reference(x, y)
+    assert weight._device is not None and not weight._device.host_current
+    np.testing.assert_array_equal(weight._array, before)        # the host copy was not touched...
+    assert_backend_agrees("opencl", "fc1.weight read through an alias", alias.numpy(), twin.fc1.weight.detach().numpy())
+    assert weight._device is None                                # ...until it was read, which hands it back
+    momentum = opt.state[weight]["momentum_buffer"]
+    assert momentum._device is not None
+    assert_backend_agrees("opencl", "momentum", momentum.numpy(),
+                          twin_opt.state[twin.fc1.weight]["momentum_buffer"].numpy())
+    step(x, y)                                # read state goes up again, and the step goes on from it
+    reference(x, y)
+    assert_backend_agrees("opencl", "fc1.weight after a read", weight.detach().numpy(),
+                          twin.fc1.weight.detach().numpy())
+    for key, value in twin.state_dict().items():
+        assert_backend_agrees("opencl", key, model.state_dict()[key].numpy(), value.numpy())
+
+
+def test_a_step_moves_only_its_data_and_its_results():
+    model, opt, step = _classifier("lenet", "opencl")
+    x, y = _batch("lenet")
+    step(x, y)
+    step(x, y)                                # the steady-state graph (momentum buffers exist)
+    loss = step(x, y)
+    moved = _executable(step, x, y).transfers
+    # In: the batch, and the learning rate and momentum scalars the optimizer refreshes from Python
+    # before every step (so a scheduler's change reaches the graph); out: the loss.
+    assert moved.to_device == x.numpy().nbytes + y.numpy().nbytes + 2 * 4
+    assert moved.to_host == loss.numpy().nbytes
+    params = sum(p.detach().numpy().nbytes for p in model.parameters())
+    step(x, y)                                # every parameter was read back: it goes up again, once
+    assert _executable(step, x, y).transfers.to_device == x.numpy().nbytes + y.numpy().nbytes + 8 + params
+    assert "host<->device per step" in str(step.profile(x, y))
+
+
+def _peek(tensor) -> np.ndarray:
+    """A resident tensor's value on the device, read without handing the tensor back to the host."""
+    value = np.empty_like(tensor._array)
+    tensor._device.read_into(value)
+    return value
+
+
+def test_a_bad_target_index_fails_the_step_and_changes_nothing():
+    model, opt, step = _classifier("lenet", "opencl")
+    x, y = _batch("lenet")
+    for _ in range(3):                        # the steady-state graph, its state on the device
+        step(x, y)
+    state = [*model.parameters(), *(opt.state[p]["momentum_buffer"] for p in model.parameters())]
+    assert all(t._device is not None for t in state)
+    before = [_peek(t) for t in state]
+    bad = graphc.tensor(np.array([1, 2, 37, 0]))
+    with pytest.raises(OutOfRangeError, match="37"):
+        step(x, bad)
+    for tensor, value in zip(state, before):
+        assert tensor.detach().numpy().tobytes() == value.tobytes()
+    step(x, y)                                # and the step still runs
+
+
+def test_a_returned_state_is_its_value_before_the_step_writes_it():
+    from graphc.ir import GraphBuilder
+    from graphc.passes.memory import plan_memory
+    b = GraphBuilder("returns_old_state")
+    x, w = b.input("x", "f32[3]"), b.input("w", "f32[3]", tag="param")
+    b.output(b.neg(x), w)
+    b.write(w, x)
+    graph = b.build()
+    xs, ws = np.array([1, 2, 3], np.float32), np.array([7, 8, 9], np.float32)
+    result = opencl.build_executable(graph, plan_memory(graph)).run({"x": xs, "w": ws}, in_place=True)
+    np.testing.assert_array_equal(result.outputs[0], [-1, -2, -3])
+    np.testing.assert_array_equal(result.outputs[1], [7, 8, 9])
+    np.testing.assert_array_equal(ws, [1, 2, 3])          # and the state was updated in place
+
+
+def test_a_kernel_statement_the_renderer_does_not_know_fails_loudly():
+    from graphc.kernel.ir import Program
+    from graphc.backends.opencl.render import render_program
+
+    class Barrier:                            # a statement kind from the future
+        pass
+
+    kernel = Kernel("k0", "x", "mystery", (Barrier(),), (), ())
+    program = Program("p", {}, [kernel], 0, [], [], [], [], [])
+    with pytest.raises(BackendError, match="cannot render the kernel statement Barrier"):
+        render_program(program)
+
+
+def test_the_device_is_chosen_by_name_or_number_and_a_bad_choice_is_explained(monkeypatch):
+    from graphc.backends.opencl import devices
+    usable = next(d for d in devices.list_devices() if d.usable)
+    monkeypatch.setenv("GRAPHC_OPENCL_DEVICE", str(usable.index))
+    assert devices.choose_device()[0] == usable
+    monkeypatch.setenv("GRAPHC_OPENCL_DEVICE", usable.name[:6].upper())
+    assert devices.choose_device()[0].usable
+    monkeypatch.setenv("GRAPHC_OPENCL_DEVICE", "no-such-device")
+    with pytest.raises(BackendError, match="'no-such-device' names no OpenCL device; there are: 0: "):
+        devices.choose_device()
+
+
+def test_graphc_devices_lists_each_device_and_its_test_kernel(capsys):
+    from graphc.cli import main
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "test kernel: builds and runs" in out and "compute units" in out
+    assert out.count("* ") == 2               # the chosen device, and the line that explains the mark
+
+
+def test_program_binaries_go_into_the_compile_cache(tmp_path, monkeypatch):
+    from graphc.backends import cache
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    text = "__kernel void graphc_cached(__global float* x) { x[get_global_id(0)] += 1.0f; }\n"
+    rt = opencl.runtime()
+    opencl.build_program(text, rt, "cached")
+    assert len(cache.info().entries) == 1
+    loaded = []
+    monkeypatch.setattr(cache, "load", lambda kind, key, load=cache.load: loaded.append(kind) or load(kind, key))
+    program = opencl.build_program(text, rt, "cached")
+    assert loaded == ["opencl"] and program.get_info(__import__("pyopencl").program_info.KERNEL_NAMES) == "graphc_cached"
+    assert len(cache.info().entries) == 1
+
+
+def test_graphc_dump_shows_a_models_opencl_c(capsys):
+    from pathlib import Path
+    from graphc.cli import main
+    models_file = Path(models.__file__)
+    args = ["dump", f"{models_file}:LeNet", "--input", "2x3x32x32", "--eval", "--stage", "opencl"]
+    assert main([*args, "--backend", "opencl"]) == 0
+    assert "__kernel void graphc_k0_" in capsys.readouterr().out
+    assert main(args) == 1                    # the LLVM backend has no OpenCL C
+    assert "has no opencl to show" in capsys.readouterr().err
