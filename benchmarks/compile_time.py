@@ -17,6 +17,7 @@ Each figure is the best of ``--rounds`` rounds (cold and warm alternate).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -54,6 +55,7 @@ def measure_torch(batch: int) -> dict:
     import torch
     from train_step import _library, _step
     lib, models = _library("torch")
+    sys.modules[models.__name__] = models          # torch.compile imports the module of the code it traces
     torch.set_num_threads(int(os.environ.get("GRAPHC_NUM_THREADS", "2")))
     step, args = _step(lib, models, "lenet", batch)
     compiled = torch.compile(step)
@@ -117,11 +119,7 @@ def main(argv=None) -> int:
         print(f"{name:8s} {cold['first']:8.2f} {warm['first']:8.2f} {target:>12s} {cold['second']:14.2f} "
               f"{cold['import']:9.2f}")
         print("\n".join(_phase_table(cold, warm)), flush=True)
-    if not args.no_torch and "lenet" in args.models:
-        try:
-            import torch  # noqa: F401  (only whether it is installed)
-        except ImportError:
-            return 0
+    if not args.no_torch and "lenet" in args.models and importlib.util.find_spec("torch") is not None:
         with tempfile.TemporaryDirectory(prefix="torchinductor-") as folder:
             torch_env = {**env, "TORCHINDUCTOR_CACHE_DIR": folder, "TRITON_CACHE_DIR": folder}
             seconds = _in_own_process(["torch", str(args.batch_size)], torch_env)["first"]

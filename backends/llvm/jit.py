@@ -12,11 +12,13 @@ engine, which links them.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
 import threading
 
+import llvmlite
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
@@ -24,6 +26,7 @@ from graphc import timing
 from graphc.kernel.ir import Accumulator, Kernel, Local, walk_statements
 from graphc.kernel.target import AVX2, AVX512, VectorTarget
 
+from .. import cache
 from . import worker
 
 # How kernels are optimized, and the module with the entry; all three are part of the compile
@@ -185,7 +188,15 @@ def optimized_module(module: "ir.Module | str"):
     return machine, module_ref
 
 
-def compile_module(module: ir.Module, names: list[str]):
-    """Optimize ``module`` for the host and load it: (engine, {name: address})."""
-    machine, module_ref = optimized_module(module)
-    return load_object(machine.emit_object(module_ref), names)
+def compile_module(module: ir.Module, names: list[str], label: str):
+    """Optimize ``module`` for the host (or find it in the compile cache, as ``label``) and load
+    it: (engine, {name: address})."""
+    text = str(module)
+    key = cache.cache_key("llvm module", text, *host(), json.dumps(PIPELINE, sort_keys=True), cache.code_version(),
+                          llvmlite.__version__)
+    object_code = cache.load("llvm", key)
+    if object_code is None:
+        machine, module_ref = optimized_module(text)
+        object_code = machine.emit_object(module_ref)
+        cache.store("llvm", key, object_code, label=label)
+    return load_object(object_code, names)

@@ -172,7 +172,7 @@ class ThreadPool:
     def __init__(self, threads: int):
         self.threads = threads
         self._engine, addresses = compile_module(_pool_module(), ["graphc_pool_worker", "graphc_parallel_for",
-                                                                  "graphc_pool_configure"])
+                                                                  "graphc_pool_configure"], label="the thread pool")
         self.parallel_for = addresses["graphc_parallel_for"]
         self._configure = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_int32)(addresses["graphc_pool_configure"])
         worker = ctypes.CFUNCTYPE(None)(addresses["graphc_pool_worker"])

@@ -191,9 +191,15 @@ class KernelBuffers:
     # asked for; shared with other graphs of one pass (see ``kernel_buffers``).  Graphs compare
     # by structure, so bodies are keyed by identity, each kept alive beside its entry.
     _spoilt: Spoilt = field(default_factory=dict, repr=False, compare=False)
+    _in_step: dict[Node, frozenset[Node]] = field(default_factory=dict, repr=False, compare=False)
 
     def read_in_step(self, kernel: Node) -> frozenset[Node]:
         """The operands that ``kernel`` reads only element for element (see ``_spoilt_operands``)."""
+        if kernel not in self._in_step:
+            self._in_step[kernel] = self._operands_read_in_step(kernel)
+        return self._in_step[kernel]
+
+    def _operands_read_in_step(self, kernel: Node) -> frozenset[Node]:
         if kernel.op != "fused":
             return frozenset(kernel.inputs) if keeps_element_order(kernel) else frozenset()
         body = kernel.attrs["body"]
