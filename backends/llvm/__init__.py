@@ -30,7 +30,7 @@ from .. import cache
 from .executable import LLVMExecutable
 from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, WorkerProcess, compile_jobs, compile_texts, host,
                   kernel_pipeline, load_objects, optimized_module, vector_target)
-from .render import body_key, kernel_function_name, render_modules, render_program
+from .render import body_key, kernel_function_name, render_entry_module, render_kernel_module, render_program
 from .threads import pool
 
 
@@ -106,27 +106,20 @@ def compile_program(program: Program, threads: int) -> list[bytes]:
 
 def _compile(program: Program, threads: int) -> list[bytes]:
     """Render the program as modules and compile them: the entry and the first share of the
-    kernels here, every other share in a worker process of its own, started before rendering
-    begins.  Each share is one module per pipeline its kernels take (``kernel_pipeline``)."""
+    kernels here, every other share in a worker process of its own.  Each share is one module per
+    pipeline its kernels take (``kernel_pipeline``).  The workers start first, and their shares are
+    rendered and sent before this process renders its own, so that they start compiling soonest."""
     shares = _balanced_shares(program, compile_jobs())
     with timing.phase("starting LLVM workers"):
         workers = [WorkerProcess() for _ in shares[1:]]
     try:
-        with timing.phase("rendering LLVM IR"):
-            groups = [group for share in shares for group in share.values()]
-            entry, *modules = render_modules(program, threads, groups)
-        pipelines = [pipeline for share in shares for pipeline in share]
-        jobs, start = [], 0
-        for share in shares:
-            jobs.append((modules[start:start + len(share)], [dict(key) for key in pipelines[start:start + len(share)]]))
-            start += len(share)
-        for process, (job_modules, job_pipelines) in zip(workers, jobs[1:]):
+        for number, (process, share) in enumerate(zip(workers, shares[1:]), start=1):
             with timing.phase("rendering LLVM IR"):
-                texts = [str(module) for module in job_modules]
-            process.send(texts, job_pipelines)
+                texts = _render_share(program, threads, share, number)
+            process.send(texts, [dict(pipeline) for pipeline in share])
         with timing.phase("rendering LLVM IR"):
-            texts = [str(entry), *(str(module) for module in jobs[0][0])]
-        objects = compile_texts(texts, [ENTRY_PIPELINE, *jobs[0][1]])
+            texts = [str(render_entry_module(program)), *_render_share(program, threads, shares[0], 0)]
+        objects = compile_texts(texts, [ENTRY_PIPELINE, *(dict(pipeline) for pipeline in shares[0])])
         with timing.phase("waiting for LLVM workers"):
             for process in workers:
                 objects += process.receive()
@@ -134,6 +127,12 @@ def _compile(program: Program, threads: int) -> list[bytes]:
     finally:
         for process in workers:
             process.close()
+
+
+def _render_share(program: Program, threads: int, share: dict[tuple, list[int]], number: int) -> list[str]:
+    """The LLVM IR of a share's modules, one per pipeline."""
+    return [str(render_kernel_module(program, threads, positions, f"{program.name}.{number}.{i}"))
+            for i, positions in enumerate(share.values())]
 
 
 # A worker process takes about as long to start as LLVM takes over this many small kernel bodies:

@@ -18,7 +18,7 @@ the addresses of the kernel's own buffers (its runner gathers them from the tabl
 kernels that compute the same thing on other buffers share one body; a kernel whose body
 is one parallel loop runs iterations lo..hi of it (a chunk), any other runs whole.
 A program renders to one module (``render_program``) or, to be compiled in parallel, to
-several (``render_modules``), linked when loaded.
+several (``render_entry_module``, ``render_kernel_module``), linked when loaded.
 Statements map directly: a let is an SSA value, an accumulator a stack slot
 (promoted to a register by LLVM), a loop a header with a phi, a check a branch
 to a block that records the error.  Bools are i1 in registers and one byte in memory.
@@ -66,23 +66,25 @@ def render_program(program: Program, threads: int) -> ir.Module:
     return module
 
 
-def render_modules(program: Program, threads: int, groups: list[list[int]]) -> list[ir.Module]:
-    """``program`` as modules LLVM compiles apart (in parallel): first the buffer table and the
-    entry, which calls every kernel's runner as an external function, then one module per group
-    of kernels (their positions in the program) defining those runners.  Loaded together, the
-    modules make the program ``render_program`` makes as one module.  Kernels with one
-    ``body_key`` in one group share one body."""
+def render_entry_module(program: Program) -> ir.Module:
+    """The module with the buffer table and the entry, which calls every kernel's runner as an
+    external function: with the modules ``render_kernel_module`` makes for all the kernels,
+    loaded together, it makes the program ``render_program`` makes as one module, in parts
+    LLVM can compile apart (in parallel)."""
     slots = {name: i for i, name in enumerate(program.buffers)}
-    main = ir.Module(name=program.name)
-    _buffers_function(main, program, slots)
-    runners = [ir.Function(main, RUNNER_TYPE, kernel_function_name(kernel)) for kernel in program.kernels]
-    _entry(main, program, slots, runners)
-    modules = [main]
-    for number, group in enumerate(groups):
-        module = ir.Module(name=f"{program.name}.{number}")
-        _kernels(module, program, group, slots, threads)
-        modules.append(module)
-    return modules
+    module = ir.Module(name=program.name)
+    _buffers_function(module, program, slots)
+    runners = [ir.Function(module, RUNNER_TYPE, kernel_function_name(kernel)) for kernel in program.kernels]
+    _entry(module, program, slots, runners)
+    return module
+
+
+def render_kernel_module(program: Program, threads: int, positions: list[int], name: str) -> ir.Module:
+    """A module defining the runners of the kernels at ``positions`` (kernels with one ``body_key``
+    share one body)."""
+    module = ir.Module(name=name)
+    _kernels(module, program, positions, {name: i for i, name in enumerate(program.buffers)}, threads)
+    return module
 
 
 def _kernels(module, program: Program, positions, slots: dict[str, int], threads: int) -> list[ir.Function]:
