@@ -3,6 +3,7 @@ and where in the user's code an op was called from."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import sys
@@ -120,18 +121,25 @@ def current_module_path() -> str | None:
 
 def user_location() -> SourceLoc | None:
     """The first frame on the stack outside graphc's own code."""
+    cwd = os.getcwd()
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIRS) and not filename.startswith("<frozen"):
-            return SourceLoc(_short_path(filename), frame.f_lineno)
+        path = _user_path(frame.f_code.co_filename, cwd)
+        if path is not None:
+            return SourceLoc(path, frame.f_lineno)
         frame = frame.f_back
     return None
 
 
-def _short_path(filename: str) -> str:
+@functools.lru_cache(maxsize=None)
+def _user_path(filename: str, cwd: str) -> str | None:
+    """How a location in ``filename`` is shown (relative to ``cwd`` below it), or None for graphc's
+    own code.  Remembered: tracing asks it of every frame below every op it records."""
+    filename = os.path.normpath(os.path.join(cwd, filename))
+    if filename.startswith(_PACKAGE_DIRS) or filename.startswith("<frozen"):
+        return None
     try:
-        rel = os.path.relpath(filename)
+        rel = os.path.relpath(filename, cwd)
     except ValueError:
         return filename
     return rel if not rel.startswith("..") else filename
