@@ -140,7 +140,7 @@ class Entry:
 
     def __str__(self) -> str:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.last_used))
-        return (f"{self.kind:5s} {self.key[:12]}  {self.bytes / 2 ** 20:7.2f} MiB  {self.hits:5d} hits  "
+        return (f"{self.kind:6s} {self.key[:12]}  {self.bytes / 2 ** 20:7.2f} MiB  {self.hits:5d} hits  "
                 f"used {used}  {self.label}")
 
 

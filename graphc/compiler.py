@@ -15,6 +15,13 @@ with symbolic inputs into one Graph: forward, backward and update.  The graph
 reads parameters, buffers and optimizer state as inputs and writes their new
 values back, so after each call ``model.parameters()`` and ``opt.state`` hold
 the updated values, exactly as after the eager step.
+
+The traced graph then goes through the pass pipeline and the backend, unless
+the on-disk compile cache (``graphc.backends.cache``) holds the step: keyed by
+the traced graph's text, the pipeline and the backend's identity (target CPU
+and features, versions), it gives the backend's executable back without any
+pass, lowering or LLVM work.  Every compile records where its time went
+(``graphc.timing``; ``compiled.compile_times()``).
 """
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ so AVX-512 where the machine has it).  Kernels are optimized at O3 with loop
 and SLP vectorization through llvmlite's new pass manager; the module holding
 the entry (straight-line calls, run once per step) is emitted unoptimized,
 which takes a hundredth of the time.  A program's modules are compiled side by
-side: some in this process, the rest in worker processes (``worker.py``), and
-their object code (what the compile cache stores) is loaded into one MCJIT
-engine, which links them.
+side: some in this process, the rest in worker processes (``worker.py``); their
+object code (what the compile cache stores) is loaded one object per MCJIT
+engine, the entry's calls bound to the kernels' runners by name.
 """
 from __future__ import annotations
 
