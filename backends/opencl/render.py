@@ -35,14 +35,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from graphc.errors import BackendError
 from graphc.ir.dtypes import DType, bool_, f32, f64, i16, i32, i64, u8
 from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, Copy, Kernel, Let, Load,
-                              Local, Loop, Program, Ref, Select, Store, Unary, Var, walk_expr, walk_statements)
+                              Local, Loop, Program, Ref, Select, Store, Unary, Var, statement_exprs, walk_expr,
+                              walk_statements)
 from graphc.kernel.schedule import outer_loop
 
+STATEMENTS = (Let, Accumulator, Local, Assign, Store, Check, Loop)
 C_TYPES = {f32: "float", f64: "double", u8: "uchar", i16: "short", i32: "int", i64: "long", bool_: "bool"}
 
 PRELUDE = """\
@@ -165,11 +167,17 @@ class _KernelRenderer:
         self.function = function
         self.index_type = "int" if _fits_int(program) else "long"
         self.index_names: set[str] = set()        # loop variables and lets rendered as index_type
+        for stmt in walk_statements(kernel.body):   # a statement kind added to the IR since: say so, loudly
+            if not isinstance(stmt, STATEMENTS):
+                raise BackendError(f"the OpenCL backend cannot render the kernel statement {type(stmt).__name__} "
+                                   f"(kernel {kernel.name}, node %{kernel.node})")
+        self.vectors = vector_plan(kernel)
         self.stops_on_error = stops_on_error
         self.lines: list[str] = []
         self.names: dict[str, str] = {}       # kernel-IR name (buffer, local, let, loop variable) -> C name
         self.locals: dict[str, Local] = {}
         self.reassociable = False
+        self.lane = None                          # (loop, width, varying names) inside a vector loop
 
     def render(self) -> list[KernelSource]:
         """The kernel's function, preceded by its prelude's where it has one."""
@@ -269,7 +277,11 @@ class _KernelRenderer:
         elif isinstance(stmt, Local):
             self.names[stmt.name] = self.fresh(stmt.name)
             self.locals[stmt.name] = stmt
-            self.line(depth, f"{c_type(stmt.dtype, memory=True)} {self.names[stmt.name]}[{max(1, stmt.size)}];")
+            width = self.vectors.rows.get(stmt.name)
+            if width:                                 # a register tile: an array of vectors
+                self.line(depth, f"{c_type(stmt.dtype)}{width} {self.names[stmt.name]}[{-(-stmt.size // width)}];")
+            else:
+                self.line(depth, f"{c_type(stmt.dtype, memory=True)} {self.names[stmt.name]}[{max(1, stmt.size)}];")
         elif isinstance(stmt, Assign):
             self.line(depth, f"{self.names[stmt.name]} = {self.sum_expr(stmt.value, self._reassociable(stmt.name))};")
         elif isinstance(stmt, Store):
@@ -280,9 +292,13 @@ class _KernelRenderer:
         elif isinstance(stmt, Check):
             self.line(depth, f"if (!({self.expr(stmt.cond)})) graphc_fail(status, {stmt.error}, "
                              f"(long)({self.expr(stmt.value)}));")
+        elif isinstance(stmt, Loop) and id(stmt) in self.vectors.loops:
+            self.vector_loop(stmt, depth)
         elif isinstance(stmt, Loop):
             var = self.names[stmt.var] = self.fresh(stmt.var)
             self.index_names.add(stmt.var)
+            if stmt.kind in ("unrolled", "vectorized"):      # a register tile: its indices become constants
+                self.line(depth, "#pragma unroll")
             self.line(depth, f"for ({self.index_type} {var} = {self.expr(stmt.start)}; {var} < {self.expr(stmt.stop)}; "
                              f"{var}++) {{")
             self.statements(stmt.body, depth + 1)
@@ -290,6 +306,72 @@ class _KernelRenderer:
         else:
             raise BackendError(f"the OpenCL backend cannot render the kernel statement {type(stmt).__name__} "
                                f"(kernel {self.kernel.name}, node %{self.kernel.node})")
+
+    # -- vector loops --------------------------------------------------------------------
+    def vector_loop(self, loop: Loop, depth: int) -> None:
+        """A vectorized loop as one block of vector code: what varies across its lanes is a vector
+        (``float16``), loaded and stored whole where consecutive, gathered where not."""
+        width = _width(loop)
+        self.lane = (loop, width, {loop.var})
+        self.line(depth, "{")
+        for stmt in loop.body:
+            varying = self.lane[2]
+            if isinstance(stmt, Let):
+                if _varies(stmt.value, varying):
+                    self.names[stmt.name] = self.fresh(stmt.name)
+                    self.line(depth + 1, f"const {c_type(stmt.value.dtype)}{width} {self.names[stmt.name]} = "
+                                         f"{self.vexpr(stmt.value)};")
+                    varying.add(stmt.name)
+                else:
+                    self.statement(stmt, depth + 1)
+                continue
+            value = self.vexpr(stmt.value, stmt.reassociable)
+            if not _varies(stmt.value, varying):
+                value = f"({c_type(stmt.value.dtype)}{width})({value})"
+            base = self.lane_base(stmt.index)
+            if stmt.buffer in self.vectors.rows:
+                self.line(depth + 1, f"{self.names[stmt.buffer]}[({base}) / {width}] = {value};")
+            else:
+                self.line(depth + 1, f"vstore{width}({value}, 0, {self.names[stmt.buffer]} + ({base}));")
+        self.line(depth, "}")
+        self.lane = None
+
+    def lane_base(self, index) -> str:
+        """``index`` at the loop's first lane."""
+        loop = self.lane[0]
+        return self.expr(_substitute(index, loop.var, loop.start))
+
+    def vexpr(self, e, reassociable: bool = False) -> str:
+        loop, width, varying = self.lane
+        if not _varies(e, varying):
+            return self.expr(e)
+        if isinstance(e, (Var, Ref)):
+            return self.names[e.name]
+        if isinstance(e, Load):
+            type_ = c_type(e.dtype)
+            if _lane_coefficient(e.index, loop.var, varying) == 1:
+                base = self.lane_base(e.index)
+                if e.buffer in self.vectors.rows:
+                    return f"{self.names[e.buffer]}[({base}) / {width}]"
+                return f"vload{width}(0, {self.names[e.buffer]} + ({base}))"
+            lanes = [self.expr(_substitute(e, loop.var, Const(loop.start.value + k, loop.start.dtype)))
+                     for k in range(width)]
+            return f"(({type_}{width})({', '.join(lanes)}))"
+        if isinstance(e, Unary):
+            return f"(-{self.vexpr(e.x)})"
+        if reassociable and e.op == "add":
+            for product, other in ((e.b, e.a), (e.a, e.b)):
+                if isinstance(product, Binary) and product.op == "mul":
+                    args = [self.vector_of(x) for x in (product.a, product.b, other)]
+                    return f"fma({', '.join(args)})"
+        symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[e.op]
+        return f"({self.vexpr(e.a)} {symbol} {self.vexpr(e.b)})"
+
+    def vector_of(self, e) -> str:
+        """``e`` as a vector (a value the same in every lane broadcast)."""
+        _, width, varying = self.lane
+        value = self.vexpr(e)
+        return value if _varies(e, varying) else f"(({c_type(e.dtype)}{width})({value}))"
 
     def is_index(self, e) -> bool:
         """Whether ``e`` is index arithmetic: loop variables, constants and lets of them, nothing loaded."""
@@ -360,8 +442,9 @@ class _KernelRenderer:
         symbols = {"add": "+", "sub": "-", "mul": "*", "div": "/", "eq": "==", "ne": "!=", "lt": "<", "le": "<=",
                    "gt": ">", "ge": ">="}
         if dtype == bool_ and op in ("and", "or", "xor", "max", "min"):
-            return {"and": f"({a} && {b})", "or": f"({a} || {b})", "xor": f"({a} != {b})",
-                    "max": f"({a} || {b})", "min": f"({a} && {b})"}[op]
+            # & and |, not && and ||: no branches (both sides are plain values), so a device can vectorize
+            return {"and": f"({a} & {b})", "or": f"({a} | {b})", "xor": f"({a} != {b})",
+                    "max": f"({a} | {b})", "min": f"({a} & {b})"}[op]
         if op in symbols and not (op == "div" and dtype == bool_):
             return f"({a} {symbols[op]} {b})"
         if dtype.is_float:
@@ -426,6 +509,171 @@ def _fits_int(program: Program) -> bool:
     sizes = [program.arena_bytes, *(b.numel for b in program.buffers.values())]
     sizes += [s.size for k in program.kernels for s in walk_statements(k.body) if isinstance(s, Local)]
     return max(sizes, default=0) < 2 ** 31
+
+
+# -- which vectorized loops become OpenCL vector code ------------------------------------------
+
+VECTOR_WIDTHS = (2, 3, 4, 8, 16)
+VECTOR_OPS = ("add", "sub", "mul", "div")
+
+
+@dataclass(frozen=True)
+class VectorPlan:
+    """The vectorized loops rendered as vector code (by id, with their width) and the scratch rows
+    held as arrays of vectors (a register tile: ``float16 row[4]`` for ``row[row * 16 + lane]``)."""
+    loops: dict[int, int]
+    rows: dict[str, int]
+
+
+def vector_plan(kernel: Kernel) -> VectorPlan:
+    """Which of ``kernel``'s vectorized loops, and which of its scratch rows, are rendered as vectors.
+
+    A vectorized loop qualifies when its width is a vector width, its body only lets and stores, and
+    what varies across its lanes is float arithmetic (+ - * /) on loads, constants and lets; a scratch
+    row qualifies when every access to it is such a loop's, at ``base + lane`` with ``base`` a
+    multiple of the width.  A loop that touches a scratch row that does not qualify stays scalar."""
+    loops = {id(s): _width(s) for s in walk_statements(kernel.body)
+             if isinstance(s, Loop) and s.kind == "vectorized" and _vectorizable(s)}
+    local_names = {s.name: s for s in walk_statements(kernel.body) if isinstance(s, Local)}
+    while True:
+        rows = {name: width for name, width in _row_widths(kernel, loops, local_names).items() if width}
+        rejected = [key for key, loop in _loops_by_id(kernel).items() if key in loops and
+                    any(access in local_names and access not in rows for access in _accessed(loop))]
+        if not rejected:
+            return VectorPlan(loops, rows)
+        for key in rejected:
+            del loops[key]
+
+
+def _width(loop: Loop) -> int:
+    return loop.stop.value - loop.start.value
+
+
+def _loops_by_id(kernel: Kernel) -> dict[int, Loop]:
+    return {id(s): s for s in walk_statements(kernel.body) if isinstance(s, Loop)}
+
+
+def _accessed(loop: Loop) -> set[str]:
+    names = {s.buffer for s in loop.body if isinstance(s, Store)}
+    for stmt in loop.body:
+        for e in (stmt.value, *((stmt.index,) if isinstance(stmt, Store) else ())):
+            names |= {x.buffer for x in walk_expr(e) if isinstance(x, Load)}
+    return names
+
+
+def _vectorizable(loop: Loop) -> bool:
+    if not (isinstance(loop.start, Const) and isinstance(loop.stop, Const)) or _width(loop) not in VECTOR_WIDTHS:
+        return False
+    varying = {loop.var}
+    for stmt in loop.body:
+        if not isinstance(stmt, (Let, Store)):
+            return False
+        if not _lanes_ok(stmt.value, varying, loop.var):
+            return False
+        if isinstance(stmt, Let) and _varies(stmt.value, varying):
+            varying.add(stmt.name)
+        if isinstance(stmt, Store) and (not stmt.value.dtype.is_float or _varies(stmt.index, varying - {loop.var})
+                                        or _lane_coefficient(stmt.index, loop.var, varying) != 1):
+            return False                  # every lane stores its own, consecutive element
+    return True
+
+
+def _varies(e, varying: set[str]) -> bool:
+    return any(isinstance(x, (Var, Ref)) and x.name in varying for x in walk_expr(e))
+
+
+def _lanes_ok(e, varying: set[str], lane: str) -> bool:
+    """Whether the part of ``e`` that varies across lanes is float arithmetic on loads and lets."""
+    if not _varies(e, varying):
+        return True
+    if isinstance(e, Ref) and e.name != lane:
+        return e.dtype.is_float
+    if isinstance(e, Load):                   # consecutive lanes loaded whole, any others gathered
+        return e.dtype.is_float and not _varies(e.index, varying - {lane})
+    if isinstance(e, Binary) and e.op in VECTOR_OPS and e.dtype.is_float:
+        return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
+    if isinstance(e, Unary) and e.op == "neg" and e.dtype.is_float:
+        return _lanes_ok(e.x, varying, lane)
+    return False
+
+
+def _lane_coefficient(e, lane: str, varying: set[str]) -> int | None:
+    """``e``'s step per lane where it is affine in the lane variable alone (None where not)."""
+    if not _varies(e, varying):
+        return 0
+    if isinstance(e, Var) and e.name == lane:
+        return 1
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        a, b = _lane_coefficient(e.a, lane, varying), _lane_coefficient(e.b, lane, varying)
+        return None if a is None or b is None else (a + b if e.op == "add" else a - b)
+    if isinstance(e, Binary) and e.op == "mul":
+        for x, c in ((e.a, e.b), (e.b, e.a)):
+            if isinstance(c, Const):
+                k = _lane_coefficient(x, lane, varying)
+                return None if k is None else k * int(c.value)
+    return None
+
+
+def _multiple_of(e, width: int) -> bool:
+    """Whether ``e`` (a lane's base index) is provably a multiple of ``width``."""
+    if isinstance(e, Const):
+        return int(e.value) % width == 0
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        return _multiple_of(e.a, width) and _multiple_of(e.b, width)
+    if isinstance(e, Binary) and e.op == "mul":
+        return any(isinstance(c, Const) and int(c.value) % width == 0 for c in (e.a, e.b))
+    return False
+
+
+def _row_widths(kernel: Kernel, loops: dict[int, int], local_names: dict) -> dict[str, int]:
+    """Each scratch row's vector width, or 0 where some access to it is not a vector loop's aligned one."""
+    widths: dict[str, int] = {name: -1 for name, local in local_names.items() if local.dtype.is_float}
+    widths.update({name: 0 for name in local_names if name not in widths})
+
+    def note(name: str, width: int) -> None:
+        if name in widths:
+            widths[name] = width if widths[name] in (-1, width) else 0
+
+    def visit(body, inside: Loop | None) -> None:
+        for stmt in body:
+            if isinstance(stmt, Loop):
+                visit(stmt.body, stmt if id(stmt) in loops else None)
+                continue
+            exprs = [e for e in statement_exprs(stmt)]
+            accesses = [(x.buffer, x.index) for e in exprs for x in walk_expr(e) if isinstance(x, Load)]
+            if isinstance(stmt, Store):
+                accesses.append((stmt.buffer, stmt.index))
+            for name, index in accesses:
+                if name not in widths:
+                    continue
+                if inside is None:
+                    widths[name] = 0
+                    continue
+                width = _width(inside)
+                base = _substitute(index, inside.var, inside.start)
+                aligned = _lane_coefficient(index, inside.var, {inside.var}) == 1 and _multiple_of(base, width)
+                note(name, width if aligned else 0)
+
+    visit(kernel.body, None)
+    return {name: max(width, 0) for name, width in widths.items()}
+
+
+def _substitute(e, var: str, value):
+    """``e`` with the variable ``var`` replaced by the expression ``value``."""
+    if isinstance(e, Var) and e.name == var:
+        return value
+    if isinstance(e, Binary):
+        return replace(e, a=_substitute(e.a, var, value), b=_substitute(e.b, var, value))
+    if isinstance(e, Unary):
+        return replace(e, x=_substitute(e.x, var, value))
+    if isinstance(e, Select):
+        return replace(e, cond=_substitute(e.cond, var, value), a=_substitute(e.a, var, value),
+                       b=_substitute(e.b, var, value))
+    if isinstance(e, Cast):
+        return replace(e, x=_substitute(e.x, var, value))
+    if isinstance(e, Load):
+        return replace(e, index=_substitute(e.index, var, value))
+    return e
 
 
 # -- which loops become the NDRange ---------------------------------------------------------
