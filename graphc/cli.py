@@ -346,7 +346,7 @@ def devices_listing() -> str:
         lines.append(f"{mark} {d.index}: {d.name}  [{d.platform}, driver {d.driver}]")
         lines.append(f"     {d.type}, {d.compute_units} compute units, {format_bytes(d.memory_bytes)} memory, "
                      f"work-groups up to {d.max_work_group_size}")
-        lines.append("     test kernel: " + ("builds and runs" if d.usable else d.problem))
+        lines.append("     " + ("the test kernel builds and runs" if d.usable else d.problem))
     if chosen is None:
         lines.append(f"graphc cannot use any of them: {problem}")
     else:

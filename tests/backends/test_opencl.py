@@ -183,7 +183,7 @@ def test_graphc_devices_lists_each_device_and_its_test_kernel(capsys):
     from graphc.cli import main
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
-    assert "test kernel: builds and runs" in out and "compute units" in out
+    assert "the test kernel builds and runs" in out and "compute units" in out
     assert out.count("* ") == 2               # the chosen device, and the line that explains the mark
 
 
