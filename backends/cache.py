@@ -144,6 +144,10 @@ class Entry:
                 f"used {used}  {self.label}")
 
 
+# How many entries ``graphc cache info`` lists one by one (the most recently used).
+SHOWN_ENTRIES = 20
+
+
 @dataclass(frozen=True)
 class CacheInfo:
     folder: Path | None
@@ -163,7 +167,14 @@ class CacheInfo:
         lines = [f"{self.folder}: {len(self.entries)} entries, {self.bytes / 2 ** 20:.1f} MiB "
                  f"(at most {max_bytes() / 2 ** 20:.0f} MiB, least recently used removed first), "
                  f"{self.hits} hits"]
-        lines += [f"  {entry}" for entry in sorted(self.entries, key=lambda e: -e.last_used)]
+        for kind in sorted({entry.kind for entry in self.entries}):
+            of_kind = [entry for entry in self.entries if entry.kind == kind]
+            lines.append(f"  {kind:6s} {len(of_kind):5d} entries  {sum(e.bytes for e in of_kind) / 2 ** 20:7.2f} MiB  "
+                         f"{sum(e.hits for e in of_kind):5d} hits")
+        recent = sorted(self.entries, key=lambda entry: -entry.last_used)
+        if recent:
+            lines.append(f"the {min(len(recent), SHOWN_ENTRIES)} most recently used:")
+            lines += [f"  {entry}" for entry in recent[:SHOWN_ENTRIES]]
         return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,13 +43,21 @@ def measure_graphc(name: str, batch: int) -> dict:
     step, args = _step(graphc, models, name, batch)
     compiled = graphc.compile(step)
     imported = time.perf_counter()
+    cpu_before = _cpu_seconds()
     compiled(*args)
     first = time.perf_counter()
+    cpu = [after - before for after, before in zip(_cpu_seconds(), cpu_before)]
     compiled(*args)
     second = time.perf_counter()
     times = compiled.compile_times()
-    return {"import": imported - start, "first": first - imported, "second": second - first,
+    return {"import": imported - start, "first": first - imported, "second": second - first, "cpu": cpu,
             "cache": times[0].cache, "phases": times[0].phases, "workers": times[0].worker_phases}
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process and by its finished children (LLVM workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def measure_torch(batch: int) -> dict:
@@ -104,7 +113,10 @@ def main(argv=None) -> int:
     env = {**os.environ, "GRAPHC_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
     print(f"first training step at batch {args.batch_size}, {args.threads} threads, each start in a fresh "
           f"process; best of {args.rounds} round(s)")
-    print(f"{'model':8s} {'cold s':>8s} {'warm s':>8s} {'target':>12s} {'2nd step cold':>14s} {'import s':>9s}")
+    print("cold and warm: wall seconds from the first call to its result; CPU: seconds of CPU the cold call took "
+          "in this process + in LLVM worker processes (on a busy machine the wall time grows, the CPU time hardly)")
+    print(f"{'model':8s} {'cold s':>8s} {'warm s':>8s} {'target':>12s} {'cold CPU s':>12s} {'warm CPU s':>11s} "
+          f"{'2nd step cold':>14s} {'import s':>9s}")
     for name in args.models:
         best = {}
         for _ in range(args.rounds):
@@ -116,8 +128,9 @@ def main(argv=None) -> int:
                         best[start] = result
         cold, warm = best["cold"], best["warm"]
         target = "≤{:g} / ≤{:g}".format(*TARGETS[name])
-        print(f"{name:8s} {cold['first']:8.2f} {warm['first']:8.2f} {target:>12s} {cold['second']:14.2f} "
-              f"{cold['import']:9.2f}")
+        cold_cpu = "{:.2f}+{:.2f}".format(*cold["cpu"])
+        print(f"{name:8s} {cold['first']:8.2f} {warm['first']:8.2f} {target:>12s} {cold_cpu:>12s} "
+              f"{warm['cpu'][0]:11.2f} {cold['second']:14.2f} {cold['import']:9.2f}")
         print("\n".join(_phase_table(cold, warm)), flush=True)
     if not args.no_torch and "lenet" in args.models and importlib.util.find_spec("torch") is not None:
         with tempfile.TemporaryDirectory(prefix="torchinductor-") as folder:
