@@ -127,11 +127,17 @@ class CompiledStep:
             for name, tensor in self.bound.items():
                 tensor._device = slots[name].device
 
+    @functools.cached_property
+    def resident(self) -> bool:
+        """Whether the executable keeps state on its device (asked once: a Protocol's isinstance
+        check costs tens of microseconds, as much as the rest of a small step's call)."""
+        return isinstance(self.executable, ResidentExecutable)
+
     def run(self, args: list) -> Any:
         for check in self.input_checks:
             check.check(args[self.data_positions[check.input_name]]._value)
         try:
-            if isinstance(self.executable, ResidentExecutable):
+            if self.resident:
                 result = self.run_resident(args)
             else:
                 result = self.executable.run(self.input_arrays(args), in_place=True)

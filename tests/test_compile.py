@@ -191,4 +191,5 @@ def test_every_compiled_graph_dumps_into_a_folder_of_its_own(tmp_path):
     # Names count up over the whole process, so only their stems are known here.
     assert [name.split("-")[0] for name in folders] == ["_lambda_", "step", "step"]
     for folder in folders:
-        assert {"00-input.gir", "01-simplify.gir"} <= {p.name for p in (tmp_path / folder).iterdir()}
+        names = {p.name for p in (tmp_path / folder).iterdir()}
+        assert "00-input.gir" in names and any(name.endswith("-simplify.gir") for name in names)

@@ -53,13 +53,23 @@ class LaneLoop:
         self.r = r
         self.b = r.b
         self.var = loop.var
-        self.start = loop.start.value
-        self.lanes = constant_trip(loop)
+        self.loop = loop
+        self.start = self.lanes = 0               # the lanes of the chunk being rendered
         self.vector_names: set[str] = set()       # lets whose value differs from lane to lane
         self.strides: dict[str, int | None] = {}  # of those, integer lets: their step per lane
         self._dependent: dict[int, bool] = {}
 
     def render(self, body) -> None:
+        """The loop's lanes in chunks of powers of two (49 lanes as 32 + 16 + 1): LLVM splits a
+        power-of-two vector into whole registers, but scalarizes what does not fit one of
+        an odd width such as <17 x float>, lane by lane, slower than the scalar loop."""
+        first, trip = self.loop.start.value, constant_trip(self.loop)
+        for width in (1 << bit for bit in reversed(range(trip.bit_length())) if trip & (1 << bit)):
+            self.start, self.lanes = first, width
+            self._render_chunk(body)
+            first += width
+
+    def _render_chunk(self, body) -> None:
         for stmt in body:
             if isinstance(stmt, Let):
                 if self.dependent(stmt.value):
@@ -72,6 +82,8 @@ class LaneLoop:
                 self.store(stmt)
         for name in self.vector_names:           # lane values are not visible after the loop
             del self.r.values[name]
+        self.vector_names.clear()
+        self.strides.clear()
 
     # -- which values vary across lanes, and how indices move ---------------------------
     def dependent(self, e) -> bool:

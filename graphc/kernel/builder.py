@@ -246,12 +246,15 @@ class LoweringContext:
         self._errors = errors
         self._lowering_of = lowering_of
         self._aliases: dict[Node, Node] = {}
+        self._pinned: dict[Node, Expr] = {}
 
     def value(self, node: Node, index: Index) -> Expr:
         """``node``'s value at ``index``: loaded if the kernel reads it from a buffer, else
         computed by its op's lowering (once per element and block)."""
         assert index.shape == node.shape, f"%{node.name} {node.shape} read at an index of shape {index.shape}"
         node = self._aliases.get(node, node)
+        if node in self._pinned:
+            return self._pinned[node]
         if not index.shape and self.builder.nested:
             with self.builder.at_top():
                 return self.value(node, index)
@@ -261,6 +264,16 @@ class LoweringContext:
         if node.op == "full":
             return E.const(node.attrs["value"], node.dtype)
         return self.builder.remembered((node, index.key()), lambda: self._lowering_of(node)(self, node, index))
+
+    @contextmanager
+    def pinned(self, node: Node, value: Expr):
+        """Within the block: ``node``'s value, at whatever index it is asked for, is ``value`` (the
+        one element of it that a kernel's outputs at the current element read)."""
+        self._pinned[node] = value
+        try:
+            yield
+        finally:
+            del self._pinned[node]
 
     def inline(self, body, operands) -> None:
         """Read ``body``'s inputs as ``operands`` (a fused kernel's body, lowered in place)."""

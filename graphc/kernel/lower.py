@@ -15,6 +15,7 @@ compute into their state's storage are copied there after the last kernel.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import numpy as np
 
@@ -114,31 +115,55 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
         with builder.loop(0, int(np.prod(shape, dtype=np.int64))) as position:
             _store_outputs(ctx, outputs, stored, Index.flat_over(shape, position))
     else:
-        _nest(ctx, outputs, stored, shape, [], _tile_shape(node, shape, target))
+        tiling = _tiling(node, shape, target)
+        if tiling is None:
+            _nest(ctx, shape, [], None, lambda index: _store_outputs(ctx, outputs, stored, index))
+        else:
+            anchor, tile, path = tiling
+
+            def store_at(index: Index):
+                if not path:
+                    _store_outputs(ctx, outputs, stored, index)
+                    return
+                # The outputs are the anchor's elements moved (reshaped, transposed): this tile
+                # element's outputs read this element of the anchor, whatever index they name it by.
+                ctx.inline(node.attrs["body"], node.inputs)
+                with ctx.pinned(anchor, ctx.value(anchor, index)):
+                    _store_outputs(ctx, outputs, stored, _moved(index, path))
+            _nest(ctx, anchor.shape, [], tile, store_at)
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
     return Kernel(name, node.name, _describe(node), builder.body, inputs, tuple(stored),
                   str(node.loc) if node.loc else None)
 
 
-def _nest(ctx, outputs, stored, shape, dims, tile: tuple[int, int] | None):
-    """Loops over the outputs' elements; with a ``tile`` (rows, lanes), the last axis (and the
-    one before it, where rows > 1) in tiles computed lane by lane."""
+def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[Index], None]):
+    """Loops over the elements of ``shape``, calling ``store_at`` at each; with a ``tile`` (rows,
+    lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane."""
     if len(dims) == len(shape):
-        _store_outputs(ctx, outputs, stored, Index.of(shape, dims))
+        store_at(_element(shape, dims))
         return
     if tile is not None and tile[0] > 1 and len(dims) == len(shape) - 2:
-        rows = tile[0]
-        with ctx.builder.loop(0, shape[-2] // rows) as block:
-            _column_tiles(ctx, outputs, stored, shape, dims, E.mul(block, rows), tile)
+        rows, lanes = tile
+        blocks, (column_tiles, rest) = shape[-2] // rows, divmod(shape[-1], lanes)
+        if blocks > 1 and column_tiles > 1 and not rest:
+            # Each column tile's panel of the right operand (K x lanes) serves every block of
+            # rows while it is in cache: the right operand is read once, not once per block.
+            with ctx.builder.loop(0, column_tiles) as column_tile, ctx.builder.loop(0, blocks) as block:
+                with ctx.builder.tiled(rows, lanes) as (row, lane):
+                    store_at(_element(shape, dims + [E.add(E.mul(block, rows), row),
+                                                     E.add(E.mul(column_tile, lanes), lane)]))
+            return
+        with ctx.builder.loop(0, blocks) as block:
+            _column_tiles(ctx, shape, dims, E.mul(block, rows), tile, store_at)
         return
     if tile is not None and tile[0] == 1 and len(dims) == len(shape) - 1:
-        _column_tiles(ctx, outputs, stored, shape, dims, None, tile)
+        _column_tiles(ctx, shape, dims, None, tile, store_at)
         return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
-        _nest(ctx, outputs, stored, shape, dims + [var], tile)
+        _nest(ctx, shape, dims + [var], tile, store_at)
 
 
-def _column_tiles(ctx, outputs, stored, shape, dims, first_row, tile) -> None:
+def _column_tiles(ctx, shape, dims, first_row, tile, store_at) -> None:
     """The tiles of one block of rows (or of one row, ``first_row`` None): as many whole tiles
     of ``lanes`` columns as fit, then one narrower tile of the columns left over."""
     rows, lanes = tile
@@ -147,7 +172,7 @@ def _column_tiles(ctx, outputs, stored, shape, dims, first_row, tile) -> None:
     def compute(first_column, width):
         with ctx.builder.tiled(rows, width) as (row, lane):
             row_dims = [] if first_row is None else [E.add(first_row, row) if row is not None else first_row]
-            _store_outputs(ctx, outputs, stored, Index.of(shape, dims + row_dims + [E.add(first_column, lane)]))
+            store_at(_element(shape, dims + row_dims + [E.add(first_column, lane)]))
 
     if full == 1:
         compute(E.index(0), lanes)
@@ -156,6 +181,37 @@ def _column_tiles(ctx, outputs, stored, shape, dims, first_row, tile) -> None:
             compute(E.mul(column_tile, lanes), lanes)
     if rest:
         compute(E.index(full * lanes), rest)
+
+
+def _element(shape, dims) -> Index:
+    """The element at ``dims``, its flat position kept for the values read at the same position."""
+    index = Index.of(shape, dims)
+    return Index(index.shape, index.dims, E.linear(index.dims, shape))
+
+
+def _moved(index: Index, path: list[Node]) -> Index:
+    """Where the element at ``index`` lands after each reshape or permute of ``path``."""
+    for step in path:
+        if step.op == "reshape":
+            index = _reshaped(index, step.shape)
+        else:
+            index = Index.of(step.shape, [index.dims[axis] for axis in step.attrs["dims"]])
+    return index
+
+
+def _reshaped(index: Index, shape) -> Index:
+    """The element of a tensor of ``shape`` at the same flat position as ``index``.  Where ``shape``
+    splits the last axis of ``index``'s (a matmul's [N, O, H*W] as [N, O, H, W]), the leading
+    coordinates stay as they are, so values that vary along them alone (a per-channel scale)
+    need no arithmetic per lane."""
+    prefix = 0
+    while prefix < min(len(shape), len(index.shape)) - 1 and shape[prefix] == index.shape[prefix]:
+        prefix += 1
+    if prefix == len(index.shape) - 1:
+        dims = index.dims[:prefix] + E.unflatten(index.dims[prefix], shape[prefix:])
+    else:
+        dims = E.unflatten(index.linear(), shape)
+    return Index(tuple(shape), tuple(dims), index.linear())
 
 
 def _store_outputs(ctx, outputs, stored, index: Index) -> None:
@@ -190,25 +246,48 @@ def _row_length(size: int) -> int | None:
     return next((row for row in range(MAX_ROW, 7, -1) if size % row == 0), None)
 
 
-def _tile_shape(node: Node, shape, target: VectorTarget) -> tuple[int, int] | None:
-    """The (rows, lanes) of the tiles a kernel's outputs are computed in, or None (one by one).
+def _tiling(node: Node, shape, target: VectorTarget) -> tuple[Node, tuple[int, int], list[Node]] | None:
+    """How a kernel's outputs are computed in tiles: the anchor whose elements its loops run
+    over, the (rows, lanes) of the tiles, and the reshapes and transposes taking the anchor's
+    elements to the outputs; or None (the outputs one by one).
 
-    A matmul's output goes in register tiles of ``target``'s shape (fewer rows where that
-    many do not divide the row count); a window op's in rows of whole image rows."""
+    A matmul's output goes in register tiles of ``target``'s shape (fewer rows where that many
+    do not divide the row count), also when the kernel stores it reshaped (a convolution's
+    [N, O, H*W] product as [N, O, H, W]) or transposed; a window op's output in rows of whole
+    image rows."""
     if not shape or shape[-1] < 2:
         return None
     anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
+    if len(anchors) == 1 and anchors[0].op == "matmul" and anchors[0].shape[-1] > 1:
+        (anchor,) = anchors
+        path = _movement_path(node, anchor, tuple(shape))
+        if path is not None:
+            most_rows, lanes = target.tile(anchor.dtype)
+            rows = max(r for r in range(1, most_rows + 1) if anchor.shape[-2] % r == 0)
+            return anchor, (rows, lanes), path
     if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != tuple(shape) for n in anchors):
         return None
-    if all(n.op == "matmul" for n in anchors):
-        # A matmul's lanes are columns of its right operand: read through a permute they are far apart.
-        if any(n.inputs[1].op == "permute" for n in anchors):
-            return None
-        most_rows, lanes = target.tile(anchors[0].dtype)
-        rows = max(r for r in range(1, most_rows + 1) if shape[-2] % r == 0)
-        return rows, lanes
     row = _row_length(shape[-1])
-    return None if row is None else (1, row)
+    return None if row is None else (anchors[0], (1, row), [])
+
+
+def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:
+    """The reshapes and permutes (at most three) that take ``anchor``'s elements to the kernel's
+    outputs of ``shape``, each the one reader of the one before in the kernel; [] when the
+    outputs are of the anchor's shape, None when no such chain leads there."""
+    if anchor.shape == shape:
+        return []
+    if node.op != "fused":
+        return None
+    body = node.attrs["body"].nodes
+    path, current = [], anchor
+    while current.shape != shape or not path:
+        readers = [n for n in body if current in n.inputs]
+        if len(readers) != 1 or readers[0].op not in ("reshape", "permute") or len(path) == 3:
+            return None
+        current = readers[0]
+        path.append(current)
+    return path
 
 
 def _describe(node: Node) -> str:

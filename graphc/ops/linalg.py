@@ -74,7 +74,9 @@ register(OpDef(
     name="matmul", family="contraction", inputs=("lhs", "rhs"),
     shape_rule=_matmul_shape,
     reference=lambda xs, a: np.matmul(xs[0], xs[1]),
-    grad=_matmul_grads, lower=_lower_matmul, reads_operand_views=True,
+    # The left operand is read one broadcast element at a time, so through any view; the right
+    # one a row of a register tile at a time, which must be contiguous.
+    grad=_matmul_grads, lower=_lower_matmul, reads_operand_views=(0,),
     doc="lhs [M,K] or [B,M,K] @ rhs [K,N] or [B,K,N] -> [M,N] or [B,M,N]; "
         "3-D batch sizes must be equal, a 2-D operand is shared across the batch",
 ))

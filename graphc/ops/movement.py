@@ -48,7 +48,7 @@ register(OpDef(
     shape_rule=_reshape_shape,
     reference=lambda xs, a: xs[0].reshape(a["shape"]).copy(),
     grad=lambda b, node, g: [b.reshape(g, shape=node.inputs[0].shape)],
-    copies_when_type_kept=True, reindexes=True, keeps_element_order=True,
+    copies_when_type_kept=True, reindexes=True, keeps_element_order=True, operand_view=True, reads_operand_views=(0,),
     lower=lambda ctx, node, index: ctx.value(node.inputs[0], Index.flat_over(node.inputs[0].shape, index.linear())),
     doc="the same elements in row-major order under a new shape (every size given, no -1)",
 ))
@@ -81,7 +81,7 @@ register(OpDef(
     shape_rule=lambda types, a: types[0].with_shape(types[0].shape[d] for d in a["dims"]),
     reference=lambda xs, a: np.transpose(xs[0], a["dims"]).copy(),
     grad=lambda b, node, g: [b.permute(g, dims=tuple(np.argsort(node.attrs["dims"])))],
-    reindexes=True, operand_view=True,
+    reindexes=True, operand_view=True, reads_operand_views=(0,),
     lower=lambda ctx, node, index: ctx.value(node.inputs[0], _permuted_index(node, index)),
     doc="reorder axes: output axis i is input axis dims[i]",
 ))

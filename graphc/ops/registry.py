@@ -139,7 +139,8 @@ class OpDef:
     keeps_element_order: bool = False        # element i of the output is element i of the input (beyond elementwise)
     broadcasts: bool = False                 # reads input elements repeatedly, as an elementwise op broadcasting
     operand_view: bool = False               # a contraction that reads views reads through it at no cost
-    reads_operand_views: bool = False        # reads an operand through an operand_view op (as BLAS a transpose)
+    reads_operand_views: tuple[int, ...] = ()  # the inputs it reads through an operand_view op (as BLAS a
+                                               # transpose; views of views: a transposed reshape)
     cheap: bool = False                      # about one pass over its output: worth recomputing (forward pooling)
     canonicalize: Callable[[Sequence[TensorType], dict], dict] | None = None
     doc: str = ""

@@ -231,7 +231,9 @@ class _Grouper:
         the permute's input with the axes swapped (as BLAS reads a transposed operand), with no
         work per read.  Nothing joins through it, so no work is repeated per read either."""
         return (get_op(node.op).operand_view and bool(readers)
-                and all(get_op(user.op).reads_operand_views for user in readers))
+                and all(all(position in get_op(user.op).reads_operand_views
+                            for position, operand in enumerate(user.inputs) if operand is node)
+                        for user in readers))
 
     def is_epilogue_head(self, anchor: Node, group: FusionGroup) -> bool:
         """Whether everything in ``group`` that ``anchor`` feeds maps the anchor's elements one to

@@ -44,7 +44,7 @@ from ..timing import phase
 PassOptions = Mapping[str, Any]
 
 # The passes that live in graphc.passes and register themselves when their module is imported.
-BUILTIN_PASS_MODULES = ("simplify", "bn_fold", "fusion", "remat", "schedule")
+BUILTIN_PASS_MODULES = ("simplify", "bn_fold", "gemm", "fusion", "remat", "schedule")
 
 INPUT_STAGE = "input"
 DEFAULT_DUMP_DIR = "graphc_dump"
@@ -99,8 +99,11 @@ def is_training_graph(graph: Graph) -> bool:
 def default_pipeline(training: bool) -> list[str]:
     """The passes ``graphc.compile`` runs.
 
-    Inference graphs also fold BatchNorm into the preceding convolution; the
-    second simplify cleans up the reshapes that folding leaves behind before
+    Convolutions become matrix products over unfolded windows, and transposed
+    products products of transposes (gemm); the simplify after it merges the
+    reshapes and transposes that leaves.  Inference graphs
+    first fold BatchNorm into the preceding convolution (which needs the conv2d
+    still whole); the second simplify cleans up the reshapes of both before
     fusion groups what remains.  Training steps then compute cheap forward
     kernels again for the backward pass where that lowers the peak of live
     bytes (remat), and are scheduled so that gradients and the activations
@@ -109,8 +112,8 @@ def default_pipeline(training: bool) -> list[str]:
     as fusion makes it.
     """
     if training:
-        return ["simplify", "fusion", "remat", "schedule"]
-    return ["simplify", "bn_fold", "simplify", "fusion"]
+        return ["gemm", "simplify", "fusion", "remat", "schedule"]
+    return ["simplify", "bn_fold", "gemm", "simplify", "fusion"]
 
 
 # -- measuring graphs ---------------------------------------------------------------

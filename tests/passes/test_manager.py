@@ -72,8 +72,8 @@ def test_register_pass_takes_the_doc_from_the_docstring(monkeypatch):
 
 
 def test_default_pipelines():
-    assert default_pipeline(training=True) == ["simplify", "fusion", "remat", "schedule"]
-    assert default_pipeline(training=False) == ["simplify", "bn_fold", "simplify", "fusion"]
+    assert default_pipeline(training=True) == ["gemm", "simplify", "fusion", "remat", "schedule"]
+    assert default_pipeline(training=False) == ["simplify", "bn_fold", "gemm", "simplify", "fusion"]
 
 
 def test_a_graph_with_write_backs_is_a_training_graph():
@@ -88,7 +88,7 @@ def test_a_graph_with_write_backs_is_a_training_graph():
 def test_the_default_inference_pipeline_runs_end_to_end():
     manager = PassManager(default_pipeline(training=False))
     manager.run(parse_graph(INFERENCE_WITH_BN))
-    assert [r.name for r in manager.records] == ["simplify", "bn_fold", "simplify", "fusion"]
+    assert [r.name for r in manager.records] == ["simplify", "bn_fold", "gemm", "simplify", "fusion"]
 
 
 # -- running, verifying, recording -------------------------------------------------------------

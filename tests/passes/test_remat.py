@@ -222,15 +222,16 @@ def test_the_resnet_step_recomputes_its_batchnorm_activations_in_a_much_smaller_
     step = graphc.compile(classifier_step(model, optim.Adam(model.parameters(), lr=1e-3)))
     step(graphc.randn(2, 3, 32, 32), graphc.randint(0, 10, (2,)))     # creates the optimizer state
     traced = step.graph(graphc.randn(8, 3, 32, 32), graphc.randint(0, 10, (8,)), stage="traced")
-    without = PassManager(["simplify", "fusion", "schedule"]).run(traced)
+    without = PassManager([name for name in default_pipeline(training=True) if name != "remat"]).run(traced)
     final = PassManager(default_pipeline(training=True)).run(traced)
 
     copies = [node for node in final.nodes if ".remat" in node.name]
     assert copies and all(node.op == "fused" and node.attrs["kind"] == "elementwise" for node in copies)
     before, after = plan_memory(without), plan_memory(final)
     check_plan(after)
-    # Remat still saves a fifth of the peak after the merges of multi-output fusion, which
-    # lowered the peak of the pipeline without it too.
-    assert after.lower_bound_bytes < 0.8 * before.lower_bound_bytes
+    # Remat still saves a sixth of the peak after the merges of multi-output fusion, which
+    # lowered the peak of the pipeline without it too, and with the convolutions' unfolded
+    # columns (graphc.passes.gemm), which both peaks hold alike.
+    assert after.lower_bound_bytes < 0.85 * before.lower_bound_bytes
     assert after.arena_bytes < before.naive_bytes / 3
     assert_same_results(without, final, random_inputs(traced))

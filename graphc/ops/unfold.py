@@ -1,0 +1,157 @@
+"""Sliding windows as columns (``unfold``, im2col) and back, summed (``fold``, col2im).
+
+- ``unfold(input)``: input [N,C,H,W] -> [N, C*kh*kw, L], column l holding the
+  (zero-padded) window of output position l = y*Wo + x, row c*kh*kw + i*kw + j
+  its tap (c, i, j): ``torch.nn.functional.unfold``.  With ``taps_first`` the
+  taps lead, [C*kh*kw, N, L]: the left operand of a convolution's weight
+  gradient, all batches' windows side by side (graphc.passes.gemm).
+- ``fold(input)``: [N, C*kh*kw, L] -> [N, C, H, W] with every column's taps
+  added into the window they came from: ``torch.nn.functional.fold``, the adjoint
+  of unfold (each is the other's gradient).
+
+With them a convolution is a matrix product (``graphc.passes.conv_gemm``):
+conv2d(x, w) = w[O, C*kh*kw] @ unfold(x), and conv_transpose2d is fold of the
+transposed product, so every convolution's arithmetic runs in the matmul's
+register tiles while the window bookkeeping stays in these two cheap gathers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.types import TensorType
+from ..kernel import expr as E
+from ..kernel.builder import Index
+from .conv import _check_pair, _conv_output_hw, _receptive_fields
+from .lowering import padded_load, window_coordinate, window_origin
+from .registry import Attr, OpDef, ShapeMismatch, register
+
+WINDOW_ATTRS = {
+    "kernel_size": Attr("ints"),
+    "stride": Attr("ints", (1, 1)),
+    "padding": Attr("ints", (0, 0)),
+    "dilation": Attr("ints", (1, 1)),
+}
+
+
+def _window(attrs: dict) -> dict:
+    return {name: attrs[name] for name in WINDOW_ATTRS}
+
+
+def _check_window(attrs: dict) -> None:
+    _check_pair(attrs, "kernel_size", 1)
+    _check_pair(attrs, "stride", 1)
+    _check_pair(attrs, "padding", 0)
+    _check_pair(attrs, "dilation", 1)
+
+
+def _taps(attrs: dict) -> int:
+    kh, kw = attrs["kernel_size"]
+    return kh * kw
+
+
+def _unfold_shape(types, attrs):
+    (x,) = types
+    if x.rank != 4:
+        raise ShapeMismatch(f"input must be 4-D [N,C,H,W], got rank {x.rank}")
+    _check_window(attrs)
+    n, c, h, w = x.shape
+    ho, wo = _conv_output_hw((h, w), attrs["kernel_size"], attrs)
+    if attrs["taps_first"]:
+        return TensorType((c * _taps(attrs), n, ho * wo), x.dtype)
+    return TensorType((n, c * _taps(attrs), ho * wo), x.dtype)
+
+
+def _fold_shape(types, attrs):
+    (x,) = types
+    if x.rank != 3:
+        raise ShapeMismatch(f"input must be 3-D [N, C*kh*kw, L], got rank {x.rank}")
+    _check_window(attrs)
+    _check_pair(attrs, "output_size", 1)
+    n, rows, blocks = x.shape
+    taps = _taps(attrs)
+    if rows % taps:
+        raise ShapeMismatch(f"{rows} rows are not divisible by the kernel's {taps} taps")
+    ho, wo = _conv_output_hw(attrs["output_size"], attrs["kernel_size"], attrs)
+    if blocks != ho * wo:
+        raise ShapeMismatch(f"input has {blocks} columns but output_size {list(attrs['output_size'])} "
+                            f"has {ho}x{wo} = {ho * wo} windows")
+    return TensorType((n, rows // taps, *attrs["output_size"]), x.dtype)
+
+
+def _unfold_reference(arrays, attrs):
+    (x,) = arrays
+    fields = _receptive_fields(x, attrs["kernel_size"], attrs)          # [N, C, Ho, Wo, kh, kw]
+    n, c, ho, wo, kh, kw = fields.shape
+    columns = np.ascontiguousarray(fields.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, ho * wo)
+    return np.ascontiguousarray(columns.transpose(1, 0, 2)) if attrs["taps_first"] else columns
+
+
+def _fold_reference(arrays, attrs):
+    (x,) = arrays
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    height, width = attrs["output_size"]
+    ho, wo = _conv_output_hw((height, width), (kh, kw), attrs)
+    n, rows, _ = x.shape
+    taps = x.reshape(n, rows // (kh * kw), kh, kw, ho, wo)
+    full = np.zeros((n, rows // (kh * kw), height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            full[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw] += taps[:, :, i, j]
+    return full[:, :, ph:ph + height, pw:pw + width]
+
+
+def _lower_unfold(ctx, node, index: Index):
+    (x,) = node.inputs
+    n, row, column = index.dims
+    if node.attrs["taps_first"]:
+        n, row = row, n
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (node.attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    _, _, h, w = x.shape
+    wo = _conv_output_hw((h, w), (kh, kw), node.attrs)[1]
+    channel, tap = E.div(row, kh * kw), E.rem(row, kh * kw)
+    y, col = window_coordinate(E.div(column, wo), E.div(tap, kw), sh, ph, dh), \
+        window_coordinate(E.rem(column, wo), E.rem(tap, kw), sw, pw, dw)
+    return padded_load(ctx, x, [n, channel, y, col], E.const(0, x.dtype))
+
+
+def _lower_fold(ctx, node, index: Index):
+    (x,) = node.inputs
+    n, channel, y, col = index.dims
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (node.attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    ho, wo = _conv_output_hw(node.attrs["output_size"], (kh, kw), node.attrs)
+
+    def update(acc, taps):
+        i, j = taps
+        row, row_exists = window_origin(y, i, sh, ph, dh, ho)
+        column, column_exists = window_origin(col, j, sw, pw, dw, wo)
+        tap_row = E.add(E.mul(channel, kh * kw), E.add(E.mul(i, kw), j))
+        value = ctx.value(x, Index.of(x.shape, (n, tap_row, E.add(E.mul(row, wo), column))))
+        return E.select(E.logical_and(row_exists, column_exists), E.add(acc, value), acc)
+    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True)
+
+
+def _unfold_grad(b, node, g):
+    if node.attrs["taps_first"]:
+        g = b.permute(g, dims=(1, 0, 2))
+    return [b.fold(g, output_size=node.inputs[0].shape[2:], **_window(node.attrs))]
+
+
+register(OpDef(
+    name="unfold", family="window", inputs=("input",),
+    attrs={**WINDOW_ATTRS, "taps_first": Attr("bool", False)},
+    shape_rule=_unfold_shape, reference=_unfold_reference,
+    grad=_unfold_grad,
+    lower=_lower_unfold,
+    doc="input [N,C,H,W] -> [N, C*kh*kw, Ho*Wo]: each output position's zero-padded window as a column "
+        "(torch.nn.functional.unfold, im2col); taps_first: [C*kh*kw, N, Ho*Wo]",
+))
+
+register(OpDef(
+    name="fold", family="window", inputs=("input",),
+    attrs={**WINDOW_ATTRS, "output_size": Attr("ints")},
+    shape_rule=_fold_shape, reference=_fold_reference,
+    grad=lambda b, node, g: [b.unfold(g, **_window(node.attrs))],
+    lower=_lower_fold,
+    doc="input [N, C*kh*kw, L] -> [N, C, *output_size]: each column's taps added into its window "
+        "(torch.nn.functional.fold, col2im; the adjoint of unfold)",
+))

@@ -1,0 +1,186 @@
+"""The "gemm" pass: convolutions and transposed products in the form register tiles compute.
+
+A matmul's register tiles (graphc.kernel.target) read the right operand a row
+at a time, contiguous, and store the output in order; the left operand they
+read one element at a time, through any transpose.  This pass brings every
+contraction into that form.
+
+**Convolutions** become matrix products over unfolded windows (im2col).
+
+A convolution's arithmetic is a matrix product once every window is laid out
+as a column (``unfold``, see graphc.ops.unfold):
+
+    conv2d(x, w)              = w[O, C*kh*kw] @ unfold(x)[n]                 -> [N, O, Ho*Wo]
+    conv2d_weight_grad(x, gy) = (unfold(x) as [C*kh*kw, N*Ho*Wo] @ gy as [N*Ho*Wo, O])^T
+    conv_transpose2d(x, w)    = fold(w as [Cout*kh*kw, Cin] @ x[n] as [Cin, H*W])
+
+so all three run in the matmul's register tiles (graphc.kernel.target), with
+the windows' index arithmetic and padding done once per element by the
+unfold/fold gathers rather than once per multiply-add.  The unfolded input
+costs memory (C*kh*kw values per output pixel), which the memory plan
+reuses as soon as the product has read it.
+
+Grouped convolutions, conv2d with fewer than ``MIN_GEMM_CHANNELS`` output
+channels, and transposed ones whose output_padding reaches a whole extra
+window, keep their direct lowering.
+
+**A transposed product** (AB)^T, a Linear layer's weight gradient, becomes
+B^T A^T: stored in order, its right operand A^T = (x^T)^T simplifies to x.
+
+**A product with a transposed right operand**, x @ W^T (a Linear layer), needs
+W^T stored first.  Where W is larger than the batch and the result together
+(a wide layer: the DCGAN generator's 1024 -> 6272 weight is 25 MB), the pass
+computes (W @ x^T)^T instead: it transposes the small x, and stores the result
+transposed.
+
+The rewrites are exact algebra up to rounding (sums in another order).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..ir.graph import Graph, Node
+from ..ops.conv import _conv_output_hw
+from .manager import register_pass
+from .simplify import NewNode, Rewriter
+
+WINDOW = ("stride", "padding", "dilation")
+# A conv2d with fewer output channels than this keeps its direct lowering: each unfolded value
+# (C*kh*kw of them per pixel, written and read once) would serve too few multiply-adds to pay
+# for itself (LeNet's first layer: 6 channels of 3x5x5 windows).  Its weight gradient, whose
+# direct lowering sums a whole batch per weight, is a product whatever the channels.
+MIN_GEMM_CHANNELS = 16
+
+
+def gemm(graph: Graph, options=None) -> Graph:
+    """Rewrite convolutions as unfold/fold and matmul, transposed products as products of transposes."""
+    if not any(node.op in _REWRITES for node in graph.nodes):
+        return graph
+    uses = Counter(operand for node in graph.nodes for operand in node.inputs)
+    uses.update(graph.outputs)
+    uses.update(value for _, value in graph.writes)
+    rewriter = Rewriter(graph)
+    for node in graph.nodes:
+        rewrite = _REWRITES.get(node.op)
+        if rewrite is not None and rewrite(rewriter, node, uses):
+            continue
+        rewriter.copy(node)
+    return rewriter.finish()
+
+
+def _transposed_product(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+    """permute(matmul(a, b), [1, 0]) -> matmul(permute(b), permute(a)) for 2-D a and b (where
+    nothing else reads the product, which would then be computed twice)."""
+    (product,) = node.inputs
+    if (product.op != "matmul" or node.attrs["dims"] != (1, 0) or uses[product] != 1
+            or any(x.type.rank != 2 for x in product.inputs)):
+        return False
+    b = rewriter.builder
+    b.loc = node.loc
+    lhs, rhs = rewriter.values(product.inputs)
+    transposed = [b.permute(rhs, dims=(1, 0)), b.permute(lhs, dims=(1, 0))]
+    b.loc = None
+    rewriter.emit(node, NewNode.of("matmul", transposed))
+    return True
+
+
+def _window(node: Node, kernel_size) -> dict:
+    return {"kernel_size": tuple(kernel_size), **{name: tuple(node.attrs[name]) for name in WINDOW}}
+
+
+def _is_identity_window(window: dict) -> bool:
+    """A 1x1 window at stride 1, unpadded: every pixel is its own column, so unfold is a reshape."""
+    return all(tuple(window[k]) == v for k, v in
+               (("kernel_size", (1, 1)), ("stride", (1, 1)), ("padding", (0, 0))))
+
+
+def _columns(b, x: Node, window: dict) -> Node:
+    """``x`` [N,C,H,W] unfolded: [N, C*kh*kw, L]."""
+    n, c, h, w = x.shape
+    if _is_identity_window(window):
+        return b.reshape(x, shape=(n, c, h * w))
+    return b.unfold(x, **window)
+
+
+def _transposed_right_operand(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+    """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is the
+    larger to transpose (and not itself a transpose, which simplify cancels)."""
+    lhs, rhs = node.inputs
+    if (rhs.op != "permute" or rhs.inputs[0].op == "permute" or lhs.type.rank != 2 or rhs.type.rank != 2
+            or rhs.type.numel <= lhs.type.numel + node.type.numel):
+        return False
+    b = rewriter.builder
+    b.loc = node.loc
+    a, (w,) = rewriter.value(lhs), rewriter.values(rhs.inputs)
+    product = b.matmul(w, b.permute(a, dims=(1, 0)))
+    b.loc = None
+    rewriter.emit(node, NewNode.of("permute", [product], dims=(1, 0)))
+    return True
+
+
+def _conv2d(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+    if node.attrs["groups"] != 1 or node.shape[1] < MIN_GEMM_CHANNELS:
+        return False
+    b = rewriter.builder
+    b.loc = node.loc
+    x, w = rewriter.values(node.inputs)
+    out_channels, _, kh, kw = w.shape
+    product = b.matmul(b.reshape(w, shape=(out_channels, w.type.numel // out_channels)),
+                       _columns(b, x, _window(node, (kh, kw))))
+    b.loc = None
+    rewriter.emit(node, NewNode.of("reshape", [product], shape=node.shape))
+    return True
+
+
+def _conv2d_weight_grad(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+    """gw[O, C*kh*kw] as the transpose of unfold(x) [C*kh*kw, N*L] @ gy [N*L, O].  The columns are
+    unfolded again, taps first, rather than kept from the forward pass (a whole unfolded input per
+    convolution, alive from the forward pass to the backward); the right operand is a block
+    transpose of the output gradient, a row of O channels per pixel."""
+    if node.attrs["groups"] != 1:
+        return False
+    b = rewriter.builder
+    b.loc = node.loc
+    x, gy = rewriter.values(node.inputs)
+    batch, out_channels, ho, wo = gy.shape
+    window = _window(node, node.attrs["kernel_size"])
+    if _is_identity_window(window):
+        taps_first = b.permute(_columns(b, x, window), dims=(1, 0, 2))
+    else:
+        taps_first = b.unfold(x, taps_first=True, **window)                 # [C*kh*kw, N, L]
+    by_tap = b.reshape(taps_first, shape=(taps_first.shape[0], batch * ho * wo))
+    by_pixel = b.reshape(b.permute(b.reshape(gy, shape=(batch, out_channels, ho * wo)), dims=(0, 2, 1)),
+                         shape=(batch * ho * wo, out_channels))
+    transposed = b.matmul(by_tap, by_pixel)                                 # [C*kh*kw, O]
+    b.loc = None
+    rewriter.emit(node, NewNode.of("reshape", [b.permute(transposed, dims=(1, 0))], shape=node.shape))
+    return True
+
+
+def _conv_transpose2d(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+    x, w = node.inputs
+    in_channels, out_channels, kh, kw = w.shape
+    window = _window(node, (kh, kw))
+    if node.attrs["groups"] != 1:
+        return False
+    # fold's windows must be x's pixels: not so where output_padding adds a whole window.
+    if _conv_output_hw(node.shape[2:], (kh, kw), window) != tuple(x.shape[2:]):
+        return False
+    b = rewriter.builder
+    b.loc = node.loc
+    x, w = rewriter.values(node.inputs)
+    batch, _, h, wd = x.shape
+    weights = b.permute(b.reshape(w, shape=(in_channels, out_channels * kh * kw)), dims=(1, 0))
+    columns = b.matmul(weights, b.reshape(x, shape=(batch, in_channels, h * wd)))
+    b.loc = None
+    if _is_identity_window(window):
+        rewriter.emit(node, NewNode.of("reshape", [columns], shape=node.shape))
+    else:
+        rewriter.emit(node, NewNode.of("fold", [columns], output_size=tuple(node.shape[2:]), **window))
+    return True
+
+
+_REWRITES = {"conv2d": _conv2d, "conv2d_weight_grad": _conv2d_weight_grad, "conv_transpose2d": _conv_transpose2d,
+             "permute": _transposed_product, "matmul": _transposed_right_operand}
+
+register_pass("gemm", gemm)
