@@ -1,10 +1,12 @@
-"""Register tiles: matrix products on awkward sizes, on both vector widths, against numpy.
+"""Register tiles: matrix products and convolutions on awkward sizes, on both vector widths.
 
-A matmul's output is computed in tiles of rows x lanes (see graphc.kernel.target);
-these sizes leave remainders in every tile dimension (rows that do not divide,
-columns left over after the whole tiles, single rows and columns), and run
-once with this machine's vector registers and once as AVX2 code (which an
-AVX-512 machine runs too: ``GRAPHC_ISA=avx2``).
+A matmul's output is computed in tiles of rows x lanes (see graphc.kernel.target),
+and the gemm pass makes every convolution and its gradients such a product.
+These sizes leave remainders in every tile dimension (rows that do not divide,
+columns left over after the whole tiles, single rows and columns), with strides,
+padding, dilation and 1x1 windows; each case runs once with this machine's vector
+registers and once as AVX2 code (which an AVX-512 machine runs too:
+``GRAPHC_ISA=avx2``), against numpy.
 """
 import json
 import os
@@ -16,11 +18,17 @@ import numpy as np
 import pytest
 
 import graphc
+from graphc.backends.registry import get_backend
+from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32
+from graphc.ir.types import TensorType
 from graphc.kernel import lower_program
 from graphc.kernel.ir import Local, Loop, walk_statements
 from graphc.kernel.target import AVX2, AVX512
 from graphc.kernel.verify import verify_program
+from graphc.ops.registry import run_reference
+from graphc.passes.manager import PassManager, default_pipeline
+from graphc.passes.memory import plan_memory
 
 # (batch of the left operand or None, M, K, N), shared right operand when batched
 SHAPES = [(None, 1, 1, 1), (None, 5, 3, 7), (None, 13, 9, 33), (None, 28, 17, 70), (None, 32, 64, 16),
@@ -34,8 +42,20 @@ def _matmul_cases():
         yield lhs, rng.standard_normal((k, n)).astype(np.float32)
 
 
-def _errors() -> list[float]:
-    """The largest relative error of each case, compiled for this process's vector registers."""
+# (op, input shapes, attrs): forward convolutions with 16+ channels (the gemm form), their weight
+# gradients (every channel count), transposed convolutions (input gradients, the DCGAN's layers).
+CONV_CASES = [
+    ("conv2d", [(2, 3, 9, 7), (16, 3, 3, 3)], {"padding": (1, 1)}),
+    ("conv2d", [(3, 5, 11, 10), (20, 5, 4, 3)], {"stride": (2, 3), "padding": (1, 2), "dilation": (1, 2)}),
+    ("conv2d", [(1, 7, 5, 5), (17, 7, 1, 1)], {}),
+    ("conv2d_weight_grad", [(2, 3, 9, 7), (2, 5, 5, 4)], {"kernel_size": (3, 2), "stride": (2, 2), "padding": (1, 1)}),
+    ("conv2d_weight_grad", [(3, 4, 6, 6), (3, 18, 6, 6)], {"kernel_size": (1, 1)}),
+    ("conv_transpose2d", [(2, 6, 4, 5), (6, 3, 4, 4)], {"stride": (2, 2), "padding": (1, 1)}),
+    ("conv_transpose2d", [(1, 4, 3, 3), (4, 5, 3, 2)], {"stride": (2, 1), "output_padding": (1, 0), "dilation": (1, 2)}),
+]
+
+
+def _matmul_errors() -> list[float]:
     matmul = graphc.compile(lambda a, b: graphc.relu(a @ b + 1.0))
     errors = []
     for lhs, rhs in _matmul_cases():
@@ -45,8 +65,42 @@ def _errors() -> list[float]:
     return errors
 
 
+def _conv_errors() -> list[float]:
+    """Each convolution case as a one-op graph through the default passes (the gemm form), on LLVM."""
+    rng = np.random.default_rng(1)
+    errors = []
+    for op, shapes, attrs in CONV_CASES:
+        b = GraphBuilder(op)
+        xs = [b.input(f"x{i}", TensorType(shape, f32)) for i, shape in enumerate(shapes)]
+        node = b.op(op, *xs, **attrs)
+        b.output(node)
+        graph = PassManager(default_pipeline(training=False)).run(b.build())
+        arrays = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+        got = get_backend("llvm").build_executable(graph, plan_memory(graph)).run(arrays).outputs[0]
+        want = run_reference(op, [a.astype(np.float64) for a in arrays], node.attrs, node.type)
+        errors.append(float(np.abs(got - want).max() / max(1.0, np.abs(want).max())))
+    return errors
+
+
+def _errors() -> list[float]:
+    """The largest relative error of each case, compiled for this process's vector registers."""
+    return _matmul_errors() + _conv_errors()
+
+
 def test_matmul_tiles_agree_with_numpy_on_awkward_sizes():
-    assert max(_errors()) < 1e-5
+    assert max(_matmul_errors()) < 1e-5
+
+
+def test_convolutions_as_products_agree_with_numpy_on_awkward_sizes():
+    assert max(_conv_errors()) < 1e-5
+
+
+def test_the_gemm_pass_turns_these_convolutions_into_products():
+    for op, shapes, attrs in CONV_CASES:
+        b = GraphBuilder(op)
+        b.output(b.op(op, *(b.input(f"x{i}", TensorType(s, f32)) for i, s in enumerate(shapes)), **attrs))
+        ops = {node.op for node in PassManager(["gemm"]).run(b.build()).nodes}
+        assert "matmul" in ops and op not in ops, (op, shapes, attrs)
 
 
 def test_avx2_tiles_agree_with_numpy_too():
