@@ -111,7 +111,7 @@ class OpenCLExecutable:
             kernel = cl.Kernel(cl_program, ks.function)
             kernel.set_arg(0, self._arena)
             kernel.set_arg(1, self._status)
-            self._launches.append((kernel, ks, _launch_size(cl, kernel, runtime, ks.launch.work_items), [None] * len(ks.arguments)))
+            self._launches.append((kernel, ks, _launch_size(cl, kernel, runtime, ks.launch), [None] * len(ks.arguments)))
         self.transfers: Transfers | None = None        # of the last step
 
     # -- running ------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ class OpenCLExecutable:
                 if bound[position] is not argument:        # set again only what changed since the last step
                     kernel.set_arg(2 + position, argument)
                     bound[position] = argument
-            event = self._cl.enqueue_nd_range_kernel(self.runtime.queue, kernel, (global_size,), (local_size,))
+            event = self._cl.enqueue_nd_range_kernel(self.runtime.queue, kernel, global_size, local_size)
             if timed:
                 events.append(event)
         return events
@@ -277,16 +277,26 @@ class OpenCLExecutable:
         return list(self.program.kernels)
 
 
-def _launch_size(cl, kernel, runtime: Runtime, work_items: int) -> tuple[int, int]:
-    """(global, local) sizes from the device's limits: work-groups a power-of-two multiple of the
-    kernel's preferred size multiple, as large as the kernel allows while leaving every compute
-    unit several groups (a CPU device runs a group as one loop, so fewer, larger groups cost less
-    there), the global size rounded up to whole groups."""
+def _launch_size(cl, kernel, runtime: Runtime, launch) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(global, local) sizes from the device's limits: a work-group spans the innermost loop where
+    the kernel allows (else a power-of-two multiple of its preferred size multiple), then grows
+    across rows in powers of two while every compute unit keeps several groups (a CPU device runs
+    a group as one loop, so fewer, larger groups cost less there); global sizes are rounded up to
+    whole groups."""
     info = cl.kernel_work_group_info
     limit = kernel.get_work_group_info(info.WORK_GROUP_SIZE, runtime.device)
-    local = max(1, min(limit, kernel.get_work_group_info(info.PREFERRED_WORK_GROUP_SIZE_MULTIPLE, runtime.device)))
+    multiple = max(1, min(limit, kernel.get_work_group_info(info.PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
+                                                            runtime.device)))
+    if launch.columns <= limit:
+        columns = launch.columns
+    else:
+        columns = multiple
+        while columns * 2 <= limit:
+            columns *= 2
     enough_groups = GROUPS_PER_COMPUTE_UNIT * runtime.info.compute_units
-    while local * 2 <= limit and -(-work_items // (local * 2)) >= enough_groups:
-        local *= 2
-    local = min(local, work_items)
-    return -(-work_items // local) * local, local
+    groups_across = -(-launch.columns // columns)
+    rows = 1
+    while columns * rows * 2 <= limit and rows * 2 <= launch.rows and \
+            groups_across * -(-launch.rows // (rows * 2)) >= enough_groups:
+        rows *= 2
+    return (groups_across * columns, -(-launch.rows // rows) * rows), (columns, rows)

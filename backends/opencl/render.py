@@ -76,9 +76,13 @@ def c_type(dtype: DType, memory: bool = False) -> str:
 
 @dataclass(frozen=True)
 class LaunchShape:
-    """How a kernel runs: ``work_items`` work-items, each computing what one iteration of the
-    collapsed loops computes (one work-item for a kernel with no loop to spread)."""
-    work_items: int
+    """How a kernel runs: a 2-D grid of ``rows`` x ``columns`` work-items, each computing what one
+    iteration of the collapsed loops computes (one work-item for a kernel with no loop to spread).
+    Dimension 0 is the innermost loop, straight from ``get_global_id(0)``: neighbouring work-items
+    then touch neighbouring elements, and a CPU device vectorizes across them (PoCL ran im2col 4x
+    faster so than with every loop decoded from one flat id)."""
+    columns: int
+    rows: int = 1
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def _render_copy(program: Program, copy: Copy, function: str, stops_on_error: bo
         refs[name] = (f"((__global {c_type(buffer.dtype, memory=True)}*)(arena + {buffer.offset}))"
                       if buffer.place == "arena" else f"b{names.index(name)}")
     lines = _header(function, parameters, stops_on_error)
-    lines += [f"    const long g = get_global_id(0);",
+    lines += ["    const long g = get_global_id(0);",
               f"    if (g < {source.numel}) {refs[copy.target]}[g] = {refs[copy.source]}[g];",
               "}"]
     return KernelSource(function, "\n".join(lines) + "\n", tuple(names), LaunchShape(max(1, source.numel)), None)
@@ -207,28 +211,39 @@ class _KernelRenderer:
             sources.append(KernelSource(self.function + "_prelude", "\n".join(self.lines) + "\n", tuple(arguments),
                                         LaunchShape(1), kernel, "prelude"))
         self.open(self.function, parameters)
+        launch = LaunchShape(1)
         if collapsed:
-            self.line(1, f"const {self.index_type} g = get_global_id(0);")
-            self.line(1, f"if (g >= {work_items}) return;")
+            *outer, inner = collapsed
+            columns = _width(inner)
+            rows = work_items // columns if columns else 0
+            launch = LaunchShape(max(1, columns), max(1, rows))       # an empty tensor: one idle work-item
+            index = self.index_type
+            self.line(1, f"const {index} g0 = get_global_id(0), g1 = get_global_id(1);")
+            self.line(1, f"if (g0 >= {columns} || g1 >= {rows}) return;")
             for let in prelude:
                 value = f"*({self.uniform(let)})"
                 self.declare(let, f"({value} != 0)" if let.value.dtype == bool_ else value)
-            stride = 1
-            for loop in reversed(collapsed):
-                extent = loop.stop.value - loop.start.value
+            for loop, position in [(inner, "g0"), *self.decode(outer, "g1", rows)]:
                 self.names[loop.var] = self.fresh(loop.var)
                 self.index_names.add(loop.var)
-                position = "g" if stride == 1 else f"g / {stride}"
-                position = position if stride * extent == work_items else f"({position}) % {extent}"
-                self.line(1, f"const {self.index_type} {self.names[loop.var]} = {loop.start.value} + {position};")
-                stride *= extent
+                self.line(1, f"const {index} {self.names[loop.var]} = {loop.start.value} + {position};")
             self.statements(rest, 1)
         else:
             self.statements(kernel.body, 1)
         self.lines.append("}")
-        sources.append(KernelSource(self.function, "\n".join(self.lines) + "\n", tuple(arguments),
-                                    LaunchShape(max(1, work_items)), kernel))
+        sources.append(KernelSource(self.function, "\n".join(self.lines) + "\n", tuple(arguments), launch, kernel))
         return sources
+
+    @staticmethod
+    def decode(loops: list[Loop], flat: str, total: int) -> list[tuple[Loop, str]]:
+        """Each of ``loops``' positions in the flat id ``flat`` (the innermost varying fastest)."""
+        positions, stride = [], 1
+        for loop in reversed(loops):
+            extent = _width(loop)
+            position = flat if stride == 1 else f"{flat} / {stride}"
+            positions.append((loop, position if stride * extent == total else f"({position}) % {extent}"))
+            stride *= extent
+        return positions
 
     def open(self, function: str, parameters: list[str]) -> None:
         """Start a function: its header, and a pointer to each arena buffer it uses."""
