@@ -234,7 +234,7 @@ def _is_flat(node: Node, shape) -> bool:
 
 # Anchors whose rows of outputs are computed lane by lane: the lanes read neighbouring
 # elements (an image row, a matrix row), so a backend vectorizes across them.
-_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul")
+_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul", "unfold")
 MAX_ROW = 64
 
 
