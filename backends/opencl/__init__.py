@@ -7,6 +7,7 @@ builds it, and returns an ``OpenCLExecutable``.  ``devices`` chooses the device.
 """
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from dataclasses import replace
@@ -14,6 +15,7 @@ from dataclasses import replace
 from graphc.errors import BackendError
 from graphc.ir.graph import Graph
 from graphc.kernel import lower_program, print_program
+from graphc.kernel.serialize import StoredProgramError, encode, program_from_data
 
 from .. import cache
 from .devices import Runtime, available, list_devices, runtime
@@ -92,13 +94,43 @@ def build_executable(graph: Graph, plan) -> OpenCLExecutable:
     return build_executables([(graph, plan)])[0]
 
 
+def cache_identity() -> str:
+    """What besides the program decides a compiled step here: the device and its driver, graphc's
+    code and pyopencl's version (for graphc.compile's cache of whole steps)."""
+    import pyopencl
+    return json.dumps({"backend": "opencl", "device": runtime().identity, "graphc": cache.code_version(),
+                       "pyopencl": pyopencl.VERSION_TEXT}, sort_keys=True)
+
+
+def save_executable(executable: OpenCLExecutable) -> bytes:
+    """What ``load_executable`` needs to make ``executable`` again: its program as data (the
+    binary is in the cache already, under its source)."""
+    return json.dumps({"program": encode(executable.program)}).encode()
+
+
+def load_executable(graph: Graph, data: bytes) -> OpenCLExecutable:
+    """The executable ``save_executable`` described in ``data``, running ``graph`` (a graph with the
+    signature it was built for): rendered again (cheap), its binary from the cache where it is."""
+    try:
+        program = program_from_data(json.loads(data)["program"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise StoredProgramError(f"not a stored OpenCL executable ({err})") from None
+    return _executables([(graph, program)])[0]
+
+
 def build_executables(graphs: list) -> list[OpenCLExecutable]:
     """Executables for several (graph, plan) pairs, built as one OpenCL program.
 
-    A device compiler has a fixed cost per program (most of a small graph's build on PoCL,
-    about 0.1 s); the op suite's many small graphs pay it once per batch this way."""
+    A device compiler pays for each program and for each kernel (PoCL about 0.1 s a kernel):
+    the op suite's many small graphs share one program per batch this way, and a kernel that
+    several graphs have (the same code) is compiled once."""
+    return _executables([(graph, lower_program(graph, plan)) for graph, plan in graphs])
+
+
+def _executables(graphs: list) -> list[OpenCLExecutable]:
+    """Executables for (graph, kernel-IR program) pairs, built as one OpenCL program."""
     rt = runtime()
-    programs = [lower_program(graph, plan) for graph, plan in graphs]
+    programs = [program for _, program in graphs]
     prefixed = len(programs) > 1
     sources = [render_program(program, f"g{i}_" if prefixed else "") for i, program in enumerate(programs)]
     # A function another graph of the batch already has (same code, another name) is compiled once.

@@ -210,3 +210,18 @@ def test_graphc_dump_shows_a_models_opencl_c(capsys):
     assert "__kernel void graphc_k0_" in capsys.readouterr().out
     assert main(args) == 1                    # the LLVM backend has no OpenCL C
     assert "has no opencl to show" in capsys.readouterr().err
+
+
+def test_a_second_compile_of_the_same_step_loads_it_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    runs = []
+    for _ in range(2):
+        model, _, step = _classifier("lenet", "opencl")
+        x, y = _batch("lenet")
+        loss = step(x, y).item()
+        phases = step.compile_times()[0].phases
+        runs.append((loss, step.compile_times()[0].cache, any(p.startswith("pass ") for p in phases),
+                     model.fc1.weight.detach().numpy().tobytes()))
+    (loss, served, passes, weight), (again, served_again, passes_again, weight_again) = runs
+    assert (served, served_again) == ("miss", "hit") and passes and not passes_again
+    assert again == loss and weight_again == weight
