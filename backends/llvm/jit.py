@@ -23,6 +23,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from graphc import timing
+from graphc.errors import BackendError
 from graphc.kernel.ir import Accumulator, Kernel, Local, walk_statements
 from graphc.kernel.target import AVX2, AVX512, VectorTarget
 
@@ -74,12 +75,15 @@ def compile_jobs() -> int:
     """How many processes compile one program's modules: the CPUs this process may use
     (``GRAPHC_COMPILE_JOBS`` sets it; 1 compiles everything in this process)."""
     value = os.environ.get("GRAPHC_COMPILE_JOBS", "")
-    if value.strip():
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ValueError(f"GRAPHC_COMPILE_JOBS must be a whole number, not {value!r}") from None
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not value.strip():
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise BackendError(f"GRAPHC_COMPILE_JOBS={value!r}: give a positive number of processes")
+    return jobs
 
 
 class WorkerProcess:

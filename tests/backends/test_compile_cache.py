@@ -163,3 +163,24 @@ def test_two_processes_compiling_the_same_step_at_once_both_succeed(cache_dir):
     losses = {out.split()[0] for out, _ in results}
     assert len(losses) == 1
     assert _first_step()[1] == "hit"
+
+
+def test_the_compile_jobs_setting_is_checked(monkeypatch):
+    from graphc.errors import BackendError
+    monkeypatch.setenv("GRAPHC_COMPILE_JOBS", "1")
+    assert jit.compile_jobs() == 1
+    for bad in ("0", "two"):
+        monkeypatch.setenv("GRAPHC_COMPILE_JOBS", bad)
+        with pytest.raises(BackendError, match="GRAPHC_COMPILE_JOBS"):
+            jit.compile_jobs()
+
+
+def test_compiling_in_worker_processes_gives_the_same_code(tmp_path, monkeypatch):
+    results = []
+    for jobs in ("1", "2"):                    # LeNet's step has enough kernels for two processes
+        monkeypatch.setenv("GRAPHC_COMPILE_JOBS", jobs)
+        monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / jobs))
+        loss, served, model = _first_step()
+        assert served == "miss"
+        results.append((loss, [value.numpy().tobytes() for value in model.state_dict().values()]))
+    assert results[0] == results[1]
