@@ -12,13 +12,15 @@ backends' op suite too.  Finite-difference checks test gradient rules, not
 backends, and stay on the reference.
 
 OpenCL checks are deferred and run in batches (``check_compiled``): PoCL pays
-about 0.1 s per OpenCL program however small, so each batch of graphs is built
-as one program.  A batch runs when it is full and when a test module ends; a
-failure names the graph and the test that made it.
+about 0.1 s a kernel, so each batch of 100 graphs is built as one program (a
+kernel several graphs share compiled once), on a thread of its own while the
+tests go on.  Every batch is finished and its failures reported when the test
+module ends; a failure names the graph and the test that made it.
 """
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,8 +64,12 @@ def run_checked(graph: Graph, arrays) -> list[np.ndarray]:
     return expected
 
 
-# OpenCL checks waiting for their batch: (graph, arrays, check, the test that made it).
+# OpenCL checks waiting for their batch: (graph, arrays, check, the test that made it); and the batches
+# being built and checked on a thread of their own while the tests go on (pytest uses one core, PoCL
+# the other: its build releases the GIL).
 _deferred: list[tuple[Graph, object, Callable, str]] = []
+_batches: list[Future] = []
+_builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencl-checks")
 OPENCL_BATCH = 100
 
 
@@ -76,21 +82,35 @@ def check_compiled(backend: str, graph: Graph, arrays, check: Callable) -> None:
     copied = {k: np.array(v) for k, v in arrays.items()} if isinstance(arrays, dict) else [np.array(a) for a in arrays]
     _deferred.append((graph, copied, check, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]))
     if len(_deferred) >= OPENCL_BATCH:
-        run_deferred()
+        _start_batch()
 
 
-def run_deferred() -> None:
-    """Build the waiting OpenCL graphs as one program, run each and check it; report every failure."""
+def _start_batch() -> None:
     batch, _deferred[:] = list(_deferred), []
-    if not batch:
-        return
-    executables = opencl.build_executables([(graph, plan_memory(graph)) for graph, _, _, _ in batch])
+    if batch:
+        _batches.append(_builder.submit(_check_batch, batch))
+
+
+def _check_batch(batch) -> list[str]:
+    """Build a batch's graphs as one OpenCL program, run each and check it: the failures."""
+    try:
+        executables = opencl.build_executables([(graph, plan_memory(graph)) for graph, _, _, _ in batch])
+    except Exception as err:              # the whole batch failed to build: every graph says so
+        return [f"{test}: graph {graph.name}: {type(err).__name__}: {err}" for graph, _, _, test in batch]
     failures = []
     for (graph, arrays, check, test), executable in zip(batch, executables):
         try:
             check("opencl", lambda: executable.run(arrays))
         except Exception as err:          # every graph of the batch is checked, then all failures reported
             failures.append(f"{test}: graph {graph.name}: {type(err).__name__}: {err}")
+    return failures
+
+
+def run_deferred() -> None:
+    """Check every OpenCL graph still waiting (called as each test module ends); report every failure."""
+    _start_batch()
+    failures = [failure for batch in _batches for failure in batch.result()]
+    _batches.clear()
     assert not failures, f"{len(failures)} OpenCL check(s) failed:\n" + "\n".join(failures)
 
 
