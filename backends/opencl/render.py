@@ -179,7 +179,6 @@ class _KernelRenderer:
         self.stops_on_error = stops_on_error
         self.lines: list[str] = []
         self.names: dict[str, str] = {}       # kernel-IR name (buffer, local, let, loop variable) -> C name
-        self.locals: dict[str, Local] = {}
         self.reassociable = False
         self.lane = None                          # (loop, width, varying names) inside a vector loop
 
@@ -291,7 +290,6 @@ class _KernelRenderer:
             self.line(depth, f"{c_type(stmt.init.dtype)} {self.names[stmt.name]} = {self.expr(stmt.init)};")
         elif isinstance(stmt, Local):
             self.names[stmt.name] = self.fresh(stmt.name)
-            self.locals[stmt.name] = stmt
             width = self.vectors.rows.get(stmt.name)
             if width:                                 # a register tile: an array of vectors
                 self.line(depth, f"{c_type(stmt.dtype)}{width} {self.names[stmt.name]}[{-(-stmt.size // width)}];")
