@@ -84,17 +84,17 @@ def test_outputs_that_cannot_be_written(capsys, tmp_path, monkeypatch, output, e
 
 def test_a_stage_of_the_other_pipeline_says_which_pipeline_and_why(capsys):
     err = dump_error(capsys, *LENET, "--stage", "remat")
-    assert "--stage remat is not a pass of the inference pipeline (simplify, bn_fold, simplify, fusion)" in err
+    assert "--stage remat is not a pass of the inference pipeline (simplify, bn_fold, gemm, simplify, fusion)" in err
     assert "because the graph writes no state back" in err
 
 
 def test_stats_say_which_pipeline_and_why(capsys):
     assert cli.main(["dump", *LENET, "--stats"]) == 0
     first_line = capsys.readouterr().out.splitlines()[0]
-    assert first_line == ("the inference pipeline (simplify, bn_fold, simplify, fusion), because the graph writes "
+    assert first_line == ("the inference pipeline (simplify, bn_fold, gemm, simplify, fusion), because the graph writes "
                           "no state back")
     assert cli.main(["dump", f"{MODELS}:ResNet", "--input", "2x3x32x32", "--stats"]) == 0
     first_line = capsys.readouterr().out.splitlines()[0]
-    assert first_line.startswith("the training pipeline (simplify, fusion, remat, schedule), because the graph "
+    assert first_line.startswith("the training pipeline (gemm, simplify, fusion, remat, schedule), because the graph "
                                  "writes 39 state tensor(s) back"), first_line
     assert first_line.endswith("add --eval for the inference pipeline")
