@@ -21,7 +21,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from graphc.ir.dtypes import bool_
-from graphc.kernel.ir import Binary, Cast, Const, Let, Load, Loop, Ref, Select, Store, Unary, Var
+from graphc.kernel.ir import Binary, Cast, Const, Let, Load, Loop, Ref, Select, Store, Unary, Var, walk_expr
 
 from .types import I8, I32, I64, memory_type
 
@@ -57,6 +57,7 @@ class LaneLoop:
         self.start = self.lanes = 0               # the lanes of the chunk being rendered
         self.vector_names: set[str] = set()       # lets whose value differs from lane to lane
         self.strides: dict[str, int | None] = {}  # of those, integer lets: their step per lane
+        self.deferred: dict[str, object] = {}    # of those, lets that read no memory: rendered when used
         self._dependent: dict[int, bool] = {}
 
     def render(self, body) -> None:
@@ -73,17 +74,24 @@ class LaneLoop:
         for stmt in body:
             if isinstance(stmt, Let):
                 if self.dependent(stmt.value):
-                    self.r.values[stmt.name] = self.vector(stmt.value)
                     self.vector_names.add(stmt.name)
                     self.strides[stmt.name] = self.stride(stmt.value)
+                    # Index arithmetic is rendered when read, as a vector or only its first lane
+                    # (all a unit-stride access needs); a load is rendered here, before any
+                    # later store of the chunk could change what it reads.
+                    if any(isinstance(x, Load) for x in walk_expr(stmt.value)):
+                        self.r.values[stmt.name] = self.vector(stmt.value)
+                    else:
+                        self.deferred[stmt.name] = stmt.value
                 else:
                     self.r.values[stmt.name] = self.r.expr(stmt.value)
             else:
                 self.store(stmt)
         for name in self.vector_names:           # lane values are not visible after the loop
-            del self.r.values[name]
+            self.r.values.pop(name, None)
         self.vector_names.clear()
         self.strides.clear()
+        self.deferred.clear()
 
     # -- which values vary across lanes, and how indices move ---------------------------
     def dependent(self, e) -> bool:
@@ -138,6 +146,8 @@ class LaneLoop:
         if isinstance(e, Var):
             return ir.Constant(vector_of(I64, self.lanes), list(range(self.start, self.start + self.lanes)))
         if isinstance(e, Ref):
+            if e.name not in r.values:
+                r.values[e.name] = self.vector(self.deferred[e.name])
             return r.values[e.name]
         if isinstance(e, Load):
             return self.load(e)
@@ -161,15 +171,30 @@ class LaneLoop:
     def lane(self, vector, i: int):
         return self.b.extract_element(vector, ir.Constant(I32, i))
 
+    def first_lane(self, e):
+        """Integer ``e`` in the chunk's first lane, as a scalar: a unit-stride access's address
+        needs no vector of indices (which LLVM would fold away, after optimizing it)."""
+        if not self.dependent(e):
+            return self.r.expr(e)
+        if isinstance(e, Var):
+            return ir.Constant(I64, self.start)
+        if isinstance(e, Ref):
+            if e.name in self.deferred:
+                return self.first_lane(self.deferred[e.name])
+            return self.lane(self.r.values[e.name], 0)
+        if isinstance(e, Binary) and e.op in ("add", "sub", "mul"):
+            return self.r.binary(e.op, self.first_lane(e.a), self.first_lane(e.b), e.a.dtype)
+        return self.lane(self.vector(e), 0)
+
     # -- memory -----------------------------------------------------------------------------
     def load(self, e: Load):
         b, r = self.b, self.r
         element = memory_type(e.dtype)
-        index = self.vector(e.index)
         if self.stride(e.index) == 1:
-            address = r.element_address(e.buffer, self.lane(index, 0), e.dtype)
+            address = r.element_address(e.buffer, self.first_lane(e.index), e.dtype)
             value = b.load(address, typ=vector_of(element, self.lanes), align=e.dtype.itemsize)
         else:
+            index = self.vector(e.index)
             value = ir.Constant(vector_of(element, self.lanes), ir.Undefined)
             for i in range(self.lanes):
                 scalar = b.load(r.element_address(e.buffer, self.lane(index, i), e.dtype), typ=element)
@@ -187,10 +212,10 @@ class LaneLoop:
             r.fast = ()
         if stmt.value.dtype == bool_:
             value = b.zext(value, vector_of(I8, self.lanes))
-        index = self.vector(stmt.index)
         if self.stride(stmt.index) == 1:
-            address = r.element_address(stmt.buffer, self.lane(index, 0), stmt.value.dtype)
+            address = r.element_address(stmt.buffer, self.first_lane(stmt.index), stmt.value.dtype)
             b.store(value, address, align=stmt.value.dtype.itemsize)
             return
+        index = self.vector(stmt.index)
         for i in range(self.lanes):
             b.store(self.lane(value, i), r.element_address(stmt.buffer, self.lane(index, i), stmt.value.dtype))

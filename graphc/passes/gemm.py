@@ -28,10 +28,10 @@ window, keep their direct lowering.
 B^T A^T: stored in order, its right operand A^T = (x^T)^T simplifies to x.
 
 **A product with a transposed right operand**, x @ W^T (a Linear layer), needs
-W^T stored first.  Where W is larger than the batch and the result together
-(a wide layer: the DCGAN generator's 1024 -> 6272 weight is 25 MB), the pass
-computes (W @ x^T)^T instead: it transposes the small x, and stores the result
-transposed.
+W^T stored first.  Where W is large (``MIN_UNCOPIED_TRANSPOSE``) and larger than
+the batch and the result together (the DCGAN generator's 1024 -> 6272 weight is
+25 MB), the pass computes (W @ x^T)^T instead: it transposes the small x, and
+stores the result transposed.
 
 The rewrites are exact algebra up to rounding (sums in another order).
 """
@@ -50,6 +50,10 @@ WINDOW = ("stride", "padding", "dilation")
 # for itself (LeNet's first layer: 6 channels of 3x5x5 windows).  Its weight gradient, whose
 # direct lowering sums a whole batch per weight, is a product whatever the channels.
 MIN_GEMM_CHANNELS = 16
+# A transposed right operand of at least this many elements (4 MB of floats) is not copied
+# transposed each step; a smaller one is (a copy costs less than storing the product transposed
+# and transposing it back for the next layer, as a chain of Linear layers would).
+MIN_UNCOPIED_TRANSPOSE = 1 << 20
 
 
 def gemm(graph: Graph, options=None) -> Graph:
@@ -103,11 +107,11 @@ def _columns(b, x: Node, window: dict) -> Node:
 
 
 def _transposed_right_operand(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
-    """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is the
-    larger to transpose (and not itself a transpose, which simplify cancels)."""
+    """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is large
+    and the larger to transpose (and not itself a transpose, which simplify cancels)."""
     lhs, rhs = node.inputs
     if (rhs.op != "permute" or rhs.inputs[0].op == "permute" or lhs.type.rank != 2 or rhs.type.rank != 2
-            or rhs.type.numel <= lhs.type.numel + node.type.numel):
+            or rhs.type.numel < MIN_UNCOPIED_TRANSPOSE or rhs.type.numel <= lhs.type.numel + node.type.numel):
         return False
     b = rewriter.builder
     b.loc = node.loc

@@ -74,17 +74,19 @@ def test_a_transposed_product_becomes_a_product_of_transposes():
 
 
 def test_a_wide_transposed_weight_is_not_transposed_but_the_batch_is():
-    wide = """graph g(%x: f32[2,8] data, %w: f32[40,8] param) {
-      %wt = permute(%w) {dims=[1,0]} : f32[8,40]
-      %y = matmul(%x, %wt) : f32[2,40]
+    wide = """graph g(%x: f32[2,8] data, %w: f32[131072,8] param) {
+      %wt = permute(%w) {dims=[1,0]} : f32[8,131072]
+      %y = matmul(%x, %wt) : f32[2,131072]
       return %y
     }"""
     graph = parse_graph(wide)
     rewritten = gemm(graph)
     assert ops(rewritten) == ["permute", "matmul", "permute"]         # x^T, W x^T, its transpose
     product = rewritten.nodes[1]
-    assert product.inputs[0].name == "w" and product.shape == (40, 2)
+    assert product.inputs[0].name == "w" and product.shape == (131072, 2)
     assert_same_results(graph, rewritten)
-    # A weight smaller than the batch and the result is cheaper to transpose: left alone.
-    narrow = parse_graph(wide.replace("f32[2,8] data", "f32[64,8] data").replace("f32[2,40]", "f32[64,40]"))
+    # A weight smaller than the batch and the result, or small, is cheaper to transpose: left alone.
+    narrow = parse_graph(wide.replace("f32[2,8] data", "f32[65536,8] data").replace("f32[2,131072]", "f32[65536,131072]"))
     assert ops(gemm(narrow)) == ["permute", "matmul"]
+    small = parse_graph(wide.replace("131072", "40"))
+    assert ops(gemm(small)) == ["permute", "matmul"]
