@@ -114,8 +114,9 @@ def test_dump_shows_the_kernels_llvm_ir_and_assembly_of_a_model(capsys):
     args = ["dump", f"{MODELS}:LeNet", "--input", "2x3x32x32", "--eval", "--stage"]
     assert cli.main([*args, "kernels"]) == 0
     kernels = capsys.readouterr().out
-    # conv1 (6 channels) stays a direct conv2d; conv2 becomes unfold + matmul (graphc.passes.gemm).
-    assert kernels.startswith("program LeNet: 9 kernels") and "conv2d" in kernels and "(unfold)" in kernels
+    # conv1 (6 channels) stays a direct conv2d; conv2 becomes unfold + matmul, and each Linear
+    # layer a transposed copy of its weight + matmul (graphc.passes.gemm).
+    assert kernels.startswith("program LeNet: 11 kernels") and "conv2d" in kernels and "(unfold)" in kernels
     assert cli.main([*args, "llvm"]) == 0
     assert "i32 @graphc_entry(" in capsys.readouterr().out
     assert cli.main([*args, "asm"]) == 0
