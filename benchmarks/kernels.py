@@ -83,7 +83,7 @@ def measure_peak(threads: int) -> float:
     for value in updated[1:]:
         total = b.fadd(total, value)
     b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
-    engine, addresses = compile_module(module, ["peak"])
+    engine, addresses = compile_module(module, ["peak"], "fma peak")
     peak = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(addresses["peak"])
 
     def on_every_thread():

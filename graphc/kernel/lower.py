@@ -273,20 +273,34 @@ def _tiling(node: Node, shape, target: VectorTarget) -> tuple[Node, tuple[int, i
 
 def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:
     """The reshapes and permutes (at most three) that take ``anchor``'s elements to the kernel's
-    outputs of ``shape``, each the one reader of the one before in the kernel; [] when the
-    outputs are of the anchor's shape, None when no such chain leads there."""
+    outputs of ``shape`` along the chain of its one reader after another, elementwise epilogue
+    ops (keeping the shape) in between; [] when the outputs are of the anchor's shape, None
+    when no such chain leads there."""
     if anchor.shape == shape:
         return []
     if node.op != "fused":
         return None
-    body = node.attrs["body"].nodes
+    body = node.attrs["body"]
     path, current = [], anchor
-    while current.shape != shape or not path:
-        readers = [n for n in body if current in n.inputs]
-        if len(readers) != 1 or readers[0].op not in ("reshape", "permute") or len(path) == 3:
+    while current not in body.outputs:
+        readers = [n for n in body.nodes if current in n.inputs]
+        if len(readers) != 1 or len(path) > 3:
             return None
-        current = readers[0]
-        path.append(current)
+        (reader,) = readers
+        if reader.op in ("reshape", "permute"):
+            path.append(reader)
+        elif get_op(reader.op).family != "elementwise" or reader.shape != current.shape:
+            return None
+        current = reader
+    if current.shape != shape:
+        return None
+    # What else reads the chain's end must read it at the same element: elementwise work only.
+    downstream = {current}
+    for n in body.nodes:
+        if any(x in downstream for x in n.inputs):
+            if get_op(n.op).family != "elementwise" or n.shape != shape:
+                return None
+            downstream.add(n)
     return path
 
 

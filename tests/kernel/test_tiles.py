@@ -65,6 +65,17 @@ def _matmul_errors() -> list[float]:
     return errors
 
 
+def _moved_product_errors() -> list[float]:
+    """A product stored transposed and reshaped with elementwise work between (the DCGAN
+    generator's Linear + BatchNorm + ReLU + view): one kernel, tiled over the product."""
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((3, 13, 9)).astype(np.float32), rng.standard_normal((9, 40)).astype(np.float32)
+    moved = graphc.compile(lambda x, y: graphc.relu((x @ y).permute(0, 2, 1) * 2.0 + 1.0).reshape(3, 520))
+    got = moved(graphc.tensor(a), graphc.tensor(b)).numpy()
+    want = np.maximum((a.astype(np.float64) @ b).transpose(0, 2, 1) * 2 + 1, 0).reshape(3, 520)
+    return [float(np.abs(got - want).max() / max(1.0, np.abs(want).max()))]
+
+
 def _conv_errors() -> list[float]:
     """Each convolution case as a one-op graph through the default passes (the gemm form), on LLVM."""
     rng = np.random.default_rng(1)
@@ -84,11 +95,15 @@ def _conv_errors() -> list[float]:
 
 def _errors() -> list[float]:
     """The largest relative error of each case, compiled for this process's vector registers."""
-    return _matmul_errors() + _conv_errors()
+    return _matmul_errors() + _moved_product_errors() + _conv_errors()
 
 
 def test_matmul_tiles_agree_with_numpy_on_awkward_sizes():
     assert max(_matmul_errors()) < 1e-5
+
+
+def test_a_product_stored_transposed_and_reshaped_through_an_epilogue():
+    assert max(_moved_product_errors()) < 1e-5
 
 
 def test_convolutions_as_products_agree_with_numpy_on_awkward_sizes():
