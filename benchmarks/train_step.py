@@ -14,7 +14,7 @@ llvm, graphc reference, graphc eager, torch, ...), so a machine that gets busier
 through slows every runner alike; each runner's figure is its best round, each round the
 median of ``--repeats`` steps after warm-up.  PyTorch runs with ``torch.set_num_threads(n)``,
 graphc with ``GRAPHC_NUM_THREADS=n``, and PoCL (the OpenCL runner, on the device ``graphc
-devices`` marks) with ``POCL_CPU_MAX_CU_COUNT=n`` (``POCL_MAX_PTHREAD_COUNT`` in older PoCL).  The table gives seconds per step and graphc's time
+devices`` marks) with ``POCL_CPU_MAX_CU_COUNT=n`` (``POCL_MAX_PTHREAD_COUNT`` in older PoCL).  The table gives milliseconds per step and graphc's time
 as a multiple of PyTorch's (below 1: graphc is faster).  PyTorch is only the yardstick: it is
 never imported by graphc.
 """
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     runners = ["torch", *(r for r in args.runners if r != "torch")]
     print(f"{args.mode}, batch {args.batch_size}; best of {args.rounds} alternating rounds, each the median of "
           f"{args.repeats} steps; every runner in a process of its own (peak: its resident memory)")
-    print(f"{'model':8s} {'threads':>7s} {'runner':18s} {'s/step':>9s} {'x torch':>8s} {'peak MiB':>9s}")
+    print(f"{'model':8s} {'threads':>7s} {'runner':18s} {'ms/step':>9s} {'x torch':>8s} {'peak MiB':>9s}")
     for name in args.models:
         for threads in args.threads:
             best = {runner: float("inf") for runner in runners}
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
                     best[runner] = min(best[runner], result["seconds"])
                     peak[runner] = max(peak[runner], result["peak_mib"])
             for runner in runners:
-                print(f"{name:8s} {threads:7d} {runner:18s} {best[runner]:9.4f} {best[runner] / best['torch']:8.2f} "
+                print(f"{name:8s} {threads:7d} {runner:18s} {best[runner] * 1e3:9.3f} {best[runner] / best['torch']:8.2f} "
                       f"{peak[runner]:9.0f}", flush=True)
     return 0
 
