@@ -381,7 +381,10 @@ def _signature(args) -> tuple:
         if isinstance(value, Tensor):
             if value.is_symbolic:
                 raise TraceError("a compiled function was called with a symbolic tensor; call it outside tracing")
-            key.append(("tensor", tuple(value.shape), value.dtype.name, value.requires_grad))
+            # The array's own shape and dtype: Tensor.shape and .dtype build a TensorType each,
+            # which cost more than the rest of a small step's call.
+            array = value._array
+            key.append(("tensor", array.shape, array.dtype.str, value.requires_grad))
         elif isinstance(value, (int, float, bool, str, type(None))):
             key.append(("value", type(value).__name__, value))
         else:
