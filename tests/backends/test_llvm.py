@@ -14,65 +14,26 @@ import numpy as np
 import pytest
 
 import graphc
-import graphc.nn.functional as F
 import graphc.optim as optim
 import models
+from backend_checks import (check_classifier_steps, check_dcgan_step, check_returned_state_is_its_old_value,
+                            classifier_batch, compiled_classifier)
 from graphc.errors import OutOfRangeError
-from optest import assert_backend_agrees
-from training_steps import classifier_step, dcgan_step
+from training_steps import classifier_step
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _classifier(name, backend, seed=0):
-    graphc.manual_seed(seed)
-    model = {"lenet": models.LeNet, "cnn": models.CNN, "resnet": models.ResNet, "mnistnet": models.MNISTNet}[name]()
-    opt = optim.Adam(model.parameters(), eps=1e-3) if name == "resnet" else \
-        optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss = F.nll_loss if name == "mnistnet" else F.cross_entropy
-    return model, opt, graphc.compile(classifier_step(model, opt, loss), backend=backend)
-
-
-def _batch(name, batch=4):
-    rng = np.random.default_rng(1)
-    shape = (batch, 1, 28, 28) if name == "mnistnet" else (batch, 3, 32, 32)
-    return graphc.tensor(rng.standard_normal(shape).astype(np.float32)), graphc.tensor(rng.integers(0, 10, batch))
-
-
 @pytest.mark.parametrize("name", ["lenet", "cnn", "resnet", "mnistnet"])
 def test_training_steps_agree_with_the_reference_backend(name):
-    # mnistnet draws dropout masks: Philox gives both backends the very same masks.
-    runs = {}
-    for backend in ("reference", "llvm"):
-        model, _, step = _classifier(name, backend)
-        x, y = _batch(name)
-        losses = [step(x, y).item() for _ in range(3)]
-        runs[backend] = (losses, {k: v.numpy().copy() for k, v in model.state_dict().items()})
-    np.testing.assert_allclose(runs["llvm"][0], runs["reference"][0], rtol=1e-4)
-    for key, want in runs["reference"][1].items():
-        assert_backend_agrees("llvm", f"{name} {key} after 3 steps", runs["llvm"][1][key], want)
+    check_classifier_steps("llvm", name)
 
 
 def test_the_dcgan_step_agrees_with_the_reference_backend():
-    results = {}
-    for backend in ("reference", "llvm"):
-        graphc.manual_seed(0)
-        g, d = models.Generator(), models.Discriminator()
-        # Adam scales each element's step to about lr whatever its gradient: with the default eps a
-        # gradient of 1e-7, 10% of which is float rounding (summed in another order), would move its
-        # weight by a different lr-sized step.  A larger eps keeps the comparison about the step.
-        opt_g = optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-4)
-        opt_d = optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-4)
-        step = graphc.compile(dcgan_step(graphc, g, d, opt_g, opt_d), backend=backend)
-        rng = np.random.default_rng(0)
-        losses = []
-        for _ in range(3):
-            real = graphc.tensor(rng.uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32))
-            noise = graphc.tensor(rng.standard_normal((4, 100)).astype(np.float32))
-            losses.append([loss.item() for loss in step(real, noise)])
-        results[backend] = (losses, g.state_dict()["fc.0.weight"].numpy().copy())
-    np.testing.assert_allclose(results["llvm"][0], results["reference"][0], rtol=1e-4)
-    assert_backend_agrees("llvm", "generator weight", results["llvm"][1], results["reference"][1])
+    # Adam scales each element's step to about lr whatever its gradient: with the default eps a
+    # gradient of 1e-7, 10% of which is float rounding (summed in another order), would move its
+    # weight by a different lr-sized step.  A larger eps keeps the comparison about the step.
+    check_dcgan_step("llvm", adam_eps=1e-4)
 
 
 _THREADS_SCRIPT = """
@@ -80,11 +41,13 @@ import json, sys
 sys.path[:0] = {paths!r}
 import numpy as np
 import graphc
-from test_llvm import _batch, _classifier
+import graphc.optim as optim
+import models
+from backend_checks import classifier_batch, compiled_classifier
 out = {{}}
 for name in ("lenet", "resnet", "mnistnet"):
-    model, _, step = _classifier(name, "llvm")
-    x, y = _batch(name, batch=8)
+    model, _, step = compiled_classifier(name, "llvm")
+    x, y = classifier_batch(name, batch=8)
     out[name] = [step(x, y).item() for _ in range(2)] + [float(v.numpy().sum()) for v in model.state_dict().values()]
     out[name + " bytes"] = [v.numpy().tobytes().hex() for v in model.state_dict().values()][:4]
 print(json.dumps(out))
@@ -104,8 +67,8 @@ def test_one_and_two_threads_give_identical_bits():
 
 
 def test_a_bad_target_index_fails_the_step_and_changes_nothing():
-    model, opt, step = _classifier("lenet", "llvm")
-    x, y = _batch("lenet")
+    model, opt, step = compiled_classifier("lenet", "llvm")
+    x, y = classifier_batch("lenet")
     step(x, y)
     step(x, y)                          # the momentum buffers exist: the steady-state graph
     before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
@@ -125,7 +88,7 @@ def test_dumps_kernels_and_profile_show_the_native_code(tmp_path):
     model = models.LeNet()
     opt = optim.SGD(model.parameters(), lr=0.01)
     step = graphc.compile(classifier_step(model, opt), dump_dir=str(tmp_path))
-    x, y = _batch("lenet")
+    x, y = classifier_batch("lenet")
     step(x, y)
     folder = next(p for p in tmp_path.iterdir() if (p / "kernels.kir").exists())
     kernels = (folder / "kernels.kir").read_text()
@@ -153,9 +116,9 @@ def start_late(thread):
         real_start(thread)
 
 threading.Thread.start = start_late
-from test_llvm import _batch, _classifier
-_, _, step = _classifier("lenet", "llvm")
-x, y = _batch("lenet", batch=32)
+from backend_checks import classifier_batch, compiled_classifier
+_, _, step = compiled_classifier("lenet", "llvm")
+x, y = classifier_batch("lenet", batch=32)
 losses = [step(x, y).item() for _ in range(3)]
 child = os.fork()
 if child == 0:                      # a DataLoader worker has the pool's memory, not its threads
@@ -175,16 +138,5 @@ def test_the_thread_pool_survives_late_workers_and_fork():
 
 
 def test_a_returned_state_is_its_value_before_the_step_writes_it():
-    # Found by the pass tests' random graphs: the state was returned after its write-back.
     from graphc.backends.llvm import build_executable
-    from graphc.ir import GraphBuilder
-    from graphc.passes.memory import plan_memory
-    b = GraphBuilder("returns_old_state")
-    x, w = b.input("x", "f32[3]"), b.input("w", "f32[3]", tag="param")
-    b.output(b.neg(x), w)
-    b.write(w, x)
-    graph = b.build()
-    xs, ws = np.array([1, 2, 3], np.float32), np.array([7, 8, 9], np.float32)
-    result = build_executable(graph, plan_memory(graph)).run({"x": xs, "w": ws}, in_place=True)
-    np.testing.assert_array_equal(result.outputs[1], [7, 8, 9])
-    np.testing.assert_array_equal(ws, [1, 2, 3])          # and the state was updated in place
+    check_returned_state_is_its_old_value(build_executable)

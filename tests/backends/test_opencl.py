@@ -8,32 +8,16 @@ import numpy as np
 import pytest
 
 import graphc
-import graphc.nn.functional as F
-import graphc.optim as optim
 import models
+from backend_checks import (check_classifier_steps, check_dcgan_step, check_returned_state_is_its_old_value,
+                            classifier_batch, compiled_classifier)
 from graphc.backends import opencl
 from graphc.errors import BackendError, OutOfRangeError
 from graphc.kernel.ir import Kernel
 from optest import assert_backend_agrees
-from training_steps import classifier_step, dcgan_step
 
 pytestmark = pytest.mark.skipif(not opencl.available(), reason="no OpenCL device builds graphc's test kernel "
                                                                 "(`graphc devices` says why; apt-get install pocl-opencl-icd)")
-
-
-def _classifier(name, backend, seed=0):
-    graphc.manual_seed(seed)
-    model = {"lenet": models.LeNet, "cnn": models.CNN, "resnet": models.ResNet, "mnistnet": models.MNISTNet}[name]()
-    opt = optim.Adam(model.parameters(), eps=1e-3) if name == "resnet" else \
-        optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss = F.nll_loss if name == "mnistnet" else F.cross_entropy
-    return model, opt, graphc.compile(classifier_step(model, opt, loss), backend=backend)
-
-
-def _batch(name, batch=4):
-    rng = np.random.default_rng(1)
-    shape = (batch, 1, 28, 28) if name == "mnistnet" else (batch, 3, 32, 32)
-    return graphc.tensor(rng.standard_normal(shape).astype(np.float32)), graphc.tensor(rng.integers(0, 10, batch))
 
 
 def _executable(step, *args):
@@ -42,41 +26,17 @@ def _executable(step, *args):
 
 @pytest.mark.parametrize("name", ["lenet", "cnn", "resnet", "mnistnet"])
 def test_training_steps_agree_with_the_reference_backend(name):
-    # mnistnet draws dropout masks: Philox gives both backends the very same masks.
-    runs = {}
-    for backend in ("reference", "opencl"):
-        model, _, step = _classifier(name, backend)
-        x, y = _batch(name)
-        losses = [step(x, y).item() for _ in range(3)]
-        runs[backend] = (losses, {k: v.numpy().copy() for k, v in model.state_dict().items()})
-    np.testing.assert_allclose(runs["opencl"][0], runs["reference"][0], rtol=1e-4)
-    for key, want in runs["reference"][1].items():
-        assert_backend_agrees("opencl", f"{name} {key} after 3 steps", runs["opencl"][1][key], want)
+    check_classifier_steps("opencl", name)
 
 
 def test_the_dcgan_step_agrees_with_the_reference_backend():
-    results = {}
-    for backend in ("reference", "opencl"):
-        graphc.manual_seed(0)
-        g, d = models.Generator(), models.Discriminator()
-        opt_g = optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        opt_d = optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        step = graphc.compile(dcgan_step(graphc, g, d, opt_g, opt_d), backend=backend)
-        rng = np.random.default_rng(0)
-        losses = []
-        for _ in range(3):
-            real = graphc.tensor(rng.uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32))
-            noise = graphc.tensor(rng.standard_normal((4, 100)).astype(np.float32))
-            losses.append([loss.item() for loss in step(real, noise)])
-        results[backend] = (losses, g.state_dict()["fc.0.weight"].numpy().copy())
-    np.testing.assert_allclose(results["opencl"][0], results["reference"][0], rtol=1e-4)
-    assert_backend_agrees("opencl", "generator weight", results["opencl"][1], results["reference"][1])
+    check_dcgan_step("opencl")
 
 
 def test_state_stays_on_the_device_and_is_right_when_read():
-    model, opt, step = _classifier("lenet", "opencl")
-    twin, twin_opt, reference = _classifier("lenet", "reference")
-    x, y = _batch("lenet")
+    model, opt, step = compiled_classifier("lenet", "opencl")
+    twin, twin_opt, reference = compiled_classifier("lenet", "reference")
+    x, y = classifier_batch("lenet")
     weight = model.fc1.weight
     alias = weight.data                       # made before the steps: shares the weight's storage
     before = weight._array.copy()
@@ -100,8 +60,8 @@ def test_state_stays_on_the_device_and_is_right_when_read():
 
 
 def test_a_step_moves_only_its_data_and_its_results():
-    model, opt, step = _classifier("lenet", "opencl")
-    x, y = _batch("lenet")
+    model, opt, step = compiled_classifier("lenet", "opencl")
+    x, y = classifier_batch("lenet")
     step(x, y)
     step(x, y)                                # the steady-state graph (momentum buffers exist)
     loss = step(x, y)
@@ -124,8 +84,8 @@ def _peek(tensor) -> np.ndarray:
 
 
 def test_a_bad_target_index_fails_the_step_and_changes_nothing():
-    model, opt, step = _classifier("lenet", "opencl")
-    x, y = _batch("lenet")
+    model, opt, step = compiled_classifier("lenet", "opencl")
+    x, y = classifier_batch("lenet")
     for _ in range(3):                        # the steady-state graph, its state on the device
         step(x, y)
     state = [*model.parameters(), *(opt.state[p]["momentum_buffer"] for p in model.parameters())]
@@ -140,18 +100,7 @@ def test_a_bad_target_index_fails_the_step_and_changes_nothing():
 
 
 def test_a_returned_state_is_its_value_before_the_step_writes_it():
-    from graphc.ir import GraphBuilder
-    from graphc.passes.memory import plan_memory
-    b = GraphBuilder("returns_old_state")
-    x, w = b.input("x", "f32[3]"), b.input("w", "f32[3]", tag="param")
-    b.output(b.neg(x), w)
-    b.write(w, x)
-    graph = b.build()
-    xs, ws = np.array([1, 2, 3], np.float32), np.array([7, 8, 9], np.float32)
-    result = opencl.build_executable(graph, plan_memory(graph)).run({"x": xs, "w": ws}, in_place=True)
-    np.testing.assert_array_equal(result.outputs[0], [-1, -2, -3])
-    np.testing.assert_array_equal(result.outputs[1], [7, 8, 9])
-    np.testing.assert_array_equal(ws, [1, 2, 3])          # and the state was updated in place
+    check_returned_state_is_its_old_value(opencl.build_executable)
 
 
 def test_a_kernel_statement_the_renderer_does_not_know_fails_loudly():
@@ -216,8 +165,8 @@ def test_a_second_compile_of_the_same_step_loads_it_from_the_cache(tmp_path, mon
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     runs = []
     for _ in range(2):
-        model, _, step = _classifier("lenet", "opencl")
-        x, y = _batch("lenet")
+        model, _, step = compiled_classifier("lenet", "opencl")
+        x, y = classifier_batch("lenet")
         loss = step(x, y).item()
         phases = step.compile_times()[0].phases
         runs.append((loss, step.compile_times()[0].cache, any(p.startswith("pass ") for p in phases),
