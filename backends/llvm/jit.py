@@ -23,12 +23,12 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from graphc import timing
-from graphc.errors import BackendError
 from graphc.kernel.ir import Accumulator, Kernel, Local, walk_statements
 from graphc.kernel.target import AVX2, AVX512, VectorTarget
 
 from .. import cache
 from . import worker
+from .counts import count_from_environment
 
 # How kernels are optimized, and the module with the entry; all three are part of the compile
 # cache's key, so a change here recompiles.  LLVM unrolls the inner loops of reductions,
@@ -74,16 +74,7 @@ def target_machine(codegen_level: int = PIPELINE["codegen_level"]):
 def compile_jobs() -> int:
     """How many processes compile one program's modules: the CPUs this process may use
     (``GRAPHC_COMPILE_JOBS`` sets it; 1 compiles everything in this process)."""
-    value = os.environ.get("GRAPHC_COMPILE_JOBS", "")
-    if not value.strip():
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        jobs = int(value)
-    except ValueError:
-        jobs = 0
-    if jobs < 1:
-        raise BackendError(f"GRAPHC_COMPILE_JOBS={value!r}: give a positive number of processes")
-    return jobs
+    return count_from_environment("GRAPHC_COMPILE_JOBS", "processes")
 
 
 class WorkerProcess:

@@ -29,6 +29,7 @@ import llvmlite.ir as ir
 
 from graphc import timing
 
+from .counts import count_from_environment
 from .jit import FunctionPointer, compile_module
 
 I32, I64, PTR = ir.IntType(32), ir.IntType(64), ir.PointerType()
@@ -39,17 +40,7 @@ SPINS_BEFORE_SLEEP = 1 << 16
 
 def thread_count() -> int:
     """``GRAPHC_NUM_THREADS``, or the number of cores this process may run on."""
-    value = os.environ.get("GRAPHC_NUM_THREADS")
-    if value:
-        try:
-            count = int(value)
-        except ValueError:
-            count = 0
-        if count < 1:
-            from graphc.errors import BackendError
-            raise BackendError(f"GRAPHC_NUM_THREADS={value!r}: give a positive number of threads")
-        return count
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return count_from_environment("GRAPHC_NUM_THREADS", "threads")
 
 
 def _pool_module() -> ir.Module:
