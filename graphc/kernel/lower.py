@@ -149,9 +149,7 @@ def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[In
             # Each column tile's panel of the right operand (K x lanes) serves every block of
             # rows while it is in cache: the right operand is read once, not once per block.
             with ctx.builder.loop(0, column_tiles) as column_tile, ctx.builder.loop(0, blocks) as block:
-                with ctx.builder.tiled(rows, lanes) as (row, lane):
-                    store_at(_element(shape, dims + [E.add(E.mul(block, rows), row),
-                                                     E.add(E.mul(column_tile, lanes), lane)]))
+                _tile(ctx, shape, dims, E.mul(block, rows), E.mul(column_tile, lanes), rows, lanes, store_at)
             return
         with ctx.builder.loop(0, blocks) as block:
             _column_tiles(ctx, shape, dims, E.mul(block, rows), tile, store_at)
@@ -168,19 +166,21 @@ def _column_tiles(ctx, shape, dims, first_row, tile, store_at) -> None:
     of ``lanes`` columns as fit, then one narrower tile of the columns left over."""
     rows, lanes = tile
     full, rest = divmod(shape[-1], lanes)
-
-    def compute(first_column, width):
-        with ctx.builder.tiled(rows, width) as (row, lane):
-            row_dims = [] if first_row is None else [E.add(first_row, row) if row is not None else first_row]
-            store_at(_element(shape, dims + row_dims + [E.add(first_column, lane)]))
-
     if full == 1:
-        compute(E.index(0), lanes)
+        _tile(ctx, shape, dims, first_row, E.index(0), rows, lanes, store_at)
     elif full > 1:
         with ctx.builder.loop(0, full) as column_tile:
-            compute(E.mul(column_tile, lanes), lanes)
+            _tile(ctx, shape, dims, first_row, E.mul(column_tile, lanes), rows, lanes, store_at)
     if rest:
-        compute(E.index(full * lanes), rest)
+        _tile(ctx, shape, dims, first_row, E.index(full * lanes), rows, rest, store_at)
+
+
+def _tile(ctx, shape, dims, first_row, first_column, rows: int, width: int, store_at) -> None:
+    """One tile: ``rows`` rows from ``first_row`` (None: the one row ``dims`` ends at) by ``width``
+    columns from ``first_column``."""
+    with ctx.builder.tiled(rows, width) as (row, lane):
+        row_dims = [] if first_row is None else [E.add(first_row, row)]
+        store_at(_element(shape, dims + row_dims + [E.add(first_column, lane)]))
 
 
 def _element(shape, dims) -> Index:

@@ -88,7 +88,7 @@ def _unfold_reference(arrays, attrs):
 
 def _fold_reference(arrays, attrs):
     (x,) = arrays
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(attrs).values()
     height, width = attrs["output_size"]
     ho, wo = _conv_output_hw((height, width), (kh, kw), attrs)
     n, rows, _ = x.shape
@@ -105,7 +105,7 @@ def _lower_unfold(ctx, node, index: Index):
     n, row, column = index.dims
     if node.attrs["taps_first"]:
         n, row = row, n
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (node.attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(node.attrs).values()
     _, _, h, w = x.shape
     wo = _conv_output_hw((h, w), (kh, kw), node.attrs)[1]
     channel, tap = E.div(row, kh * kw), E.rem(row, kh * kw)
@@ -117,7 +117,7 @@ def _lower_unfold(ctx, node, index: Index):
 def _lower_fold(ctx, node, index: Index):
     (x,) = node.inputs
     n, channel, y, col = index.dims
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (node.attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(node.attrs).values()
     ho, wo = _conv_output_hw(node.attrs["output_size"], (kh, kw), node.attrs)
 
     def update(acc, taps):

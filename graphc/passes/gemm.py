@@ -37,7 +37,7 @@ The rewrites are exact algebra up to rounding (sums in another order).
 """
 from __future__ import annotations
 
-from collections import Counter
+from typing import Callable
 
 from ..ir.graph import Graph, Node
 from ..ops.conv import _conv_output_hw
@@ -45,6 +45,8 @@ from .manager import register_pass
 from .simplify import NewNode, Rewriter
 
 WINDOW = ("stride", "padding", "dilation")
+# Whether a value's one reader is the given node (and the value leaves the graph no other way).
+ReadOnlyBy = Callable[[Node, Node], bool]
 # A conv2d with fewer output channels than this keeps its direct lowering: each unfolded value
 # (C*kh*kw of them per pixel, written and read once) would serve too few multiply-adds to pay
 # for itself (LeNet's first layer: 6 channels of 3x5x5 windows).  Its weight gradient, whose
@@ -60,23 +62,26 @@ def gemm(graph: Graph, options=None) -> Graph:
     """Rewrite convolutions as unfold/fold and matmul, transposed products as products of transposes."""
     if not any(node.op in _REWRITES for node in graph.nodes):
         return graph
-    uses = Counter(operand for node in graph.nodes for operand in node.inputs)
-    uses.update(graph.outputs)
-    uses.update(value for _, value in graph.writes)
+    users = graph.users()
+    escaping = {*graph.outputs, *(value for _, value in graph.writes)}
+
+    def read_only_by(value: Node, reader: Node) -> bool:
+        return users[value] == [reader] and value not in escaping
+
     rewriter = Rewriter(graph)
     for node in graph.nodes:
         rewrite = _REWRITES.get(node.op)
-        if rewrite is not None and rewrite(rewriter, node, uses):
+        if rewrite is not None and rewrite(rewriter, node, read_only_by):
             continue
         rewriter.copy(node)
     return rewriter.finish()
 
 
-def _transposed_product(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+def _transposed_product(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     """permute(matmul(a, b), [1, 0]) -> matmul(permute(b), permute(a)) for 2-D a and b (where
     nothing else reads the product, which would then be computed twice)."""
     (product,) = node.inputs
-    if (product.op != "matmul" or node.attrs["dims"] != (1, 0) or uses[product] != 1
+    if (product.op != "matmul" or node.attrs["dims"] != (1, 0) or not read_only_by(product, node)
             or any(x.type.rank != 2 for x in product.inputs)):
         return False
     b = rewriter.builder
@@ -106,7 +111,7 @@ def _columns(b, x: Node, window: dict) -> Node:
     return b.unfold(x, **window)
 
 
-def _transposed_right_operand(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+def _transposed_right_operand(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is large
     and the larger to transpose (and not itself a transpose, which simplify cancels)."""
     lhs, rhs = node.inputs
@@ -122,7 +127,7 @@ def _transposed_right_operand(rewriter: Rewriter, node: Node, uses: Counter) -> 
     return True
 
 
-def _conv2d(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+def _conv2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     if node.attrs["groups"] != 1 or node.shape[1] < MIN_GEMM_CHANNELS:
         return False
     b = rewriter.builder
@@ -136,7 +141,7 @@ def _conv2d(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
     return True
 
 
-def _conv2d_weight_grad(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+def _conv2d_weight_grad(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     """gw[O, C*kh*kw] as the transpose of unfold(x) [C*kh*kw, N*L] @ gy [N*L, O].  The columns are
     unfolded again, taps first, rather than kept from the forward pass (a whole unfolded input per
     convolution, alive from the forward pass to the backward); the right operand is a block
@@ -161,7 +166,7 @@ def _conv2d_weight_grad(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
     return True
 
 
-def _conv_transpose2d(rewriter: Rewriter, node: Node, uses: Counter) -> bool:
+def _conv_transpose2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     x, w = node.inputs
     in_channels, out_channels, kh, kw = w.shape
     window = _window(node, (kh, kw))
