@@ -11,7 +11,7 @@ loop (a reduction's prologue) is never used after the loop closes.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..ir.dtypes import DType, i64
@@ -52,6 +52,9 @@ class Index:
     shape: tuple[int, ...]
     dims: tuple[Expr, ...]
     flat: Expr | None = None
+    # Axes whose coordinate the kernel's loops ran over in parts (see OpDef.loop_axes):
+    # (axis, sizes, part coordinates), the coordinate being their row-major combination.
+    parts: tuple[tuple[int, tuple[int, ...], tuple[Expr, ...]], ...] = field(default=(), compare=False)
 
     def linear(self) -> Expr:
         return self.flat if self.flat is not None else E.linear(self.dims, self.shape)
@@ -67,6 +70,14 @@ class Index:
         dims = tuple(E.index(0) if size == 1 else dim
                      for dim, size in zip(self.dims[extra:], shape))
         return Index(tuple(shape), dims)
+
+    def split(self, axis: int, sizes: tuple[int, ...]) -> tuple[Expr, ...]:
+        """The coordinate on ``axis`` as coordinates over ``sizes`` (row-major): the loops' own
+        variables where the kernel looped over the axis in these parts, else divided out."""
+        for part_axis, part_sizes, coordinates in self.parts:
+            if part_axis == axis and part_sizes == tuple(sizes):
+                return coordinates
+        return E.unflatten(self.dims[axis], sizes)
 
     def with_dim(self, axis: int, value: Expr) -> "Index":
         return Index(self.shape, self.dims[:axis] + (value,) + self.dims[axis + 1:])

@@ -27,6 +27,7 @@ from ..timing import phase
 from . import expr as E
 from .builder import Index, KernelBuilder, LoweringContext, store
 from .ir import Buffer, Copy, Kernel, OutOfRange, Program
+from .indices import simplify_indices
 from .schedule import default_schedule
 from .target import AVX2, VectorTarget
 
@@ -60,8 +61,8 @@ def lower_program(graph: Graph, plan, schedule: bool = True, target: VectorTarge
             operands[operand] = _operand_buffer(operand, buffers, buffer_of)
         if node.op == "constant":
             operands[node] = _constant_buffer(node, node.attrs["value"], buffers)
-        kernel = _lower_kernel(f"k{len(kernels)}_{_identifier(node.name)}", node, outputs, operands,
-                               [o.name for o in outputs], errors, target)
+        kernel = simplify_indices(_lower_kernel(f"k{len(kernels)}_{_identifier(node.name)}", node, outputs,
+                                                operands, [o.name for o in outputs], errors, target))
         if schedule:
             with phase("scheduling"):
                 kernel = default_schedule(kernel)
@@ -111,9 +112,13 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
     ctx = LoweringContext(builder, {n: b for n, b in operands.items() if b is not None}, errors,
                           lambda n: get_op(n.op).lower)
     shape = outputs[0].shape
+    split = _loop_axes(node, shape)
     if _is_flat(node, shape):
         with builder.loop(0, int(np.prod(shape, dtype=np.int64))) as position:
             _store_outputs(ctx, outputs, stored, Index.flat_over(shape, position))
+    elif split is not None:
+        sizes = [size for part in split for size in part]
+        _nest(ctx, sizes, [], None, lambda index: _store_outputs(ctx, outputs, stored, _joined(index, shape, split)))
     else:
         tiling = _tiling(node, shape, target)
         if tiling is None:
@@ -189,6 +194,28 @@ def _element(shape, dims) -> Index:
     return Index(index.shape, index.dims, E.linear(index.dims, shape))
 
 
+def _loop_axes(node: Node, shape) -> tuple[tuple[int, ...], ...] | None:
+    """The parts its loops split the outputs' axes into (OpDef.loop_axes), when the kernel's one
+    anchor asks for them and everything else in it is elementwise on the anchor's elements."""
+    body = _body_nodes(node)
+    anchors = [n for n in body if get_op(n.op).family not in ("elementwise", "source")]
+    if len(anchors) != 1 or anchors[0].shape != tuple(shape) or get_op(anchors[0].op).loop_axes is None:
+        return None
+    return get_op(anchors[0].op).loop_axes(anchors[0])
+
+
+def _joined(index: Index, shape, split) -> Index:
+    """The element of ``shape`` that the loops over the parts ``split`` are at (``index``, over
+    the parts' sizes), each split coordinate's parts kept for Index.split."""
+    dims, parts, loops = [], [], iter(index.dims)
+    for axis, sizes in enumerate(split):
+        coordinates = tuple(next(loops) for _ in sizes)
+        dims.append(E.linear(coordinates, sizes))
+        if len(sizes) > 1:
+            parts.append((axis, tuple(sizes), coordinates))
+    return Index(tuple(shape), tuple(dims), index.flat, tuple(parts))
+
+
 def _moved(index: Index, path: list[Node]) -> Index:
     """Where the element at ``index`` lands after each reshape or permute of ``path``."""
     for step in path:
@@ -234,7 +261,7 @@ def _is_flat(node: Node, shape) -> bool:
 
 # Anchors whose rows of outputs are computed lane by lane: the lanes read neighbouring
 # elements (an image row, a matrix row), so a backend vectorizes across them.
-_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul", "unfold")
+_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul")
 MAX_ROW = 64
 
 

@@ -142,6 +142,9 @@ class OpDef:
     reads_operand_views: tuple[int, ...] = ()  # the inputs it reads through an operand_view op (as BLAS a
                                                # transpose; views of views: a transposed reshape)
     cheap: bool = False                      # about one pass over its output: worth recomputing (forward pooling)
+    # The loops a kernel anchored at it runs over: each output axis split, row-major, into
+    # these sizes, so its lowering reads the parts (Index.split) rather than dividing for them.
+    loop_axes: Callable[[Any], tuple[tuple[int, ...], ...]] | None = None
     canonicalize: Callable[[Sequence[TensorType], dict], dict] | None = None
     doc: str = ""
 

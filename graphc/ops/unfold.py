@@ -106,12 +106,22 @@ def _lower_unfold(ctx, node, index: Index):
     if node.attrs["taps_first"]:
         n, row = row, n
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(node.attrs).values()
-    _, _, h, w = x.shape
-    wo = _conv_output_hw((h, w), (kh, kw), node.attrs)[1]
     channel, tap = E.div(row, kh * kw), E.rem(row, kh * kw)
-    y, col = window_coordinate(E.div(column, wo), E.div(tap, kw), sh, ph, dh), \
-        window_coordinate(E.rem(column, wo), E.rem(tap, kw), sw, pw, dw)
+    out_y, out_x = index.split(2, _windows(node))
+    y, col = window_coordinate(out_y, E.div(tap, kw), sh, ph, dh), window_coordinate(out_x, E.rem(tap, kw), sw, pw, dw)
     return padded_load(ctx, x, [n, channel, y, col], E.const(0, x.dtype))
+
+
+def _windows(node) -> tuple[int, int]:
+    """An unfold's output positions as (rows, columns): [Ho, Wo]."""
+    return _conv_output_hw(node.inputs[0].shape[2:], node.attrs["kernel_size"], node.attrs)
+
+
+def _unfold_loops(node):
+    # Each window row in a loop of its own: no division per element for its coordinates,
+    # and the columns read neighbouring input elements (a vector load, at stride 1).
+    first, second, _ = node.shape
+    return (first,), (second,), _windows(node)
 
 
 def _lower_fold(ctx, node, index: Index):
@@ -141,7 +151,7 @@ register(OpDef(
     attrs={**WINDOW_ATTRS, "taps_first": Attr("bool", False)},
     shape_rule=_unfold_shape, reference=_unfold_reference,
     grad=_unfold_grad,
-    lower=_lower_unfold,
+    lower=_lower_unfold, loop_axes=_unfold_loops,
     doc="input [N,C,H,W] -> [N, C*kh*kw, Ho*Wo]: each output position's zero-padded window as a column "
         "(torch.nn.functional.unfold, im2col); taps_first: [C*kh*kw, N, Ho*Wo]",
 ))
