@@ -23,7 +23,7 @@ import llvmlite.ir as ir
 from graphc.ir.dtypes import bool_
 from graphc.kernel.ir import Binary, Cast, Const, Let, Load, Loop, Ref, Select, Store, Unary, Var, walk_expr
 
-from .types import I8, I32, I64, memory_type
+from .types import I8, I32, I64, PTR, declare_intrinsic, memory_type
 
 # Lanes of the widest loop rendered as vectors: 64 floats are four AVX-512 registers.
 MAX_LANES = 64
@@ -106,7 +106,7 @@ class LaneLoop:
         if isinstance(e, Ref):
             return e.name in self.vector_names
         if isinstance(e, Load):
-            return self.dependent(e.index)
+            return self.dependent(e.index) or (e.mask is not None and self.dependent(e.mask))
         if isinstance(e, (Unary, Cast)):
             return self.dependent(e.x)
         if isinstance(e, Binary):
@@ -190,15 +190,29 @@ class LaneLoop:
     def load(self, e: Load):
         b, r = self.b, self.r
         element = memory_type(e.dtype)
+        type_ = vector_of(element, self.lanes)
+        mask = None if e.mask is None else self.vector(e.mask)
         if self.stride(e.index) == 1:
             address = r.element_address(e.buffer, self.first_lane(e.index), e.dtype)
-            value = b.load(address, typ=vector_of(element, self.lanes), align=e.dtype.itemsize)
+            if mask is None:
+                value = b.load(address, typ=type_, align=e.dtype.itemsize)
+            else:
+                # Lanes outside the mask read nothing (llvm.masked.load): a row of a window
+                # that hangs over the padding is still one vector load.
+                masked_load = declare_intrinsic(r.module, "llvm.masked.load", [type_, PTR],
+                                                ir.FunctionType(type_, [PTR, I32, mask.type, type_]))
+                value = b.call(masked_load, [address, ir.Constant(I32, e.dtype.itemsize), mask,
+                                             ir.Constant(type_, None)])
         else:
             index = self.vector(e.index)
-            value = ir.Constant(vector_of(element, self.lanes), ir.Undefined)
+            if mask is not None:                  # masked lanes read element 0, then take zero
+                index = b.select(mask, index, ir.Constant(index.type, None))
+            value = ir.Constant(type_, ir.Undefined)
             for i in range(self.lanes):
                 scalar = b.load(r.element_address(e.buffer, self.lane(index, i), e.dtype), typ=element)
                 value = b.insert_element(value, scalar, ir.Constant(I32, i))
+            if mask is not None:
+                value = b.select(mask, value, ir.Constant(type_, None))
         if e.dtype == bool_:
             return b.icmp_unsigned("!=", value, ir.Constant(value.type, [0] * self.lanes))
         return value

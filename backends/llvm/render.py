@@ -347,6 +347,8 @@ class _KernelRenderer:
                 return b.load(slot, typ=value_type(dtype))
             return self.values[e.name]
         if isinstance(e, Load):
+            if e.mask is not None:
+                return self.masked_load(e)
             value = b.load(self.address(e.buffer, e.index, e.dtype), typ=memory_type(e.dtype))
             return b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if e.dtype == bool_ else value
         if isinstance(e, Unary):
@@ -358,6 +360,16 @@ class _KernelRenderer:
         if isinstance(e, Cast):
             return self.cast(self.expr(e.x), e.x.dtype, e.dtype)
         raise TypeError(f"cannot render {e!r}")
+
+    def masked_load(self, e: Load):
+        """A masked load of one element: element 0 is read where the mask fails (a safe address
+        in any buffer it may index), and zero taken instead."""
+        b, mask = self.b, self.expr(e.mask)
+        index = b.select(mask, self.expr(e.index), ir.Constant(I64, 0))
+        value = b.load(self.element_address(e.buffer, index, e.dtype), typ=memory_type(e.dtype))
+        if e.dtype == bool_:
+            value = b.icmp_unsigned("!=", value, ir.Constant(I8, 0))
+        return b.select(mask, value, ir.Constant(value.type, None))
 
     def intrinsic(self, name: str, dtype: DType, args):
         type_ = like(args[0], value_type(dtype))

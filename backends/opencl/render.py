@@ -417,7 +417,10 @@ class _KernelRenderer:
             return self.names[e.name]
         if isinstance(e, Load):
             value = f"{self.names[e.buffer]}[{self.expr(e.index)}]"
-            return f"({value} != 0)" if e.dtype == bool_ else value
+            value = f"({value} != 0)" if e.dtype == bool_ else value
+            if e.mask is not None:                # C's ?: reads nothing on the branch not taken
+                return f"({self.expr(e.mask)} ? {value} : {constant(0, e.dtype)})"
+            return value
         if isinstance(e, Unary):
             return self.unary(e.op, self.expr(e.x), e.x.dtype)
         if isinstance(e, Binary):
@@ -602,7 +605,7 @@ def _lanes_ok(e, varying: set[str], lane: str) -> bool:
     if isinstance(e, Ref) and e.name != lane:
         return e.dtype.is_float
     if isinstance(e, Load):                   # consecutive lanes loaded whole, any others gathered
-        return e.dtype.is_float and not _varies(e.index, varying - {lane})
+        return e.dtype.is_float and e.mask is None and not _varies(e.index, varying - {lane})
     if isinstance(e, Binary) and e.op in VECTOR_OPS and e.dtype.is_float:
         return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
     if isinstance(e, Unary) and e.op == "neg" and e.dtype.is_float:
@@ -685,7 +688,8 @@ def _substitute(e, var: str, value):
     if isinstance(e, Cast):
         return replace(e, x=_substitute(e.x, var, value))
     if isinstance(e, Load):
-        return replace(e, index=_substitute(e.index, var, value))
+        mask = None if e.mask is None else _substitute(e.mask, var, value)
+        return replace(e, index=_substitute(e.index, var, value), mask=mask)
     return e
 
 

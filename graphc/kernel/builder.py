@@ -276,6 +276,17 @@ class LoweringContext:
             return E.const(node.attrs["value"], node.dtype)
         return self.builder.remembered((node, index.key()), lambda: self._lowering_of(node)(self, node, index))
 
+    def masked_value(self, node: Node, index: Index, mask: Expr) -> Expr | None:
+        """``node`` at ``index`` where ``mask`` holds and zero elsewhere, as one masked load of the
+        buffer holding it (``index`` need be in range only where ``mask`` holds); None when the
+        kernel computes ``node`` rather than reading it."""
+        node = self._aliases.get(node, node)
+        if node in self._pinned or node not in self._buffer_of:
+            return None
+        buffer = self._buffer_of[node]
+        return self.builder.remembered(("load", buffer, index.key(), mask),
+                                       lambda: Load(buffer, index.linear(), node.dtype, mask))
+
     @contextmanager
     def pinned(self, node: Node, value: Expr):
         """Within the block: ``node``'s value, at whatever index it is asked for, is ``value`` (the

@@ -53,9 +53,13 @@ class Ref:
 
 @dataclass(frozen=True)
 class Load:
+    """Element ``index`` of ``buffer``.  With a ``mask``, only where the mask holds: elsewhere
+    nothing is read (the index may be outside the buffer there) and the value is zero.  A
+    window's zero padding is one masked load, which a backend renders as a vector load."""
     buffer: str
     index: "Expr"
     dtype: DType
+    mask: "Expr | None" = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,8 @@ def walk_expr(expr: Expr):
     yield expr
     if isinstance(expr, Load):
         yield from walk_expr(expr.index)
+        if expr.mask is not None:
+            yield from walk_expr(expr.mask)
     elif isinstance(expr, Unary):
         yield from walk_expr(expr.x)
     elif isinstance(expr, Binary):

@@ -261,7 +261,7 @@ def _is_flat(node: Node, shape) -> bool:
 
 # Anchors whose rows of outputs are computed lane by lane: the lanes read neighbouring
 # elements (an image row, a matrix row), so a backend vectorizes across them.
-_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul")
+_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul", "fold")
 MAX_ROW = 64
 
 

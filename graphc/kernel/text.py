@@ -100,7 +100,8 @@ def format_expr(expr: Expr, parent: int = 0, scratch: frozenset[str] = frozenset
     if isinstance(expr, (Var, Ref)):
         return expr.name
     if isinstance(expr, Load):
-        return f"{_buffer(expr.buffer, scratch)}[{fmt(expr.index)}]"
+        where = "" if expr.mask is None else f" if {fmt(expr.mask)}"
+        return f"{_buffer(expr.buffer, scratch)}[{fmt(expr.index)}{where}]"
     if isinstance(expr, Unary):
         return f"{expr.op}({fmt(expr.x)})"
     if isinstance(expr, Cast):

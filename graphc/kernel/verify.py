@@ -127,11 +127,13 @@ class _KernelChecker:
         else:
             self.fail(f"{stmt!r} is not a kernel-IR statement")
 
-    def access(self, buffer: str, index) -> None:
+    def access(self, buffer: str, index, bounded: bool = True) -> None:
         if buffer not in self.sizes:
             self.fail(f"%{buffer} is no buffer of the program")
         if self.expr(index) != i64:
             self.fail(f"%{buffer} is indexed by a {index.dtype} value")
+        if not bounded:
+            return
         lo, hi = bounds(index, self.ranges)
         if lo < 0 or hi >= self.sizes[buffer]:
             self.fail(f"%{buffer}[{format_expr(index)}] may reach [{lo}, {hi}], outside [0, {self.sizes[buffer]})")
@@ -144,7 +146,11 @@ class _KernelChecker:
                 self.fail(f"{e.name} is used outside the block that defines it")
             return self.types[e.name]
         if isinstance(e, Load):
-            self.access(e.buffer, e.index)
+            # A masked load's index is the lowering's to keep in range where its mask holds
+            # (padded_load builds both from the same coordinates); it may leave it elsewhere.
+            self.access(e.buffer, e.index, bounded=e.mask is None)
+            if e.mask is not None and self.expr(e.mask) != bool_:
+                self.fail(f"the mask {format_expr(e.mask)} of a load from %{e.buffer} is not bool")
             if e.dtype != self.dtypes[e.buffer]:
                 self.fail(f"%{e.buffer} holds {self.dtypes[e.buffer]} but is loaded as {e.dtype}")
             if e.buffer in self.program.buffers:

@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
-from .lowering import padded_load, window_coordinate, window_origin
+from .lowering import guarded_load, padded_load, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 WINDOW_ATTRS = {
@@ -251,9 +251,10 @@ def _lower_conv_transpose2d(ctx, node, index: Index):
         row, row_exists = window_origin(y, i, sh, ph, dh, height)
         column, column_exists = window_origin(col, j, sw, pw, dw, width)
         channel = E.add(group_first, c)
-        product = E.mul(ctx.value(x, Index.of(x.shape, (n, channel, row, column))),
+        exists = E.logical_and(row_exists, column_exists)
+        product = E.mul(guarded_load(ctx, x, [n, channel, row, column], exists),
                         ctx.value(w, Index.of(w.shape, (channel, o_in_group, i, j))))
-        return E.select(E.logical_and(row_exists, column_exists), E.add(acc, product), acc)
+        return E.select(exists, E.add(acc, product), acc)
     return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update, sums=True)
 
 

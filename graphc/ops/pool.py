@@ -30,7 +30,7 @@ from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
 from ..kernel.ir import Ref
-from .lowering import window_coordinate, window_origin
+from .lowering import guarded_load, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 # -- window geometry ------------------------------------------------------------------
@@ -176,10 +176,9 @@ def _lower_max_pool2d_grad(ctx, node, index: Index):
         (s_h, p_h, d_h), (s_w, p_w, d_w) = _window_geometry(node.attrs)
         row, row_exists = window_origin(y, i, s_h, p_h, d_h, out_h)
         column, column_exists = window_origin(x, j, s_w, p_w, d_w, out_w)
-        window = Index.of(grad_output.shape, (n, c, row, column))
-        picked = E.eq(E.cast(ctx.value(indices, window), i64), E.add(E.mul(i, kw), j))
-        chosen = E.all_of([row_exists, column_exists, picked])
-        return E.select(chosen, E.add(acc, ctx.value(grad_output, window)), acc)
+        window, exists = [n, c, row, column], E.logical_and(row_exists, column_exists)
+        picked = E.eq(E.cast(guarded_load(ctx, indices, window, exists), i64), E.add(E.mul(i, kw), j))
+        return E.select(E.logical_and(exists, picked), E.add(acc, guarded_load(ctx, grad_output, window, exists)), acc)
     return ctx.reduce(E.const(0, node.dtype), [kh, kw], update)
 
 
@@ -221,7 +220,8 @@ def _lower_avg_pool2d_grad(ctx, node, index: Index):
     def update(acc, taps):
         origins = [window_origin(coordinate, tap, s, p, d, out)
                    for coordinate, tap, (s, p, d), out in zip((y, x), taps, _window_geometry(node.attrs), out_hw)]
-        (row, row_exists), (column, column_exists) = origins
+        (row, row_exists), (column, column_exists) = [(E.clamp(position, out), exists)
+                                                      for (position, exists), out in zip(origins, out_hw)]
         divisor = E.cast(_avg_divisor(node.attrs, node.shape[2:], (row, column)), node.dtype)
         share = E.div(ctx.value(grad_output, Index.of(grad_output.shape, (n, c, row, column))), divisor)
         return E.select(E.logical_and(row_exists, column_exists), E.add(acc, share), acc)

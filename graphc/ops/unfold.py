@@ -22,7 +22,7 @@ from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
 from .conv import _check_pair, _conv_output_hw, _receptive_fields
-from .lowering import padded_load, window_coordinate, window_origin
+from .lowering import guarded_load, padded_load, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 WINDOW_ATTRS = {
@@ -135,8 +135,8 @@ def _lower_fold(ctx, node, index: Index):
         row, row_exists = window_origin(y, i, sh, ph, dh, ho)
         column, column_exists = window_origin(col, j, sw, pw, dw, wo)
         tap_row = E.add(E.mul(channel, kh * kw), E.add(E.mul(i, kw), j))
-        value = ctx.value(x, Index.of(x.shape, (n, tap_row, E.add(E.mul(row, wo), column))))
-        return E.select(E.logical_and(row_exists, column_exists), E.add(acc, value), acc)
+        block = E.add(E.mul(row, wo), column)
+        return E.add(acc, guarded_load(ctx, x, [n, tap_row, block], E.logical_and(row_exists, column_exists)))
     return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True)
 
 
