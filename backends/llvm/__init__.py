@@ -29,10 +29,11 @@ from graphc.kernel.serialize import StoredProgramError, encode, program_from_dat
 
 from .. import cache
 from .executable import LLVMExecutable
-from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, WorkerProcess, compile_jobs, compile_texts, host,
-                  kernel_pipeline, load_objects, optimized_module, vector_target)
+from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, compile_jobs, compile_texts, host, kernel_pipeline,
+                  load_objects, optimized_module, vector_target)
 from .render import body_key, kernel_function_name, render_entry_module, render_kernel_module, render_program
 from .threads import pool
+from .worker import WorkerProcess
 
 
 class ProgramSource:
@@ -107,23 +108,25 @@ def compile_program(program: Program, threads: int) -> list[bytes]:
 
 def _compile(program: Program, threads: int) -> list[bytes]:
     """Render the program as modules and compile them: the entry and the first share of the
-    kernels here, every other share in a worker process of its own.  Each share is one module per
-    pipeline its kernels take (``kernel_pipeline``).  The workers start first, and their shares are
-    rendered and sent before this process renders its own, so that they start compiling soonest."""
+    kernels here, every other share in a forked worker of its own, which renders its modules
+    itself.  Each share is one module per pipeline its kernels take (``kernel_pipeline``)."""
     shares = _balanced_shares(program, compile_jobs())
-    with timing.phase("starting LLVM workers"):
-        workers = [WorkerProcess() for _ in shares[1:]]
+    cpu, features = host()
+    workers = []
     try:
-        for number, (process, share) in enumerate(zip(workers, shares[1:]), start=1):
-            with timing.phase("rendering LLVM IR"):
-                texts = _render_share(program, threads, share, number)
-            process.send(texts, [dict(pipeline) for pipeline in share])
+        with timing.phase("starting LLVM workers"):
+            for number, share in enumerate(shares[1:], start=1):
+                render = functools.partial(_render_share, program, threads, share, number)
+                workers.append(WorkerProcess(render, [dict(pipeline) for pipeline in share], cpu, features))
         with timing.phase("rendering LLVM IR"):
             texts = [str(render_entry_module(program)), *_render_share(program, threads, shares[0], 0)]
         objects = compile_texts(texts, [ENTRY_PIPELINE, *(dict(pipeline) for pipeline in shares[0])])
         with timing.phase("waiting for LLVM workers"):
             for process in workers:
-                objects += process.receive()
+                worker_objects, seconds = process.receive()
+                objects += worker_objects
+                for phase, spent in seconds.items():
+                    timing.add_worker_time(phase, spent)
         return objects
     finally:
         for process in workers:
@@ -136,8 +139,8 @@ def _render_share(program: Program, threads: int, share: dict[tuple, list[int]],
             for i, positions in enumerate(share.values())]
 
 
-# A worker process takes about as long to start as LLVM takes over this many small kernel bodies:
-# a program with fewer bodies per process is compiled in fewer processes.
+# Below this many kernel bodies per process, a worker saves less than forking it costs (the
+# fork copies the process's page tables; its first writes copy pages): fewer processes compile.
 BODIES_PER_PROCESS = 8
 
 

@@ -4,8 +4,8 @@ Code is generated for the CPU this process runs on (its name and features,
 so AVX-512 where the machine has it).  Kernels are optimized at O3 with loop
 and SLP vectorization through llvmlite's new pass manager; the module holding
 the entry (straight-line calls, run once per step) is emitted unoptimized,
-which takes a hundredth of the time.  A program's modules are compiled side by
-side: some in this process, the rest in worker processes (``worker.py``); their
+which takes a hundredth of the time.  A program's modules are rendered and compiled
+side by side: some in this process, the rest in forked workers (``worker.py``); their
 object code (what the compile cache stores) is loaded one object per MCJIT
 engine, the entry's calls bound to the kernels' runners by name.
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
-import sys
 import threading
 
 import llvmlite
@@ -73,40 +71,10 @@ def target_machine(codegen_level: int = PIPELINE["codegen_level"]):
 
 def compile_jobs() -> int:
     """How many processes compile one program's modules: the CPUs this process may use
-    (``GRAPHC_COMPILE_JOBS`` sets it; 1 compiles everything in this process)."""
-    return count_from_environment("GRAPHC_COMPILE_JOBS", "processes")
-
-
-class WorkerProcess:
-    """A worker process compiling modules (see ``worker.py``); started at once, so that its
-    start overlaps the rendering of the modules it is then sent."""
-
-    def __init__(self):
-        self.process = subprocess.Popen([sys.executable, "-c", worker.WORKER_COMMAND, worker.__file__],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def send(self, texts: list[str], pipelines: list[dict]) -> None:
-        cpu, features = host()
-        worker.write_job(self.process.stdin, texts, cpu, features, pipelines)
-
-    def receive(self) -> list[bytes]:
-        """The objects compiled; their optimization and emission time goes to the compile's record."""
-        output = self.process.stdout.read()       # the worker writes to standard error only when it fails
-        errors = self.process.stderr.read()
-        if self.process.wait() != 0:
-            raise RuntimeError(errors.decode(errors="replace").strip() or
-                               f"an LLVM worker process ended with status {self.process.returncode}")
-        objects, optimizing, emitting = worker.read_answer(output)
-        timing.add_worker_time("LLVM optimization", optimizing)
-        timing.add_worker_time("machine code generation", emitting)
-        return objects
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            stream.close()
+    (``GRAPHC_COMPILE_JOBS`` sets it; 1 compiles everything in this process, as it is where
+    processes cannot fork)."""
+    jobs = count_from_environment("GRAPHC_COMPILE_JOBS", "processes")
+    return jobs if hasattr(os, "fork") else 1
 
 
 def compile_texts(texts: list[str], pipelines: list[dict]) -> list[bytes]:

@@ -1,28 +1,25 @@
-"""Optimize LLVM modules and emit their object code: in this process, or in a worker process.
+"""Optimize LLVM modules and emit their object code: in this process, or in a forked worker.
 
 llvmlite holds one global lock around every call into LLVM, so threads cannot
-compile modules side by side; processes can.  This file imports nothing but
-llvmlite, so a worker starts in a tenth of a second: ``jit.compile_modules``
-runs it as a script (``python worker.py`` through ``WORKER_COMMAND``), writes
-a job to its standard input and reads the object code from its standard output.
-
-A job is a JSON line (the target CPU and features, the pipeline options) followed
-by the modules' LLVM IR, each as an 8-byte length and UTF-8 text.  The answer is
-a JSON line (each object's length, the seconds spent optimizing and emitting)
-followed by the objects.  A module LLVM rejects ends the worker with status 1
-and LLVM's message on standard error.
+compile modules side by side; processes can.  A ``WorkerProcess`` is a fork of
+this process: it starts in milliseconds with everything already imported and
+the program already lowered, so it renders its own share of the program's
+modules (rendering is Python, a quarter of a cold compile, and would otherwise
+all happen here while the worker waits) and compiles them.  Its object code
+comes back through a pipe: a JSON line (each object's length, the seconds spent
+rendering, optimizing and emitting) followed by the objects.  A module LLVM
+rejects, or any other failure, ends the worker with status 1 and a message
+in place of the answer.
 """
 from __future__ import annotations
 
 import json
-import sys
+import os
+import signal
 import time
+from typing import Callable
 
 import llvmlite.binding as llvm
-
-# Runs this file as a script without putting its folder (which holds modules named like the
-# standard library's) on sys.path.
-WORKER_COMMAND = "import runpy, sys; sys.path.pop(0); runpy.run_path(sys.argv[1], run_name='__main__')"
 
 _initialized = False
 
@@ -76,47 +73,67 @@ def compile_text(text: str, cpu: str, features: str, pipeline: dict) -> tuple[by
     return object_code, optimized - start, time.perf_counter() - optimized
 
 
-def write_job(stream, texts: list[str], cpu: str, features: str, pipelines: list[dict]) -> None:
-    stream.write(json.dumps({"cpu": cpu, "features": features, "pipelines": pipelines}).encode() + b"\n")
-    for text in texts:
-        data = text.encode()
-        stream.write(len(data).to_bytes(8, "little") + data)
-    stream.close()
+class WorkerProcess:
+    """A fork of this process that renders modules (``render()``, run in the fork) and compiles
+    them, module ``i`` with ``pipelines[i]``; ``receive`` waits for its object code."""
+
+    def __init__(self, render: Callable[[], list[str]], pipelines: list[dict], cpu: str, features: str):
+        read_end, write_end = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(read_end)
+            _work(write_end, render, pipelines, cpu, features)      # never returns
+        os.close(write_end)
+        self.answer = os.fdopen(read_end, "rb")
+        self.finished = False
+
+    def receive(self) -> tuple[list[bytes], dict[str, float]]:
+        """The objects compiled and the seconds the worker spent per phase (rendering, optimizing,
+        emitting); a RuntimeError with the worker's message if it failed."""
+        data = self.answer.read()
+        status = os.waitpid(self.pid, 0)[1]
+        self.finished = True
+        if status != 0:
+            raise RuntimeError(data.decode(errors="replace").strip() or
+                               f"an LLVM worker process ended with status {status}")
+        header_end = data.index(b"\n")
+        header = json.loads(data[:header_end])
+        objects, position = [], header_end + 1
+        for length in header["lengths"]:
+            objects.append(data[position:position + length])
+            position += length
+        return objects, header["seconds"]
+
+    def close(self) -> None:
+        if not self.finished:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.finished = True
+        self.answer.close()
 
 
-def read_answer(data: bytes) -> tuple[list[bytes], float, float]:
-    """The objects of a worker's answer, and its seconds optimizing and emitting."""
-    header_end = data.index(b"\n")
-    header = json.loads(data[:header_end])
-    objects, position = [], header_end + 1
-    for length in header["lengths"]:
-        objects.append(data[position:position + length])
-        position += length
-    return objects, header["optimize"], header["emit"]
-
-
-def _main() -> int:
-    stdin = sys.stdin.buffer
-    job = json.loads(stdin.readline())
-    # Every module is read before any is compiled: the sender is not kept waiting on a full pipe.
-    texts = []
-    for _ in job["pipelines"]:
-        length = int.from_bytes(stdin.read(8), "little")
-        texts.append(stdin.read(length).decode())
-    objects, optimizing, emitting = [], 0.0, 0.0
-    for text, pipeline in zip(texts, job["pipelines"]):
-        try:
-            object_code, optimize_seconds, emit_seconds = compile_text(text, job["cpu"], job["features"], pipeline)
-        except RuntimeError as err:
-            print(str(err), file=sys.stderr)
-            return 1
-        objects.append(object_code)
-        optimizing += optimize_seconds
-        emitting += emit_seconds
-    header = {"lengths": [len(o) for o in objects], "optimize": optimizing, "emit": emitting}
-    sys.stdout.buffer.write(json.dumps(header).encode() + b"\n" + b"".join(objects))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
+def _work(write_end: int, render: Callable[[], list[str]], pipelines: list[dict], cpu: str, features: str):
+    """A worker's whole life: render, compile, write the answer, exit (never into the caller's code:
+    ``os._exit`` runs no exit handler and flushes none of the parent's buffered output)."""
+    status = 1
+    try:
+        start = time.perf_counter()
+        texts = render()
+        seconds = {"rendering LLVM IR": time.perf_counter() - start, "LLVM optimization": 0.0,
+                   "machine code generation": 0.0}
+        objects = []
+        for text, pipeline in zip(texts, pipelines):
+            object_code, optimizing, emitting = compile_text(text, cpu, features, pipeline)
+            objects.append(object_code)
+            seconds["LLVM optimization"] += optimizing
+            seconds["machine code generation"] += emitting
+        header = {"lengths": [len(o) for o in objects], "seconds": seconds}
+        answer = json.dumps(header).encode() + b"\n" + b"".join(objects)
+        status = 0
+    except BaseException as err:          # reported by the parent; nothing may escape into its code
+        answer = f"{type(err).__name__}: {err}".encode()
+    try:
+        with os.fdopen(write_end, "wb") as stream:
+            stream.write(answer)
+    finally:
+        os._exit(status)
