@@ -63,11 +63,11 @@ def build_program(text: str, rt: Runtime, name: str):
     """The built ``pyopencl.Program`` for ``text``: from the cached binary where there is one.
 
     Binaries live in graphc's compile cache (kind ``opencl``: its folder, size limit,
-    ``graphc cache info`` and ``clear``)."""
+    ``graphc cache info`` and ``clear``), on devices where they are worth keeping."""
     import pyopencl as cl
     options = build_options(rt)
     key = _cache_key(text, rt, options)
-    binary = cache.load("opencl", key)
+    binary = cache.load("opencl", key) if rt.binaries_worth_caching else None
     if binary is not None:
         try:
             return _build(cl.Program(rt.context, [rt.device], [binary]), options)
@@ -79,7 +79,8 @@ def build_program(text: str, rt: Runtime, name: str):
     except cl.Error as err:
         log = "\n".join(line for line in str(err).splitlines() if re.search(r"error", line, re.I))[:2000]
         raise BackendError(f"OpenCL could not build graph {name} on {rt.info.label}:\n{log}") from None
-    cache.store("opencl", key, program.binaries[0], label=f"{name} (OpenCL, {rt.info.name})")
+    if rt.binaries_worth_caching:
+        cache.store("opencl", key, program.binaries[0], label=f"{name} (OpenCL, {rt.info.name})")
     return program
 
 

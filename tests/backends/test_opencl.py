@@ -136,11 +136,16 @@ def test_graphc_devices_lists_each_device_and_its_test_kernel(capsys):
     assert out.count("* ") == 2               # the chosen device, and the line that explains the mark
 
 
-def test_program_binaries_go_into_the_compile_cache(tmp_path, monkeypatch):
+def test_program_binaries_go_into_the_compile_cache_where_they_are_worth_keeping(tmp_path, monkeypatch):
     from graphc.backends import cache
+    from graphc.backends.opencl.devices import Runtime
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     text = "__kernel void graphc_cached(__global float* x) { x[get_global_id(0)] += 1.0f; }\n"
     rt = opencl.runtime()
+    if not rt.binaries_worth_caching:         # PoCL: nothing is stored (its binaries cost more than they save)
+        opencl.build_program(text, rt, "not cached")
+        assert cache.info().entries == []
+        monkeypatch.setattr(Runtime, "binaries_worth_caching", True)     # the path a GPU's driver takes
     opencl.build_program(text, rt, "cached")
     assert len(cache.info().entries) == 1
     loaded = []
