@@ -152,6 +152,8 @@ class LaneLoop:
         if isinstance(e, Load):
             return self.load(e)
         if isinstance(e, Unary):
+            if e.op == "bitcast":
+                return r.bitcast(self.vector(e.x), e.dtype)
             return r.unary(e.op, self.vector(e.x), e.x.dtype)
         if isinstance(e, Binary):
             return r.binary(e.op, self.vector(e.a), self.vector(e.b), e.a.dtype)

@@ -352,6 +352,8 @@ class _KernelRenderer:
             value = b.load(self.address(e.buffer, e.index, e.dtype), typ=memory_type(e.dtype))
             return b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if e.dtype == bool_ else value
         if isinstance(e, Unary):
+            if e.op == "bitcast":
+                return self.bitcast(self.expr(e.x), e.dtype)
             return self.unary(e.op, self.expr(e.x), e.x.dtype)
         if isinstance(e, Binary):
             return self.binary(e.op, self.expr(e.a), self.expr(e.b), e.a.dtype)
@@ -410,6 +412,9 @@ class _KernelRenderer:
         if op == "trunc":
             return x
         raise TypeError(f"cannot render {op} on {dtype}")
+
+    def bitcast(self, x, dtype: DType):
+        return self.b.bitcast(x, like(x, value_type(dtype)))
 
     def binary(self, op: str, x, y, dtype: DType):
         b = self.b

@@ -422,6 +422,8 @@ class _KernelRenderer:
                 return f"({self.expr(e.mask)} ? {value} : {constant(0, e.dtype)})"
             return value
         if isinstance(e, Unary):
+            if e.op == "bitcast":
+                return f"as_{c_type(e.dtype)}({self.expr(e.x)})"
             return self.unary(e.op, self.expr(e.x), e.x.dtype)
         if isinstance(e, Binary):
             if self.reassociable and e.op == "add" and e.dtype.is_float:

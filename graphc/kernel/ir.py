@@ -24,7 +24,8 @@ from ..ir.dtypes import DType, bool_, i64
 
 # -- expressions ---------------------------------------------------------------------
 
-UNARY_OPS = ("neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "not", "isnan", "trunc")
+# "bitcast": the same bits read as the Unary's dtype, of the same size (graphc.kernel.vmath).
+UNARY_OPS = ("neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "not", "isnan", "trunc", "bitcast")
 ARITHMETIC_OPS = ("add", "sub", "mul", "div", "rem", "pow", "max", "min")
 BITWISE_OPS = ("and", "or", "xor", "shl", "lshr")     # integers and bool
 COMPARISON_OPS = ("eq", "ne", "lt", "le", "gt", "ge")

@@ -11,6 +11,7 @@ import numpy as np
 from ..ir.dtypes import bool_
 from ..ir.types import TensorType
 from ..kernel import expr as E
+from ..kernel import vmath
 from .grad_helpers import unbroadcast
 from .lowering import elementwise
 from .registry import Attr, OpDef, ShapeMismatch, register
@@ -41,14 +42,14 @@ def _unary(name, fn, allowed, grad, doc, lower=None):
     def shape_rule(types, attrs):
         _check_dtype(types[0].dtype, allowed, "input")
         return types[0]
-    lower = lower or elementwise(lambda ctx, node, x: E.unary(name, x))
+    lower = lower or elementwise(lambda ctx, node, x: vmath.unary(ctx.builder.bind, name, x))
     register(OpDef(name=name, family="elementwise", inputs=("input",), shape_rule=shape_rule,
                    reference=lambda xs, a: fn(xs[0]), grad=grad, lower=lower, doc=doc))
 
 
 def _lower_sigmoid(ctx, node, x):
     # As the reference computes it: e^-|x| never overflows.
-    e = ctx.builder.bind(E.unary("exp", E.unary("neg", E.unary("abs", x))))
+    e = ctx.builder.bind(vmath.unary(ctx.builder.bind, "exp", E.unary("neg", E.unary("abs", x))))
     one = E.const(1, x.dtype)
     denominator = ctx.builder.bind(E.add(one, e))
     return E.select(E.ge(x, E.const(0, x.dtype)), E.div(one, denominator), E.div(e, denominator))
