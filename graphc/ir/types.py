@@ -7,6 +7,7 @@ that ``tuple_get`` nodes take apart (see ``graphc.ops.fused``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 from .dtypes import DType
@@ -27,11 +28,12 @@ class TensorType:
     def rank(self) -> int:
         return len(self.shape)
 
-    @property
+    # Cached: the memory passes ask for the sizes of the same types hundreds of thousands of times.
+    @cached_property
     def numel(self) -> int:
         return prod(self.shape)
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
         return self.numel * self.dtype.itemsize
 

@@ -338,7 +338,13 @@ def donation_candidates(graph: Graph, buffers: KernelBuffers | None = None) -> d
 def _state_writes(graph: Graph, buffers: KernelBuffers) -> dict[str, StateWrite]:
     """How the kernels read each state that the graph writes back; returning the old value
     counts as a read after the last kernel."""
-    users = graph.users()
+    # The kernels reading each state, found in one walk over the kernels (not graph.users(),
+    # which lists the readers of every value: the remat pass asks this of a hundred trial graphs).
+    users: dict[Node, list[Node]] = {target: [] for target, _ in graph.writes}
+    for kernel in buffers.kernels:
+        for operand in kernel.inputs:
+            if operand in users:
+                users[operand].append(kernel)
     returned = set(graph.outputs)
     writes = {}
     for target, value in graph.writes:
