@@ -167,12 +167,16 @@ def _attr_key(value):
     return (type(value).__name__, value)
 
 
-def verify(graph: Graph) -> None:
+def verify(graph: Graph, typed: "dict[Node, tuple] | None" = None) -> None:
     """Check the IR's invariants; raise VerifyError naming the first broken one.
 
     SSA (each name defined once), topological order (no use before def),
     every node's type equal to its op's shape rule, outputs defined, and
     write-backs targeting writable inputs with the value's exact type.
+
+    ``typed`` remembers the nodes whose type and attributes were checked, with the inputs and
+    type they had: a pass manager verifying graph after graph, each mostly the nodes of the
+    one before, checks each node's type once (nodes are never changed in place).
     """
     from ..ops.registry import infer_node
 
@@ -202,14 +206,18 @@ def verify(graph: Graph) -> None:
                 where = "later in the graph" if any(inp is n for n in graph.nodes) else "nowhere in the graph"
                 fail(f"%{node.name} = {node.op}(...) uses %{inp.name} before it is defined "
                      f"(%{inp.name} is defined {where})")
-        try:
-            attrs, expected = infer_node(node.op, [i.type for i in node.inputs], node.attrs)
-        except GraphcError as err:
-            fail(f"%{node.name}: {err}")
-        if expected != node.type:
-            fail(f"%{node.name} = {node.op}(...) is typed {node.type} but its inputs give {expected}")
-        if attrs_key(attrs) != attrs_key(node.attrs):
-            fail(f"%{node.name} = {node.op}(...) has non-canonical attributes {node.attrs}; expected {attrs}")
+        known = typed.get(node) if typed is not None else None
+        if known is None or known[0] is not node.inputs or known[1] is not node.type:
+            try:
+                attrs, expected = infer_node(node.op, [i.type for i in node.inputs], node.attrs)
+            except GraphcError as err:
+                fail(f"%{node.name}: {err}")
+            if expected != node.type:
+                fail(f"%{node.name} = {node.op}(...) is typed {node.type} but its inputs give {expected}")
+            if attrs_key(attrs) != attrs_key(node.attrs):
+                fail(f"%{node.name} = {node.op}(...) has non-canonical attributes {node.attrs}; expected {attrs}")
+            if typed is not None:
+                typed[node] = (node.inputs, node.type)
         if isinstance(node.type, TupleType) and node.op != "fused":
             fail(f"%{node.name} = {node.op}(...) has the tuple type {node.type}; only a fused kernel has several outputs")
         names.add(node.name)

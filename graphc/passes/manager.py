@@ -220,21 +220,23 @@ class PassManager:
 
     def _run_passes(self, graph: Graph, names: list[str]) -> Graph:
         self.records = []
+        # The nodes whose types are checked: a pass keeps most of its input's nodes as they are.
+        typed: dict = {}
         with phase("verifying the graph"):
-            _verify_stage(graph, "the graph given to the pass manager is invalid")
+            _verify_stage(graph, "the graph given to the pass manager is invalid", typed)
         self._dump(0, INPUT_STAGE, graph)
         for index, name in enumerate(names, start=1):
-            graph = self._run_one(get_pass(name), graph)
+            graph = self._run_one(get_pass(name), graph, typed)
             self._dump(index, name, graph)
         return graph
 
-    def _run_one(self, pass_: Pass, graph: Graph) -> Graph:
+    def _run_one(self, pass_: Pass, graph: Graph, typed: dict) -> Graph:
         with phase(f"pass {pass_.name}"):
             start = time.perf_counter()
             result = pass_.run(graph, self.options.get(pass_.name, {}))
             seconds = time.perf_counter() - start
             with phase("verifying the graph"):
-                _verify_stage(result, f"pass {pass_.name} produced an invalid graph")
+                _verify_stage(result, f"pass {pass_.name} produced an invalid graph", typed)
                 _check_signature_kept(graph, result, pass_.name)
             self.records.append(PassRecord(
                 name=pass_.name, nodes_before=len(graph.nodes), nodes_after=len(result.nodes),
@@ -269,9 +271,9 @@ def run_until(graph: Graph, stage: str, pipeline: list[str] | None = None) -> Gr
 
 # -- checks ---------------------------------------------------------------------------
 
-def _verify_stage(graph: Graph, context: str) -> None:
+def _verify_stage(graph: Graph, context: str, typed: dict) -> None:
     try:
-        verify(graph)
+        verify(graph, typed)
     except VerifyError as err:
         raise VerifyError(f"{context}: {err}") from None
 
