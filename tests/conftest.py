@@ -19,6 +19,17 @@ def deferred_opencl_checks():
     optest.run_deferred()
 
 
+@pytest.fixture(autouse=True)
+def opencl_case(request):
+    """Tell optest which parametrized case runs (it sends a covering part of a cross product to OpenCL)."""
+    import optest
+    callspec = getattr(request.node, "callspec", None)
+    optest.current_case = None if callspec is None else (
+        request.node.originalname, frozenset((name, repr(value)) for name, value in callspec.params.items()))
+    yield
+    optest.current_case = None
+
+
 @pytest.fixture
 def figures():
     """Lines a test wants shown in the session summary (measured figures, not assertions)."""
