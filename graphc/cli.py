@@ -135,8 +135,9 @@ def backend_code(graph, stage: str, backend: str, fmt: str) -> str:
     if stage == "kernels":
         return print_program(program)
     if stage == "opencl":
+        from .backends.opencl import runtime
         from .backends.opencl.render import render_program
-        return render_program(program).text
+        return render_program(program, runtime().limits).text
     source = ProgramSource(program, thread_count())
     return source.optimized_ir() if stage == "llvm" else source.assembly()
 

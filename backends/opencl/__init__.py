@@ -133,7 +133,7 @@ def _executables(graphs: list) -> list[OpenCLExecutable]:
     rt = runtime()
     programs = [program for _, program in graphs]
     prefixed = len(programs) > 1
-    sources = [render_program(program, f"g{i}_" if prefixed else "") for i, program in enumerate(programs)]
+    sources = [render_program(program, rt.limits, f"g{i}_" if prefixed else "") for i, program in enumerate(programs)]
     # A function another graph of the batch already has (same code, another name) is compiled once.
     functions: dict[str, KernelSource] = {}
     calls = []

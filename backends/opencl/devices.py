@@ -24,6 +24,8 @@ import numpy as np
 
 from graphc.errors import BackendError
 
+from .groups import DeviceLimits
+
 ENVIRONMENT_VARIABLE = "GRAPHC_OPENCL_DEVICE"
 INSTALL_HINT = ("On Debian or Ubuntu, `apt-get install pocl-opencl-icd` gives a CPU device "
                 "(PoCL); a GPU's driver brings its own OpenCL platform.")
@@ -73,6 +75,12 @@ class Runtime:
         """What determines the code this device's compiler makes: part of the compile cache's key."""
         d = self.device
         return "\0".join((d.platform.name, d.platform.version, d.name, d.version, d.driver_version))
+
+    @property
+    def limits(self) -> DeviceLimits:
+        """What the renderer shapes work-groups by."""
+        d = self.device
+        return DeviceLimits(int(d.max_work_group_size), int(d.local_mem_size), int(d.max_compute_units))
 
     @property
     def binaries_worth_caching(self) -> bool:

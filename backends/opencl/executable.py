@@ -282,9 +282,15 @@ def _launch_size(cl, kernel, runtime: Runtime, launch) -> tuple[tuple[int, int],
     the kernel allows (else a power-of-two multiple of its preferred size multiple), then grows
     across rows in powers of two while every compute unit keeps several groups (a CPU device runs
     a group as one loop, so fewer, larger groups cost less there); global sizes are rounded up to
-    whole groups."""
+    whole groups.  A kernel whose work-groups share reductions gets a group per output, of the
+    most work-items the kernel allows up to its ``launch.group`` (a power of two)."""
     info = cl.kernel_work_group_info
     limit = kernel.get_work_group_info(info.WORK_GROUP_SIZE, runtime.device)
+    if launch.group:
+        size = 1
+        while size * 2 <= min(limit, launch.group):
+            size *= 2
+        return (launch.columns * size, launch.rows), (size, 1)
     multiple = max(1, min(limit, kernel.get_work_group_info(info.PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
                                                             runtime.device)))
     if launch.columns <= limit:

@@ -14,6 +14,11 @@ exactly as the kernel IR orders it, so results never depend on the work-group
 size.  A serial loop joins the NDRange only where that is safe to see from the IR:
 constant bounds, and every store it makes to a buffer indexed by its variable.
 
+**Work-group reductions.**  Where a kernel's outputs are too few to fill the device
+and its reductions are long, a work-group computes each output instead, its
+work-items sharing the reduction through local memory in a fixed order
+(``groups.py``): again the same result whatever the work-group size.
+
 **Index arithmetic** is ``i64`` in the kernel IR; here it is ``int`` wherever that cannot
 overflow: when every buffer of the program has fewer than 2**31 elements, loop variables
 and the lets computed from them alone are ``int`` (a linear index never exceeds its
@@ -43,6 +48,8 @@ from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, C
                               Local, Loop, Program, Ref, Select, Store, Unary, Var, statement_exprs, walk_expr,
                               walk_statements)
 from graphc.kernel.schedule import outer_loop
+
+from .groups import LEFT, RIGHT, DeviceLimits, GroupReduction, plan_group_reductions
 
 STATEMENTS = (Let, Accumulator, Local, Assign, Store, Check, Loop)
 C_TYPES = {f32: "float", f64: "double", u8: "uchar", i16: "short", i32: "int", i64: "long", bool_: "bool"}
@@ -80,9 +87,14 @@ class LaunchShape:
     iteration of the collapsed loops computes (one work-item for a kernel with no loop to spread).
     Dimension 0 is the innermost loop, straight from ``get_global_id(0)``: neighbouring work-items
     then touch neighbouring elements, and a CPU device vectorizes across them (PoCL ran im2col 4x
-    faster so than with every loop decoded from one flat id)."""
+    faster so than with every loop decoded from one flat id).
+
+    ``group``: a work-group per output (per column and row), of as many work-items as the
+    runtime chooses up to ``group`` (those sharing its reductions' folds); 0: a work-item per
+    output, in groups the runtime shapes."""
     columns: int
     rows: int = 1
+    group: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,15 +122,16 @@ class ProgramSource:
         return PRELUDE + "\n" + "\n".join(k.text for k in self.kernels)
 
 
-def render_program(program: Program, prefix: str = "") -> ProgramSource:
-    """``program`` as OpenCL C, every function's name starting ``graphc_<prefix>`` (several programs
-    built as one need distinct names)."""
+def render_program(program: Program, limits: DeviceLimits, prefix: str = "") -> ProgramSource:
+    """``program`` as OpenCL C for a device of ``limits``, every function's name starting
+    ``graphc_<prefix>`` (several programs built as one need distinct names)."""
     sources = []
     uniforms = 0
     first_check = next((i for i, k in enumerate(program.kernels) if k.has_checks), len(program.kernels))
     for i, kernel in enumerate(program.kernels):
         name = function_name(prefix + kernel.name)
-        renderer = _KernelRenderer(program, kernel, name, stops_on_error=i > first_check, first_uniform=uniforms)
+        renderer = _KernelRenderer(program, kernel, name, limits, stops_on_error=i > first_check,
+                                   first_uniform=uniforms)
         sources += renderer.render()
         uniforms += len(renderer.uniforms)
     for n, copy in enumerate(program.copies):
@@ -137,10 +150,18 @@ def _parameter(program: Program, name: str, index: int, written: bool) -> str:
     return f"__global {const}{c_type(buffer.dtype, memory=True)}* b{index}"
 
 
-def _header(function: str, parameters: list[str], stops_on_error: bool) -> list[str]:
+def _header(function: str, parameters: list[str], stops_on_error: bool, grouped: bool = False) -> list[str]:
+    """A kernel function's first lines; ``grouped``: its work-groups meet at barriers, so they stop
+    as a whole, on the status their first work-item saw (a check failing in this very kernel
+    may set it while others start)."""
     lines = [f"__kernel void {function}(__global uchar* arena, __global long* status"
              + "".join(f", {p}" for p in parameters) + ") {"]
-    if stops_on_error:           # an earlier kernel's index check failed: the step has stopped
+    if stops_on_error and grouped:
+        lines += ["    __local int stopped;",
+                  "    if (get_local_id(0) == 0) stopped = ((volatile __global int*)status)[0];",
+                  "    barrier(CLK_LOCAL_MEM_FENCE);",
+                  "    if (stopped != 0) return;"]
+    elif stops_on_error:         # an earlier kernel's index check failed: the step has stopped
         lines.append("    if (((volatile __global int*)status)[0] != 0) return;")
     return lines
 
@@ -163,8 +184,11 @@ def _render_copy(program: Program, copy: Copy, function: str, stops_on_error: bo
 
 
 class _KernelRenderer:
-    def __init__(self, program: Program, kernel: Kernel, function: str, stops_on_error: bool, first_uniform: int):
+    def __init__(self, program: Program, kernel: Kernel, function: str, limits: DeviceLimits, stops_on_error: bool,
+                 first_uniform: int):
         self.program = program
+        self.limits = limits
+        self.groups: dict[int, GroupReduction] = {}       # the reduction nests work-groups compute, by loop id
         self.first_uniform = first_uniform
         self.uniforms: dict[str, int] = {}        # prelude let -> its slot after the status word
         self.kernel = kernel
@@ -197,6 +221,8 @@ class _KernelRenderer:
         collapsed, rest = _collapsible(kernel)
         work_items = math.prod(loop.stop.value - loop.start.value for loop in collapsed)
         prelude = kernel.body[:-1] if collapsed else ()
+        self.groups = plan_group_reductions(rest, work_items, self.limits)
+        group = max((plan.partials for plan in self.groups.values()), default=0)
         sources = []
         if prelude:
             # The values every iteration shares are computed once, by a work-item of their own, and kept
@@ -210,15 +236,18 @@ class _KernelRenderer:
             sources.append(KernelSource(self.function + "_prelude", "\n".join(self.lines) + "\n", tuple(arguments),
                                         LaunchShape(1), kernel, "prelude"))
         self.open(self.function, parameters)
-        launch = LaunchShape(1)
+        launch = LaunchShape(1, 1, group)
+        if self.groups:
+            self.line(1, "const int lid = get_local_id(0), lsize = get_local_size(0);")
         if collapsed:
             *outer, inner = collapsed
             columns = _width(inner)
             rows = work_items // columns if columns else 0
-            launch = LaunchShape(max(1, columns), max(1, rows))       # an empty tensor: one idle work-item
+            launch = LaunchShape(max(1, columns), max(1, rows), group)       # an empty tensor: one idle work-item
             index = self.index_type
-            self.line(1, f"const {index} g0 = get_global_id(0), g1 = get_global_id(1);")
-            self.line(1, f"if (g0 >= {columns} || g1 >= {rows}) return;")
+            first = "get_group_id(0)" if self.groups else "get_global_id(0)"
+            self.line(1, f"const {index} g0 = {first}, g1 = get_global_id(1);")
+            self.line(1, f"if (g0 >= {columns} || g1 >= {rows}) return;")       # a whole group or none
             for let in prelude:
                 value = f"*({self.uniform(let)})"
                 self.declare(let, f"({value} != 0)" if let.value.dtype == bool_ else value)
@@ -245,8 +274,11 @@ class _KernelRenderer:
         return positions
 
     def open(self, function: str, parameters: list[str]) -> None:
-        """Start a function: its header, and a pointer to each arena buffer it uses."""
-        self.lines = _header(function, parameters, self.stops_on_error)
+        """Start a function: its header, its local memory, and a pointer to each arena buffer it uses."""
+        self.lines = _header(function, parameters, self.stops_on_error, grouped=bool(self.groups))
+        for plan in self.groups.values():
+            for fold in plan.folds:
+                self.line(1, f"__local {c_type(fold.dtype, memory=True)} {self.partials(fold)}[{plan.partials}];")
         for name in dict.fromkeys((*self.kernel.inputs, *self.kernel.outputs)):
             buffer = self.program.buffers[name]
             if buffer.place == "arena":
@@ -301,10 +333,13 @@ class _KernelRenderer:
             value = self.sum_expr(stmt.value, stmt.reassociable)
             if stmt.value.dtype == bool_:
                 value = f"(uchar)({value})"
-            self.line(depth, f"{self.names[stmt.buffer]}[{self.expr(stmt.index)}] = {value};")
+            guard = "if (lid == 0) " if self.groups and depth == 1 else ""     # a work-group's output: stored once
+            self.line(depth, f"{guard}{self.names[stmt.buffer]}[{self.expr(stmt.index)}] = {value};")
         elif isinstance(stmt, Check):
             self.line(depth, f"if (!({self.expr(stmt.cond)})) graphc_fail(status, {stmt.error}, "
                              f"(long)({self.expr(stmt.value)}));")
+        elif isinstance(stmt, Loop) and id(stmt) in self.groups:
+            self.group_reduction(self.groups[id(stmt)], depth)
         elif isinstance(stmt, Loop) and id(stmt) in self.vectors.loops:
             self.vector_loop(stmt, depth)
         elif isinstance(stmt, Loop):
@@ -319,6 +354,50 @@ class _KernelRenderer:
         else:
             raise BackendError(f"the OpenCL backend cannot render the kernel statement {type(stmt).__name__} "
                                f"(kernel {self.kernel.name}, node %{self.kernel.node})")
+
+    # -- work-group reductions -------------------------------------------------------------
+    def partials(self, fold) -> str:
+        """The local array of a fold's partial results."""
+        return self.fresh(fold.accumulator) + "_partials"
+
+    def group_reduction(self, plan: GroupReduction, depth: int) -> None:
+        """A reduction nest shared by a work-group (see groups.py): each work-item folds its share of
+        the ``partials`` folds into local memory, then the folds combine in a fixed tree."""
+        index, count = self.index_type, plan.partials
+        self.line(depth, f"for (int p = lid; p < {count}; p += lsize) {{")
+        outer = {fold.accumulator: self.names[fold.accumulator] for fold in plan.folds}
+        for fold in plan.folds:          # this fold's own accumulator, hiding the output's
+            self.line(depth + 1, f"{c_type(fold.dtype)} {outer[fold.accumulator]}_fold = {self.expr(fold.init)};")
+            self.names[fold.accumulator] = outer[fold.accumulator] + "_fold"
+        self.line(depth + 1, f"for ({index} f = p; f < {plan.length}; f += {count}) {{")
+        stride = plan.length
+        for loop in plan.loops:          # each loop's variable from the flat element number
+            extent = _width(loop)
+            stride //= max(1, extent)
+            position = "f" if stride == 1 else f"f / {stride}"
+            if loop is not plan.loops[0]:
+                position = f"({position}) % {extent}"
+            self.names[loop.var] = self.fresh(loop.var)
+            self.index_names.add(loop.var)
+            self.line(depth + 2, f"const {index} {self.names[loop.var]} = {loop.start.value} + {position};")
+        self.statements(plan.loops[-1].body, depth + 2)
+        self.line(depth + 1, "}")
+        for fold in plan.folds:
+            self.line(depth + 1, f"{self.partials(fold)}[p] = {self.names[fold.accumulator]};")
+            self.names[fold.accumulator] = outer[fold.accumulator]
+        self.line(depth, "}")
+        self.line(depth, "barrier(CLK_LOCAL_MEM_FENCE);")
+        self.line(depth, f"for (int gap = {count // 2}; gap > 0; gap /= 2) {{")
+        self.line(depth + 1, "for (int p = lid; p < gap; p += lsize) {")
+        for fold in plan.folds:
+            partials = self.partials(fold)
+            self.names[LEFT], self.names[RIGHT] = f"{partials}[p]", f"{partials}[p + gap]"
+            self.line(depth + 2, f"{partials}[p] = {self.expr(fold.combine)};")
+        self.line(depth + 1, "}")
+        self.line(depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);")
+        self.line(depth, "}")
+        for fold in plan.folds:
+            self.line(depth, f"{outer[fold.accumulator]} = {self.partials(fold)}[0];")
 
     # -- vector loops --------------------------------------------------------------------
     def vector_loop(self, loop: Loop, depth: int) -> None:

@@ -113,7 +113,7 @@ def test_a_kernel_statement_the_renderer_does_not_know_fails_loudly():
     kernel = Kernel("k0", "x", "mystery", (Barrier(),), (), ())
     program = Program("p", {}, [kernel], 0, [], [], [], [], [])
     with pytest.raises(BackendError, match="cannot render the kernel statement Barrier"):
-        render_program(program)
+        render_program(program, opencl.runtime().limits)
 
 
 def test_the_device_is_chosen_by_name_or_number_and_a_bad_choice_is_explained(monkeypatch):
@@ -179,3 +179,24 @@ def test_a_second_compile_of_the_same_step_loads_it_from_the_cache(tmp_path, mon
     (loss, served, passes, weight), (again, served_again, passes_again, weight_again) = runs
     assert (served, served_again) == ("miss", "hit") and passes and not passes_again
     assert again == loss and weight_again == weight
+
+
+def test_a_work_group_reduction_gives_the_same_bits_whatever_the_work_group_size():
+    from graphc.ir import GraphBuilder
+    from graphc.passes.memory import plan_memory
+    b = GraphBuilder("sums")
+    x = b.input("x", "f32[3,20000]")
+    b.output(b.sum(x, axes=[1]), b.op("max", x, axes=[1]))
+    graph = b.build()
+    (executable,) = opencl.build_executables([(graph, plan_memory(graph))])
+    assert all(ks.launch.group for _, ks, _, _ in executable._launches)
+    data = np.random.default_rng(0).standard_normal((3, 20000)).astype(np.float32) * 100
+    results = set()
+    for size in (1, 8, 64, max(ks.launch.group for _, ks, _, _ in executable._launches)):
+        executable._launches = [(kernel, ks, ((ks.launch.columns * size, ks.launch.rows), (size, 1)), bound)
+                                for kernel, ks, _, bound in executable._launches]
+        results.add(b"".join(out.tobytes() for out in executable.run([data]).outputs))
+    assert len(results) == 1
+    expected = [data.sum(axis=1, dtype=np.float64), data.max(axis=1)]
+    for got, want in zip(executable.run([data]).outputs, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(data).sum())   # f32 rounding of the sum
