@@ -21,12 +21,31 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from graphc.ir.dtypes import bool_
+from graphc.kernel.expr import fold_integer
 from graphc.kernel.ir import Binary, Cast, Const, Let, Load, Loop, Ref, Select, Store, Unary, Var, walk_expr
 
-from .types import I8, I32, I64, PTR, declare_intrinsic, memory_type
+from .types import I1, I8, I32, I64, PTR, declare_intrinsic, memory_type
 
 # Lanes of the widest loop rendered as vectors: 64 floats are four AVX-512 registers.
 MAX_LANES = 64
+
+
+# A load whose lanes read addresses a constant apart is one load of the span they cover
+# when that span is at most this many times the lanes (a stride-2 row: twice).
+MAX_SPAN = 4
+
+
+def _truncating(op: str):
+    return lambda a, b: fold_integer(op, a, b)
+
+
+# Index arithmetic on Python ints, as the kernel IR defines it (division truncates toward 0).
+_INTEGER_OPS = {"add": _truncating("add"), "sub": _truncating("sub"), "mul": _truncating("mul"),
+                "div": _truncating("div"), "rem": _truncating("rem"), "max": max, "min": min,
+                "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+                "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+                "and": lambda a, b: a and b if isinstance(a, bool) else None,
+                "or": lambda a, b: a or b if isinstance(a, bool) else None}
 
 
 def constant_trip(loop: Loop) -> int | None:
@@ -164,11 +183,11 @@ class LaneLoop:
             return r.cast(self.vector(e.x), e.x.dtype, e.dtype)
         raise TypeError(f"cannot render {e!r} in a vectorized loop")
 
-    def splat(self, scalar):
-        type_ = vector_of(scalar.type, self.lanes)
+    def splat(self, scalar, lanes: int | None = None):
+        lanes = lanes or self.lanes
+        type_ = vector_of(scalar.type, lanes)
         one = self.b.insert_element(ir.Constant(type_, ir.Undefined), scalar, ir.Constant(I32, 0))
-        return self.b.shuffle_vector(one, ir.Constant(type_, ir.Undefined),
-                                     ir.Constant(vector_of(I32, self.lanes), [0] * self.lanes))
+        return self.b.shuffle_vector(one, ir.Constant(type_, ir.Undefined), ir.Constant(vector_of(I32, lanes), [0] * lanes))
 
     def lane(self, vector, i: int):
         return self.b.extract_element(vector, ir.Constant(I32, i))
@@ -193,6 +212,10 @@ class LaneLoop:
         b, r = self.b, self.r
         element = memory_type(e.dtype)
         type_ = vector_of(element, self.lanes)
+        if self.stride(e.index) != 1:
+            value = self.span_load(e)
+            if value is not None:
+                return value
         mask = None if e.mask is None else self.vector(e.mask)
         if self.stride(e.index) == 1:
             address = r.element_address(e.buffer, self.first_lane(e.index), e.dtype)
@@ -218,6 +241,112 @@ class LaneLoop:
         if e.dtype == bool_:
             return b.icmp_unsigned("!=", value, ir.Constant(value.type, [0] * self.lanes))
         return value
+
+    def span_load(self, e: Load):
+        """A load whose lanes read addresses a constant apart (a pooling window's stride-2 taps,
+        a row of a strided or upsampled image) as one load of the span they cover, shuffled
+        into the lanes; None where the offsets are not constants or spread too far."""
+        separated = self.separated(e.index)
+        mask = ([], [True] * self.lanes) if e.mask is None else self.mask_parts(e.mask)
+        if separated is None or mask is None:
+            return None
+        (invariant, offsets), (conditions, live) = separated, mask
+        read = [offset for offset, keep in zip(offsets, live) if keep]
+        type_ = vector_of(memory_type(e.dtype), self.lanes)
+        if not read:
+            return ir.Constant(type_, None)
+        low, span = min(read), max(read) - min(read) + 1
+        if span > MAX_SPAN * self.lanes:
+            return None
+        b, r = self.b, self.r
+        # Every element of the span lies between two that some lane reads, so all are in the buffer
+        # (where the lane-invariant part of the mask holds: elsewhere nothing is read).
+        base = b.add(r.expr(invariant), ir.Constant(I64, low))
+        address, wide_type = r.element_address(e.buffer, base, e.dtype), vector_of(type_.element, span)
+        if conditions:
+            condition = r.expr(conditions[0])
+            for more in conditions[1:]:
+                condition = b.and_(condition, r.expr(more))
+            masked_load = declare_intrinsic(r.module, "llvm.masked.load", [wide_type, PTR],
+                                            ir.FunctionType(wide_type, [PTR, I32, vector_of(I1, span), wide_type]))
+            wide = b.call(masked_load, [address, ir.Constant(I32, e.dtype.itemsize),
+                                        self.splat(condition, span), ir.Constant(wide_type, None)])
+        else:
+            wide = b.load(address, typ=wide_type, align=e.dtype.itemsize)
+        picks = [offset - low if keep else 0 for offset, keep in zip(offsets, live)]
+        value = b.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined), ir.Constant(vector_of(I32, self.lanes), picks))
+        if not all(live):
+            value = b.select(ir.Constant(vector_of(I1, self.lanes), [int(k) for k in live]),
+                             value, ir.Constant(type_, None))
+        if e.dtype == bool_:
+            return b.icmp_unsigned("!=", value, ir.Constant(type_, None))
+        return value
+
+    def mask_parts(self, mask):
+        """A mask as the conjunction of lane-invariant conditions and a constant per lane (None
+        where some term is neither)."""
+        terms, stack = [], [mask]
+        while stack:
+            term = stack.pop()
+            if isinstance(term, Binary) and term.op == "and" and term.dtype == bool_:
+                stack += [term.a, term.b]
+            else:
+                terms.append(term)
+        conditions, live = [], [True] * self.lanes
+        for term in terms:
+            if not self.dependent(term):
+                conditions.append(term)
+                continue
+            values = self.lane_values(term)
+            if values is None:
+                return None
+            live = [a and bool(v) for a, v in zip(live, values)]
+        return conditions, live
+
+    def separated(self, e):
+        """Integer ``e`` as a lane-invariant expression plus a constant per lane, where it is."""
+        if not self.dependent(e):
+            return e, [0] * self.lanes
+        if isinstance(e, Ref) and e.name in self.deferred:
+            return self.separated(self.deferred[e.name])
+        values = self.lane_values(e)
+        if values is not None:
+            return Const(0, e.dtype), values
+        if isinstance(e, Binary) and e.op in ("add", "sub"):
+            a, b = self.separated(e.a), self.separated(e.b)
+            if a is None or b is None:
+                return None
+            sign = 1 if e.op == "add" else -1
+            return Binary(e.op, a[0], b[0], e.dtype), [x + sign * y for x, y in zip(a[1], b[1])]
+        if isinstance(e, Binary) and e.op == "mul" and isinstance(e.b, Const):
+            a = self.separated(e.a)
+            return None if a is None else (Binary("mul", a[0], e.b, e.dtype), [x * e.b.value for x in a[1]])
+        return None
+
+    def lane_values(self, e) -> list | None:
+        """``e`` in each lane of the chunk, where it depends on nothing but the lane and constants."""
+        values = [self._constant_in_lane(e, self.start + k) for k in range(self.lanes)]
+        return None if any(v is None for v in values) else values
+
+    def _constant_in_lane(self, e, lane: int):
+        if isinstance(e, Const):
+            return e.value
+        if isinstance(e, (Var, Ref)) and isinstance(self.r.values.get(e.name), ir.Constant):
+            return self.r.values[e.name].constant         # an unrolled loop's variable
+        if isinstance(e, Var):
+            return lane if e.name == self.var else None
+        if isinstance(e, Ref):
+            return self._constant_in_lane(self.deferred[e.name], lane) if e.name in self.deferred else None
+        if isinstance(e, Binary):
+            a = self._constant_in_lane(e.a, lane)
+            b = None if a is None else self._constant_in_lane(e.b, lane)
+            if b is None or e.dtype.is_float or e.a.dtype.is_float:
+                return None
+            return _INTEGER_OPS[e.op](a, b) if e.op in _INTEGER_OPS else None
+        if isinstance(e, Unary) and e.op == "not":
+            x = self._constant_in_lane(e.x, lane)
+            return None if x is None else not x
+        return None
 
     def store(self, stmt: Store) -> None:
         b, r = self.b, self.r

@@ -358,6 +358,7 @@ class LoweringContext:
             scratch = builder.local(init.dtype, tile.rows * tile.lanes)
             with builder.tile_loops(tile):
                 builder.emit(Store(scratch, tile.position(), init))
+            unrolled = _unrolled_taps(extents)
 
             def nest(depth: int, variables: list[Var]):
                 if depth == len(extents):
@@ -367,7 +368,8 @@ class LoweringContext:
                     return
                 extent = extents[depth]
                 start, stop = extent if isinstance(extent, tuple) else (0, extent)
-                with builder.loop(start, stop, prefix="r") as var:
+                kind = "unrolled" if depth >= unrolled else "serial"
+                with builder.loop(start, stop, kind=kind, prefix="r") as var:
                     nest(depth + 1, variables + [var])
 
             nest(0, [])
@@ -376,3 +378,18 @@ class LoweringContext:
 
 def store(builder: KernelBuilder, buffer: str, index: Index, value: Expr) -> None:
     builder.emit(Store(buffer, index.linear(), value))
+
+
+# A tile's reduction loops, innermost first, are unrolled while they make at most this many
+# iterations together (a window's taps): each tap's addresses are then constants apart from
+# lane to lane, so a strided window row is one load and a shuffle.
+MAX_UNROLLED_TAPS = 25
+
+
+def _unrolled_taps(extents) -> int:
+    """The depth from which the loops over ``extents`` are unrolled (len(extents): none)."""
+    depth, iterations = len(extents), 1
+    while depth > 0 and isinstance(extents[depth - 1], int) and iterations * extents[depth - 1] <= MAX_UNROLLED_TAPS:
+        depth -= 1
+        iterations *= extents[depth]
+    return depth

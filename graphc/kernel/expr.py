@@ -27,7 +27,7 @@ def _is(expr: Expr, value) -> bool:
     return isinstance(expr, Const) and expr.value == value and not isinstance(expr.value, bool)
 
 
-def _int_fold(op: str, a: int, b: int) -> int | None:
+def fold_integer(op: str, a: int, b: int) -> int | None:
     if op == "add":
         return a + b
     if op == "sub":
@@ -37,7 +37,7 @@ def _int_fold(op: str, a: int, b: int) -> int | None:
     if op == "div" and b:
         return abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
     if op == "rem" and b:
-        return a - b * _int_fold("div", a, b)
+        return a - b * fold_integer("div", a, b)
     if op == "max":
         return max(a, b)
     if op == "min":
@@ -49,7 +49,7 @@ def binary(op: str, a: "Expr | int", b: "Expr | int") -> Expr:
     a, b = index(a), index(b)
     dtype = a.dtype
     if dtype == i64 and isinstance(a, Const) and isinstance(b, Const):
-        folded = _int_fold(op, a.value, b.value)
+        folded = fold_integer(op, a.value, b.value)
         if folded is not None:
             return Const((folded + 2 ** 63) % 2 ** 64 - 2 ** 63, i64)    # i64 arithmetic wraps
     if dtype == i64:                  # identities, only for index arithmetic (floats keep -0.0, NaN)
