@@ -2,8 +2,8 @@
 
 ``build_executable(graph, plan)`` lowers the planned graph to a kernel-IR
 program, finds its object code in the compile cache or compiles it (render,
-optimize at O3, emit: the kernels split into modules compiled side by side in
-``jit.compile_jobs()`` processes), loads it and returns an ``LLVMExecutable``
+optimize at O3, emit: the kernels split into parts rendered and compiled side by
+side in ``jit.compile_jobs()`` processes), loads it and returns an ``LLVMExecutable``
 whose every run is one native call.
 
 For ``graphc.compile``'s cache of whole steps, ``save_executable`` turns an
@@ -29,11 +29,11 @@ from graphc.kernel.serialize import StoredProgramError, encode, program_from_dat
 
 from .. import cache
 from .executable import LLVMExecutable
-from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, compile_jobs, compile_texts, host, kernel_pipeline,
-                  load_objects, optimized_module, vector_target)
+from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, compile_jobs, host, kernel_pipeline, load_objects,
+                  optimized_module, vector_target)
 from .render import body_key, kernel_function_name, render_entry_module, render_kernel_module, render_program
 from .threads import pool
-from .worker import WorkerProcess
+from .worker import WorkerProcess, WorkQueue, compile_parts
 
 
 class ProgramSource:
@@ -107,61 +107,66 @@ def compile_program(program: Program, threads: int) -> list[bytes]:
 
 
 def _compile(program: Program, threads: int) -> list[bytes]:
-    """Render the program as modules and compile them: the entry and the first share of the
-    kernels here, every other share in a forked worker of its own, which renders its modules
-    itself.  Each share is one module per pipeline its kernels take (``kernel_pipeline``)."""
-    shares = _balanced_shares(program, compile_jobs())
+    """Render the program as modules and compile them, in parts (``_parts``; the entry is part 0)
+    that this process and ``compile_jobs() - 1`` forked workers take from one queue, each
+    rendering the modules of the parts it takes.  The objects come back in part order, the
+    entry's first."""
+    kernel_parts = _parts(program, compile_jobs())
+    processes = min(compile_jobs(), len(kernel_parts))
+
+    def render(part: int) -> list[tuple[str, dict]]:
+        if part == 0:
+            return [(str(render_entry_module(program)), ENTRY_PIPELINE)]
+        return [(str(render_kernel_module(program, threads, positions, f"{program.name}.{part}.{i}")), dict(pipeline))
+                for i, (pipeline, positions) in enumerate(kernel_parts[part - 1].items())]
+
     cpu, features = host()
+    queue = WorkQueue(1 + len(kernel_parts))
     workers = []
     try:
         with timing.phase("starting LLVM workers"):
-            for number, share in enumerate(shares[1:], start=1):
-                render = functools.partial(_render_share, program, threads, share, number)
-                workers.append(WorkerProcess(render, [dict(pipeline) for pipeline in share], cpu, features))
-        with timing.phase("rendering LLVM IR"):
-            texts = [str(render_entry_module(program)), *_render_share(program, threads, shares[0], 0)]
-        objects = compile_texts(texts, [ENTRY_PIPELINE, *(dict(pipeline) for pipeline in shares[0])])
+            workers = [WorkerProcess(queue, render, cpu, features) for _ in range(processes - 1)]
+        objects = compile_parts(queue, render, cpu, features, timing.phase)
         with timing.phase("waiting for LLVM workers"):
             for process in workers:
                 worker_objects, seconds = process.receive()
-                objects += worker_objects
+                objects.update(worker_objects)
                 for phase, spent in seconds.items():
                     timing.add_worker_time(phase, spent)
-        return objects
+        return [code for part in sorted(objects) for code in objects[part]]
     finally:
+        queue.close()
         for process in workers:
             process.close()
 
 
-def _render_share(program: Program, threads: int, share: dict[tuple, list[int]], number: int) -> list[str]:
-    """The LLVM IR of a share's modules, one per pipeline."""
-    return [str(render_kernel_module(program, threads, positions, f"{program.name}.{number}.{i}"))
-            for i, positions in enumerate(share.values())]
-
-
-# Below this many kernel bodies per process, a worker saves less than forking it costs (the
-# fork copies the process's page tables; its first writes copy pages): fewer processes compile.
+# Below this many kernel bodies per process, a worker saves less than forking it costs (the fork
+# copies the process's page tables; its first writes copy pages): fewer processes compile.
 BODIES_PER_PROCESS = 8
+# Parts per process: enough that the processes finish together (the last part each takes is
+# small), few enough that LLVM's fixed cost per module stays small.
+PARTS_PER_PROCESS = 3
 
 
-def _balanced_shares(program: Program, jobs: int) -> list[dict[tuple, list[int]]]:
-    """The kernels' positions in up to ``jobs`` shares of about equal work, each share's kernels grouped
-    by the pipeline they take.  Kernels with one body (``body_key``) go to one share, which
-    compiles that body once; the body with the most work (``llvm_work``) goes first, each into
-    the lightest share so far."""
+def _parts(program: Program, jobs: int) -> list[dict[tuple, list[int]]]:
+    """The kernels' positions in parts of about equal work, the heaviest first, each part's kernels
+    grouped by the pipeline they take (a module each).  Kernels with one body (``body_key``) go
+    to one part, which compiles that body once; the body with the most work (``llvm_work``)
+    goes first, each into the lightest part so far."""
     bodies: dict[tuple, list[int]] = {}
     for position, kernel in enumerate(program.kernels):
         bodies.setdefault(body_key(kernel), []).append(position)
     work = {key: llvm_work(program.kernels[positions[0]]) for key, positions in bodies.items()}
-    count = max(1, min(jobs, len(bodies) // BODIES_PER_PROCESS))
-    shares: list[dict[tuple, list[int]]] = [{} for _ in range(count)]
+    count = 1 if jobs == 1 else max(1, min(jobs * PARTS_PER_PROCESS, len(bodies) // BODIES_PER_PROCESS))
+    parts: list[dict[tuple, list[int]]] = [{} for _ in range(count)]
     loads = [0.0] * count
     for key in sorted(bodies, key=lambda key: -work[key]):
         lightest = loads.index(min(loads))
         pipeline = tuple(sorted(kernel_pipeline(program.kernels[bodies[key][0]]).items()))
-        shares[lightest].setdefault(pipeline, []).extend(bodies[key])
+        parts[lightest].setdefault(pipeline, []).extend(bodies[key])
         loads[lightest] += work[key]
-    return [{pipeline: sorted(group) for pipeline, group in share.items()} for share in shares]
+    order = sorted(range(count), key=lambda i: -loads[i])
+    return [{pipeline: sorted(group) for pipeline, group in parts[i].items()} for i in order]
 
 
 def llvm_work(kernel: Kernel) -> float:

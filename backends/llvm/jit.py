@@ -20,7 +20,6 @@ import llvmlite
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from graphc import timing
 from graphc.kernel.ir import Accumulator, Kernel, Local, walk_statements
 from graphc.kernel.target import AVX2, AVX512, VectorTarget
 
@@ -75,20 +74,6 @@ def compile_jobs() -> int:
     processes cannot fork)."""
     jobs = count_from_environment("GRAPHC_COMPILE_JOBS", "processes")
     return jobs if hasattr(os, "fork") else 1
-
-
-def compile_texts(texts: list[str], pipelines: list[dict]) -> list[bytes]:
-    """Object code for each module in ``texts``, compiled in this process."""
-    cpu, features = host()
-    objects = []
-    for text, pipeline in zip(texts, pipelines):
-        machine = worker.target_machine(cpu, features, pipeline["codegen_level"])
-        with timing.phase("LLVM optimization"):
-            module_ref = worker.parse(text, machine)
-            worker.optimize(module_ref, machine, pipeline)
-        with timing.phase("machine code generation"):
-            objects.append(machine.emit_object(module_ref))
-    return objects
 
 
 # Loading binds names in the process's symbol table; one program at a time.

@@ -3,21 +3,24 @@
 llvmlite holds one global lock around every call into LLVM, so threads cannot
 compile modules side by side; processes can.  A ``WorkerProcess`` is a fork of
 this process: it starts in milliseconds with everything already imported and
-the program already lowered, so it renders its own share of the program's
-modules (rendering is Python, a quarter of a cold compile, and would otherwise
-all happen here while the worker waits) and compiles them.  Its object code
-comes back through a pipe: a JSON line (each object's length, the seconds spent
-rendering, optimizing and emitting) followed by the objects.  A module LLVM
-rejects, or any other failure, ends the worker with status 1 and a message
-in place of the answer.
+the program already lowered, so it renders its modules itself (rendering is
+Python, a third of a cold compile, and would otherwise all happen here while
+the worker waits).  A program is compiled in parts that this process and its
+workers take from one ``WorkQueue`` as each finishes the last, so they finish
+together however unevenly LLVM's time was guessed.  A worker's object code
+comes back through a pipe: a JSON line (each part's objects' lengths, the
+seconds spent rendering, optimizing and emitting) followed by the objects.  A
+module LLVM rejects, or any other failure, ends the worker with status 1 and a
+message in place of the answer.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, ContextManager
 
 import llvmlite.binding as llvm
 
@@ -62,34 +65,64 @@ def optimize(module_ref, machine, pipeline: dict) -> None:
     builder.getModulePassManager().run(module_ref, builder)
 
 
-def compile_text(text: str, cpu: str, features: str, pipeline: dict) -> tuple[bytes, float, float]:
-    """Object code for the module ``text``, and the seconds spent optimizing and emitting it."""
-    machine = target_machine(cpu, features, pipeline["codegen_level"])
-    start = time.perf_counter()
-    module_ref = parse(text, machine)
-    optimize(module_ref, machine, pipeline)
-    optimized = time.perf_counter()
-    object_code = machine.emit_object(module_ref)
-    return object_code, optimized - start, time.perf_counter() - optimized
+class WorkQueue:
+    """The numbers 0..count-1, taken one at a time by this process and its forked workers, each
+    number by one of them: a pipe holding them all, each process reading four bytes at a time
+    (a read from a pipe is whole), until it is empty."""
+
+    def __init__(self, count: int):
+        self.read_end, write_end = os.pipe()
+        os.write(write_end, b"".join(number.to_bytes(4, "little") for number in range(count)))
+        os.close(write_end)
+
+    def take(self) -> int | None:
+        data = os.read(self.read_end, 4)
+        return int.from_bytes(data, "little") if data else None
+
+    def close(self) -> None:
+        os.close(self.read_end)
+
+
+# Renders part ``i`` of a program as modules: their LLVM IR and the pipeline each is compiled with.
+RenderPart = Callable[[int], list[tuple[str, dict]]]
+
+
+def compile_parts(queue: WorkQueue, render: RenderPart, cpu: str, features: str,
+                  phase: Callable[[str], ContextManager]) -> dict[int, list[bytes]]:
+    """Render and compile the parts this process takes from ``queue`` until it is empty: their
+    object code by part.  ``phase(name)`` times each step (rendering, optimizing, emitting)."""
+    objects = {}
+    while (part := queue.take()) is not None:
+        with phase("rendering LLVM IR"):
+            modules = render(part)
+        objects[part] = []
+        for text, pipeline in modules:
+            machine = target_machine(cpu, features, pipeline["codegen_level"])
+            with phase("LLVM optimization"):
+                module_ref = parse(text, machine)
+                optimize(module_ref, machine, pipeline)
+            with phase("machine code generation"):
+                objects[part].append(machine.emit_object(module_ref))
+    return objects
 
 
 class WorkerProcess:
-    """A fork of this process that renders modules (``render()``, run in the fork) and compiles
-    them, module ``i`` with ``pipelines[i]``; ``receive`` waits for its object code."""
+    """A fork of this process that takes parts from ``queue`` and compiles them as
+    ``compile_parts`` does; ``receive`` waits for its object code."""
 
-    def __init__(self, render: Callable[[], list[str]], pipelines: list[dict], cpu: str, features: str):
+    def __init__(self, queue: WorkQueue, render: RenderPart, cpu: str, features: str):
         read_end, write_end = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(read_end)
-            _work(write_end, render, pipelines, cpu, features)      # never returns
+            _work(write_end, queue, render, cpu, features)      # never returns
         os.close(write_end)
         self.answer = os.fdopen(read_end, "rb")
         self.finished = False
 
-    def receive(self) -> tuple[list[bytes], dict[str, float]]:
-        """The objects compiled and the seconds the worker spent per phase (rendering, optimizing,
-        emitting); a RuntimeError with the worker's message if it failed."""
+    def receive(self) -> tuple[dict[int, list[bytes]], dict[str, float]]:
+        """The objects compiled, by part, and the seconds the worker spent per phase (rendering,
+        optimizing, emitting); a RuntimeError with the worker's message if it failed."""
         data = self.answer.read()
         status = os.waitpid(self.pid, 0)[1]
         self.finished = True
@@ -98,10 +131,12 @@ class WorkerProcess:
                                f"an LLVM worker process ended with status {status}")
         header_end = data.index(b"\n")
         header = json.loads(data[:header_end])
-        objects, position = [], header_end + 1
-        for length in header["lengths"]:
-            objects.append(data[position:position + length])
-            position += length
+        objects, position = {}, header_end + 1
+        for part, lengths in header["lengths"].items():
+            objects[int(part)] = []
+            for length in lengths:
+                objects[int(part)].append(data[position:position + length])
+                position += length
         return objects, header["seconds"]
 
     def close(self) -> None:
@@ -112,23 +147,22 @@ class WorkerProcess:
         self.answer.close()
 
 
-def _work(write_end: int, render: Callable[[], list[str]], pipelines: list[dict], cpu: str, features: str):
-    """A worker's whole life: render, compile, write the answer, exit (never into the caller's code:
+def _work(write_end: int, queue: WorkQueue, render: RenderPart, cpu: str, features: str):
+    """A worker's whole life: compile parts, write the answer, exit (never into the caller's code:
     ``os._exit`` runs no exit handler and flushes none of the parent's buffered output)."""
     status = 1
-    try:
+    seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(name: str):
         start = time.perf_counter()
-        texts = render()
-        seconds = {"rendering LLVM IR": time.perf_counter() - start, "LLVM optimization": 0.0,
-                   "machine code generation": 0.0}
-        objects = []
-        for text, pipeline in zip(texts, pipelines):
-            object_code, optimizing, emitting = compile_text(text, cpu, features, pipeline)
-            objects.append(object_code)
-            seconds["LLVM optimization"] += optimizing
-            seconds["machine code generation"] += emitting
-        header = {"lengths": [len(o) for o in objects], "seconds": seconds}
-        answer = json.dumps(header).encode() + b"\n" + b"".join(objects)
+        yield
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+    try:
+        objects = compile_parts(queue, render, cpu, features, phase)
+        header = {"lengths": {part: [len(o) for o in codes] for part, codes in objects.items()}, "seconds": seconds}
+        answer = json.dumps(header).encode() + b"\n" + b"".join(o for codes in objects.values() for o in codes)
         status = 0
     except BaseException as err:          # reported by the parent; nothing may escape into its code
         answer = f"{type(err).__name__}: {err}".encode()

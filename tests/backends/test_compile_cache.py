@@ -186,15 +186,9 @@ def test_compiling_in_worker_processes_gives_the_same_code(tmp_path, monkeypatch
     assert results[0] == results[1]
 
 
-def test_a_module_a_worker_process_cannot_compile_is_a_clear_error(cache_dir, monkeypatch):
+def test_a_module_llvm_cannot_compile_is_a_clear_error_in_any_process(cache_dir, monkeypatch):
     import graphc.backends.llvm as llvm_backend
-    render_share = llvm_backend._render_share
-
-    def broken_in_workers(program, threads, share, number):
-        texts = render_share(program, threads, share, number)
-        return texts if number == 0 else ["define void @broken( {"] + texts[1:]
-
     monkeypatch.setenv("GRAPHC_COMPILE_JOBS", "2")
-    monkeypatch.setattr(llvm_backend, "_render_share", broken_in_workers)
+    monkeypatch.setattr(llvm_backend, "render_kernel_module", lambda *args: "define void @broken( {")
     with pytest.raises(graphc.BackendError, match="LLVM could not compile graph"):
         _first_step()
