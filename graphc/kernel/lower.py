@@ -261,7 +261,8 @@ def _is_flat(node: Node, shape) -> bool:
 
 # Anchors whose rows of outputs are computed lane by lane: the lanes read neighbouring
 # elements (an image row, a matrix row), so a backend vectorizes across them.
-_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad", "matmul", "fold")
+_ROW_ANCHORS = ("conv2d", "conv_transpose2d", "avg_pool2d", "avg_pool2d_grad", "max_pool2d", "max_pool2d_argmax",
+                "max_pool2d_grad", "matmul", "fold")
 MAX_ROW = 64
 
 

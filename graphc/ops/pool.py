@@ -29,7 +29,6 @@ from ..ir.dtypes import DType, bool_, f32, f64, i32, i64, u8
 from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
-from ..kernel.ir import Ref
 from .lowering import guarded_load, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
@@ -134,25 +133,37 @@ def _tap_coordinates(out_dims, taps, attrs, input_hw):
 
 
 def _max_window(ctx, x, attrs, index: Index):
-    """(maximum, tap) of the window at ``index``, with the reference's rules (``_max_windows``)."""
+    """(maximum, tap) of the window at ``index``, with the reference's rules (``_max_windows``):
+    the maximum first (nan once any tap is nan), then the tap, in a second pass: the last nan's
+    where the maximum is nan, else the first tap equal to it.  Two plain reductions, so a row
+    of windows is computed lane by lane like any other window op."""
     def compute():
         n, c, oy, ox = index.dims
-        builder = ctx.builder
         no_tap = _tap_count(attrs)
-        best = builder.accumulator(E.const(_lowest(x.dtype.numpy), x.dtype), prefix="max")
-        tap = builder.accumulator(E.const(no_tap, i64), prefix="tap")
-        best_ref, tap_ref = Ref(best, x.dtype), Ref(tap, i64)
-        kh, kw = attrs["kernel_size"]
-        with builder.loop(0, kh, prefix="r") as i, builder.loop(0, kw, prefix="r") as j:
-            (row, column), inside = _tap_coordinates((oy, ox), (i, j), attrs, x.shape[2:])
-            value = ctx.value(x, Index.of(x.shape, (n, c, row, column)))
-            better = E.binary("gt", value, best_ref)
+        kw = attrs["kernel_size"][1]
+
+        def tap(taps):
+            coordinates = [window_coordinate(out, t, s, p, d)
+                           for out, t, (s, p, d) in zip((oy, ox), taps, _window_geometry(attrs))]
+            inside = E.all_of([E.in_range(co, size) for co, size in zip(coordinates, x.shape[2:])])
+            return guarded_load(ctx, x, [n, c, *coordinates], inside), inside
+
+        def larger(best, taps):
+            value, inside = tap(taps)
+            greater = E.binary("gt", value, best)
             if x.dtype.is_float:
-                better = E.binary("or", better, E.unary("isnan", value))
-            take = builder.bind(E.logical_and(inside, E.binary("or", E.eq(tap_ref, no_tap), better)))
-            builder.assign(best, E.select(take, value, best_ref))
-            builder.assign(tap, E.select(take, E.add(E.mul(i, kw), j), tap_ref))
-        return best_ref, tap_ref
+                greater = E.binary("or", greater, E.unary("isnan", value))
+            return E.select(E.logical_and(inside, greater), value, best)
+        best = ctx.reduce(E.const(_lowest(x.dtype.numpy), x.dtype), list(attrs["kernel_size"]), larger)
+
+        def picked(found, taps):
+            value, inside = tap(taps)
+            hit = E.logical_and(E.eq(value, best), E.eq(found, E.const(no_tap, i64)))
+            if x.dtype.is_float:
+                hit = E.binary("or", hit, E.logical_and(E.unary("isnan", best), E.unary("isnan", value)))
+            i, j = taps
+            return E.select(E.logical_and(inside, hit), E.add(E.mul(i, kw), j), found)
+        return best, ctx.reduce(E.const(no_tap, i64), list(attrs["kernel_size"]), picked)
     key = ("max_window", x, tuple(sorted((k, v) for k, v in attrs.items())), index.key())
     return ctx.shared(key, compute)
 
