@@ -80,7 +80,8 @@ class Runtime:
     def limits(self) -> DeviceLimits:
         """What the renderer shapes work-groups by."""
         d = self.device
-        return DeviceLimits(int(d.max_work_group_size), int(d.local_mem_size), int(d.max_compute_units))
+        dedicated = d.local_mem_type == _cl().device_local_mem_type.LOCAL
+        return DeviceLimits(int(d.max_work_group_size), int(d.local_mem_size), dedicated, int(d.max_compute_units))
 
     @property
     def binaries_worth_caching(self) -> bool:

@@ -286,6 +286,8 @@ def _launch_size(cl, kernel, runtime: Runtime, launch) -> tuple[tuple[int, int],
     most work-items the kernel allows up to its ``launch.group`` (a power of two)."""
     info = cl.kernel_work_group_info
     limit = kernel.get_work_group_info(info.WORK_GROUP_SIZE, runtime.device)
+    if launch.tile:
+        return (launch.columns, launch.rows), launch.tile
     if launch.group:
         size = 1
         while size * 2 <= min(limit, launch.group):

@@ -36,10 +36,12 @@ LEFT, RIGHT = "partial_left", "partial_right"
 
 @dataclass(frozen=True)
 class DeviceLimits:
-    """What work-groups are shaped by: the device's most work-items in a group, its local memory,
-    its compute units."""
+    """What work-groups are shaped by: the device's most work-items in a group, its local memory
+    (and whether that is memory of its own, as a GPU's is, or the global memory a CPU device
+    uses for it), its compute units."""
     max_work_group_size: int
     local_memory_bytes: int
+    dedicated_local_memory: bool
     compute_units: int
 
 

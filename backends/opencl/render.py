@@ -19,6 +19,10 @@ and its reductions are long, a work-group computes each output instead, its
 work-items sharing the reduction through local memory in a fixed order
 (``groups.py``): again the same result whatever the work-group size.
 
+**Staged tiles.**  On a device with local memory of its own (a GPU), a matmul's register
+tiles are computed by work-groups that copy the operand values their work-items share
+into local memory, a chunk of reduction steps at a time (``tiles.py``).
+
 **Index arithmetic** is ``i64`` in the kernel IR; here it is ``int`` wherever that cannot
 overflow: when every buffer of the program has fewer than 2**31 elements, loop variables
 and the lets computed from them alone are ``int`` (a linear index never exceeds its
@@ -50,6 +54,7 @@ from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, C
 from graphc.kernel.schedule import outer_loop
 
 from .groups import LEFT, RIGHT, DeviceLimits, GroupReduction, plan_group_reductions
+from .tiles import LOCAL_IDS, StagedTile, stage_tiles
 
 STATEMENTS = (Let, Accumulator, Local, Assign, Store, Check, Loop)
 C_TYPES = {f32: "float", f64: "double", u8: "uchar", i16: "short", i32: "int", i64: "long", bool_: "bool"}
@@ -91,10 +96,12 @@ class LaunchShape:
 
     ``group``: a work-group per output (per column and row), of as many work-items as the
     runtime chooses up to ``group`` (those sharing its reductions' folds); 0: a work-item per
-    output, in groups the runtime shapes."""
+    output, in groups the runtime shapes.  ``tile``: the work-group shape a kernel staging
+    through local memory was written for (it divides the grid)."""
     columns: int
     rows: int = 1
     group: int = 0
+    tile: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,15 +157,17 @@ def _parameter(program: Program, name: str, index: int, written: bool) -> str:
     return f"__global {const}{c_type(buffer.dtype, memory=True)}* b{index}"
 
 
-def _header(function: str, parameters: list[str], stops_on_error: bool, grouped: bool = False) -> list[str]:
+def _header(function: str, parameters: list[str], stops_on_error: bool, grouped: bool = False,
+            tile: tuple[int, int] | None = None) -> list[str]:
     """A kernel function's first lines; ``grouped``: its work-groups meet at barriers, so they stop
     as a whole, on the status their first work-item saw (a check failing in this very kernel
-    may set it while others start)."""
-    lines = [f"__kernel void {function}(__global uchar* arena, __global long* status"
+    may set it while others start); ``tile``: the work-group shape it requires."""
+    required = f"__attribute__((reqd_work_group_size({tile[0]}, {tile[1]}, 1))) " if tile else ""
+    lines = [f"__kernel {required}void {function}(__global uchar* arena, __global long* status"
              + "".join(f", {p}" for p in parameters) + ") {"]
     if stops_on_error and grouped:
         lines += ["    __local int stopped;",
-                  "    if (get_local_id(0) == 0) stopped = ((volatile __global int*)status)[0];",
+                  "    if (get_local_id(0) == 0 && get_local_id(1) == 0) stopped = ((volatile __global int*)status)[0];",
                   "    barrier(CLK_LOCAL_MEM_FENCE);",
                   "    if (stopped != 0) return;"]
     elif stops_on_error:         # an earlier kernel's index check failed: the step has stopped
@@ -189,6 +198,8 @@ class _KernelRenderer:
         self.program = program
         self.limits = limits
         self.groups: dict[int, GroupReduction] = {}       # the reduction nests work-groups compute, by loop id
+        self.staged: dict[int, StagedTile] = {}           # the tiles' reduction loops staged, by loop id
+        self.grid = None                                  # (inner loop, outer loops, rows) of the NDRange
         self.first_uniform = first_uniform
         self.uniforms: dict[str, int] = {}        # prelude let -> its slot after the status word
         self.kernel = kernel
@@ -223,6 +234,12 @@ class _KernelRenderer:
         prelude = kernel.body[:-1] if collapsed else ()
         self.groups = plan_group_reductions(rest, work_items, self.limits)
         group = max((plan.partials for plan in self.groups.values()), default=0)
+        rest, self.staged = stage_tiles(collapsed, rest, self.limits)
+        tile = next(iter(self.staged.values())).group if self.staged else None
+        if self.staged:
+            self.vectors = vector_plan(replace(kernel, body=tuple(rest)))
+            self.index_names.update(LOCAL_IDS)
+            self.names.update({name: name for name in LOCAL_IDS})
         sources = []
         if prelude:
             # The values every iteration shares are computed once, by a work-item of their own, and kept
@@ -235,15 +252,18 @@ class _KernelRenderer:
             self.lines.append("}")
             sources.append(KernelSource(self.function + "_prelude", "\n".join(self.lines) + "\n", tuple(arguments),
                                         LaunchShape(1), kernel, "prelude"))
-        self.open(self.function, parameters)
+        self.open(self.function, parameters, tile)
         launch = LaunchShape(1, 1, group)
         if self.groups:
             self.line(1, "const int lid = get_local_id(0), lsize = get_local_size(0);")
+        if self.staged:
+            self.line(1, "const int l0 = get_local_id(0), l1 = get_local_id(1);")
         if collapsed:
             *outer, inner = collapsed
             columns = _width(inner)
             rows = work_items // columns if columns else 0
-            launch = LaunchShape(max(1, columns), max(1, rows), group)       # an empty tensor: one idle work-item
+            self.grid = (inner, outer, rows)
+            launch = LaunchShape(max(1, columns), max(1, rows), group, tile)    # an empty tensor: one idle work-item
             index = self.index_type
             first = "get_group_id(0)" if self.groups else "get_global_id(0)"
             self.line(1, f"const {index} g0 = {first}, g1 = get_global_id(1);")
@@ -273,12 +293,16 @@ class _KernelRenderer:
             stride *= extent
         return positions
 
-    def open(self, function: str, parameters: list[str]) -> None:
+    def open(self, function: str, parameters: list[str], tile: tuple[int, int] | None = None) -> None:
         """Start a function: its header, its local memory, and a pointer to each arena buffer it uses."""
-        self.lines = _header(function, parameters, self.stops_on_error, grouped=bool(self.groups))
+        self.lines = _header(function, parameters, self.stops_on_error, bool(self.groups or self.staged), tile)
         for plan in self.groups.values():
             for fold in plan.folds:
                 self.line(1, f"__local {c_type(fold.dtype, memory=True)} {self.partials(fold)}[{plan.partials}];")
+        for plan in self.staged.values():
+            for load in plan.loads:
+                self.names[load.name] = load.name
+                self.line(1, f"__local {c_type(load.dtype, memory=True)} {load.name}[{load.size}];")
         for name in dict.fromkeys((*self.kernel.inputs, *self.kernel.outputs)):
             buffer = self.program.buffers[name]
             if buffer.place == "arena":
@@ -340,6 +364,8 @@ class _KernelRenderer:
                              f"(long)({self.expr(stmt.value)}));")
         elif isinstance(stmt, Loop) and id(stmt) in self.groups:
             self.group_reduction(self.groups[id(stmt)], depth)
+        elif isinstance(stmt, Loop) and id(stmt) in self.staged:
+            self.staged_loop(self.staged[id(stmt)], depth)
         elif isinstance(stmt, Loop) and id(stmt) in self.vectors.loops:
             self.vector_loop(stmt, depth)
         elif isinstance(stmt, Loop):
@@ -398,6 +424,50 @@ class _KernelRenderer:
         self.line(depth, "}")
         for fold in plan.folds:
             self.line(depth, f"{outer[fold.accumulator]} = {self.partials(fold)}[0];")
+
+    # -- staged tiles ----------------------------------------------------------------------
+    def staged_loop(self, plan: StagedTile, depth: int) -> None:
+        """A tile's reduction loop chunk by chunk: the group copies what its work-items share of a
+        chunk into local memory, then each work-item runs the chunk's steps (see tiles.py)."""
+        loop, index = plan.loop, self.index_type
+        chunk = self.names[loop.var] = self.fresh(loop.var)
+        self.index_names.add(loop.var)
+        self.line(depth, f"for ({index} {chunk} = 0; {chunk} < {loop.stop.value}; {chunk}++) {{")
+        self.line(depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);")     # every work-item done with the last chunk
+        for load in plan.loads:
+            self.staged_copy(plan, load, chunk, depth + 1)
+        self.line(depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);")
+        self.statements(loop.body, depth + 1)
+        self.line(depth, "}")
+
+    def staged_copy(self, plan: StagedTile, load, chunk: str, depth: int) -> None:
+        """The group's work-items copy a chunk of ``load``'s values, element ``e`` of the local array
+        by work-item ``e % group size``; the loops' variables decoded from ``e``'s place in it."""
+        g0, g1 = plan.group
+        inner, outer, rows = self.grid
+        self.line(depth, f"for (int e = l1 * {g0} + l0; e < {load.size}; e += {g0 * g1}) {{")
+        extents = [("step", plan.chunk)] + [(LOCAL_IDS[d], plan.group[d]) for d in load.group_dims] + \
+            [(var, n) for var, n in load.tile_vars]
+        saved = dict(self.names)
+        stride = load.size
+        for name, extent in extents:
+            stride //= extent
+            position = "e" if stride == 1 else f"e / {stride}"
+            if name != "step":
+                position = f"({position}) % {extent}"
+            self.line(depth + 1, f"const int c_{name} = {position};")
+            self.names[name] = f"c_{name}"
+        step = f"({chunk} * {plan.chunk} + c_step)"
+        self.names[plan.variable] = step
+        local = {d: f"c_{LOCAL_IDS[d]}" if d in load.group_dims else "0" for d in (0, 1)}
+        self.names[inner.var] = f"({inner.start.value} + get_group_id(0) * {g0} + {local[0]})"
+        self.line(depth + 1, f"const int c_g1 = get_group_id(1) * {g1} + {local[1]};")
+        for loop, position in self.decode(outer, "c_g1", rows):
+            self.names[loop.var] = f"({loop.start.value} + {position})"
+        value = f"{self.names[load.buffer]}[{self.expr(load.index)}]"
+        self.line(depth + 1, f"if ({step} < {plan.length}) {load.name}[e] = {value};")
+        self.names = saved
+        self.line(depth, "}")
 
     # -- vector loops --------------------------------------------------------------------
     def vector_loop(self, loop: Loop, depth: int) -> None:

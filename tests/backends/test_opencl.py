@@ -200,3 +200,14 @@ def test_a_work_group_reduction_gives_the_same_bits_whatever_the_work_group_size
     expected = [data.sum(axis=1, dtype=np.float64), data.max(axis=1)]
     for got, want in zip(executable.run([data]).outputs, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(data).sum())   # f32 rounding of the sum
+
+
+def test_tiles_staged_through_local_memory_agree_with_the_reference_backend(monkeypatch):
+    """A GPU's local memory is its own, and matmul tiles are staged through it; PoCL's is not (it
+    runs unstaged), so here the device is taken for one that has it."""
+    import dataclasses
+    from graphc.backends.opencl.devices import Runtime
+    limits = Runtime.limits
+    monkeypatch.setattr(Runtime, "limits", property(
+        lambda self: dataclasses.replace(limits.fget(self), dedicated_local_memory=True)))
+    check_classifier_steps("opencl", "lenet")
