@@ -25,7 +25,9 @@ pass, lowering or LLVM work.  Every compile records where its time went
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import inspect
 import json
 import warnings
@@ -254,7 +256,7 @@ class CompiledFunction:
         fn = self.fn
         name = identifier(getattr(fn, "__name__", type(fn).__name__))
         times = CompileTimes(name)
-        with recording(times):
+        with recording(times), _collector_paused():
             with phase("tracing"):
                 objects = {"self": fn} if isinstance(fn, Module) else referenced_objects(fn)
                 name_source = functools.partial(_strip_self_prefix, objects)
@@ -313,6 +315,21 @@ class CompiledFunction:
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))
         return [name for name in pipeline if name != "bn_fold" or self.fold_batchnorm]
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while compiling: tracing, the passes and rendering
+    allocate millions of objects that all stay alive until the compile ends, and the collector,
+    triggered by the count of allocations, walked them again and again to find nothing (a fifth
+    of ResNet's tracing, passes and lowering).  What they leave behind is collected afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _load_step(backend, traced: Graph, key: str) -> tuple[Any, list[bool]] | None:
