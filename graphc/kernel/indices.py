@@ -51,7 +51,9 @@ def simplify_indices(kernel: Kernel) -> Kernel:
 class _Simplifier:
     def __init__(self):
         self.ranges: dict[str, Interval] = {}     # loop variables and integer lets: the values they take
-        self.memo: dict[Expr, Expr] = {}
+        # Each expression object's simplified form, by identity: hashing a tree hashes all of it,
+        # and the lowering shares subtrees as objects.  The expression is kept, so its id stays its own.
+        self.memo: dict[int, tuple[Expr, Expr]] = {}
         self.changed = False
 
     # -- statements ---------------------------------------------------------------------
@@ -81,9 +83,10 @@ class _Simplifier:
 
     # -- expressions ---------------------------------------------------------------------
     def expr(self, e: Expr) -> Expr:
-        if e not in self.memo:
-            self.memo[e] = self._expr(e)
-        return self.memo[e]
+        known = self.memo.get(id(e))
+        if known is None:
+            known = self.memo[id(e)] = (e, self._expr(e))
+        return known[1]
 
     def _expr(self, e: Expr) -> Expr:
         if isinstance(e, Load):
