@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import expr as E
+from .fuse_loops import fuse_sibling_loops
 from .builder import KernelBuilder
 from .ir import Const, Kernel, Let, Loop, Stmt, Var
 
@@ -25,6 +26,7 @@ PARALLEL_WORK = 1 << 15
 
 
 def default_schedule(kernel: Kernel) -> Kernel:
+    kernel = fuse_sibling_loops(kernel)
     outer = outer_loop(kernel)
     if outer is None:
         return kernel

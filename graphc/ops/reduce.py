@@ -7,6 +7,8 @@ would promote, e.g. integer sums to int64) and reject bool inputs.  An empty
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir.dtypes import bool_, i64
@@ -76,11 +78,27 @@ def _lower_reduction(combine, init, sums: bool = False):
     (or in any order a backend picks, for a sum)."""
     def lower(ctx, node, index: Index):
         x, axes = node.inputs[0], node.attrs["axes"]
+        # Reduced axes that end the input run in one loop over their elements, which lie
+        # side by side in memory (a BatchNorm's H and W): one long loop a backend vectorizes.
+        tail = len(axes)
+        while tail > 0 and axes[tail - 1] == len(x.shape) - len(axes) + tail - 1:
+            tail -= 1
+        outer, inner = axes[:tail], axes[tail:]
+        run = math.prod(x.shape[axis] for axis in inner)
 
         def update(acc, variables):
-            element = ctx.value(x, _input_index(node, index, dict(zip(axes, variables))))
-            return combine(ctx, acc, element)
-        return ctx.reduce(init(node.dtype), [x.shape[axis] for axis in axes], update, sums=sums)
+            reduced = dict(zip(outer, variables))
+            if len(inner) < 2:
+                reduced.update(zip(inner, variables[len(outer):]))
+                return combine(ctx, acc, ctx.value(x, _input_index(node, index, reduced)))
+            position = variables[-1]
+            reduced.update(zip(inner, E.unflatten(position, [x.shape[axis] for axis in inner])))
+            element = _input_index(node, index, reduced)
+            leading = element.dims[:len(x.shape) - len(inner)]
+            flat = E.add(E.mul(E.linear(leading, x.shape[:len(leading)]), run), position)
+            return combine(ctx, acc, ctx.value(x, Index(element.shape, element.dims, flat)))
+        extents = [x.shape[axis] for axis in outer] + ([run] if len(inner) > 1 else [x.shape[a] for a in inner])
+        return ctx.reduce(init(node.dtype), extents, update, sums=sums)
     return lower
 
 
