@@ -40,6 +40,7 @@ from ..executable import Inputs, RunResult, bind_inputs
 from ..llvm.executable import _written_before_last_check
 from ..profile import KernelTiming, Profile
 from .devices import Runtime
+from .groups import GROUPS_PER_COMPUTE_UNIT
 from .render import KernelSource
 
 
@@ -53,8 +54,6 @@ class Transfers:
         return f"{format_bytes(self.to_device)} to the device, {format_bytes(self.to_host)} back"
 
 
-# Work-groups per compute unit a kernel is given when it has the work: enough to balance the load.
-GROUPS_PER_COMPUTE_UNIT = 8
 
 
 class DeviceState:
