@@ -145,7 +145,7 @@ def _compile(program: Program, threads: int) -> list[bytes]:
 BODIES_PER_PROCESS = 8
 # Parts per process: enough that the processes finish together (the last part each takes is
 # small), few enough that LLVM's fixed cost per module stays small.
-PARTS_PER_PROCESS = 3
+PARTS_PER_PROCESS = 6
 
 
 def _parts(program: Program, jobs: int) -> list[dict[tuple, list[int]]]:
