@@ -13,8 +13,11 @@ positive constant and ``0 <= r < d`` on every iteration: ``e / d`` is ``q``
 and ``e % d`` is ``r``.  ``simplify_indices`` applies it to every integer
 division and remainder by a constant in a kernel, splitting ``e`` into the
 terms whose coefficients ``d`` divides (``q``) and the rest (``r``), with the
-bounds of ``r`` from ``intervals.bounds``.  What it cannot prove it leaves as
-it was, so a kernel's results never change.
+bounds of ``r`` from ``intervals.bounds``.  Where ``r`` may reach ``d`` but
+``q`` and ``r`` are never negative, the multiples of ``d`` still come out:
+``e / d`` is ``q + r / d`` and ``e % d`` is ``r % d`` (a flat reduction over a
+batch, read through a transpose: one division per step, not one per row).  What
+it cannot prove it leaves as it was, so a kernel's results never change.
 """
 from __future__ import annotations
 
@@ -148,9 +151,15 @@ class _Simplifier:
         quotient_constant, rest_constant = divmod(constant, divisor)
         remainder = _sum(rest, rest_constant)
         low, high = bounds(remainder, self.ranges)
-        if low < 0 or high >= divisor:
-            return None
-        return _sum(quotient, quotient_constant) if op == "div" else remainder
+        if low >= 0 and high < divisor:
+            return _sum(quotient, quotient_constant) if op == "div" else remainder
+        if low >= 0 and quotient and bounds(_sum(quotient, quotient_constant), self.ranges)[0] >= 0:
+            # (d*q + r) / d = q + r / d and (d*q + r) % d = r % d for q, r >= 0: the multiples of d
+            # come out (a row's offset in a flat reduction over a batch: the division once per
+            # reduction step, shared by every row, rather than once per row).
+            part = self.divided(op, remainder, divisor) or E.binary(op, remainder, divisor)
+            return E.add(_sum(quotient, quotient_constant), part) if op == "div" else part
+        return None
 
 
 def _terms(e: Expr, scale: int = 1, into: Terms | None = None) -> tuple[Terms, int]:

@@ -117,8 +117,18 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
         with builder.loop(0, int(np.prod(shape, dtype=np.int64))) as position:
             _store_outputs(ctx, outputs, stored, Index.flat_over(shape, position))
     elif split is not None:
-        sizes = [size for part in split for size in part]
-        _nest(ctx, sizes, [], None, lambda index: _store_outputs(ctx, outputs, stored, _joined(index, shape, split)))
+        anchor, parts, path = split
+        sizes = [size for part in parts for size in part]
+
+        def store_joined(index: Index):
+            element = _joined(index, anchor.shape, parts)
+            if not path:
+                _store_outputs(ctx, outputs, stored, element)
+                return
+            ctx.inline(node.attrs["body"], node.inputs)
+            with ctx.pinned(anchor, ctx.value(anchor, element)):
+                _store_outputs(ctx, outputs, stored, _moved(element, path))
+        _nest(ctx, sizes, [], None, store_joined)
     else:
         tiling = _tiling(node, shape, target)
         if tiling is None:
@@ -194,14 +204,19 @@ def _element(shape, dims) -> Index:
     return Index(index.shape, index.dims, E.linear(index.dims, shape))
 
 
-def _loop_axes(node: Node, shape) -> tuple[tuple[int, ...], ...] | None:
-    """The parts its loops split the outputs' axes into (OpDef.loop_axes), when the kernel's one
-    anchor asks for them and everything else in it is elementwise on the anchor's elements."""
+def _loop_axes(node: Node, shape) -> tuple[Node, tuple[tuple[int, ...], ...], list[Node]] | None:
+    """The anchor whose elements a kernel's loops run over, split into the parts its op asks for
+    (OpDef.loop_axes), and the reshapes and permutes taking them to the outputs; None unless the
+    kernel has one anchor that asks, everything else elementwise or that movement."""
     body = _body_nodes(node)
-    anchors = [n for n in body if get_op(n.op).family not in ("elementwise", "source")]
-    if len(anchors) != 1 or anchors[0].shape != tuple(shape) or get_op(anchors[0].op).loop_axes is None:
+    anchors = [n for n in body if get_op(n.op).family not in ("elementwise", "source", "movement")]
+    if len(anchors) != 1 or get_op(anchors[0].op).loop_axes is None:
         return None
-    return get_op(anchors[0].op).loop_axes(anchors[0])
+    (anchor,) = anchors
+    path = _movement_path(node, anchor, tuple(shape))
+    if path is None:
+        return None
+    return anchor, get_op(anchor.op).loop_axes(anchor), path
 
 
 def _joined(index: Index, shape, split) -> Index:

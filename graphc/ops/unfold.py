@@ -2,9 +2,10 @@
 
 - ``unfold(input)``: input [N,C,H,W] -> [N, C*kh*kw, L], column l holding the
   (zero-padded) window of output position l = y*Wo + x, row c*kh*kw + i*kw + j
-  its tap (c, i, j): ``torch.nn.functional.unfold``.  With ``taps_first`` the
-  taps lead, [C*kh*kw, N, L]: the left operand of a convolution's weight
-  gradient, all batches' windows side by side (graphc.passes.gemm).
+  its tap (c, i, j): ``torch.nn.functional.unfold``.  Its ``layout`` puts the
+  taps first, [C*kh*kw, N, L], or last, [N, L, C*kh*kw]: an operand of a
+  convolution's weight gradient, all batches' windows side by side
+  (graphc.passes.gemm).
 - ``fold(input)``: [N, C*kh*kw, L] -> [N, C, H, W] with every column's taps
   added into the window they came from: ``torch.nn.functional.fold``, the adjoint
   of unfold (each is the other's gradient).
@@ -24,6 +25,9 @@ from ..kernel.builder import Index
 from .conv import _check_pair, _conv_output_hw, _receptive_fields
 from .lowering import guarded_load, padded_load, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
+
+# The axes of unfold's output, by layout: N the batch, T the taps (C*kh*kw), L the windows (Ho*Wo).
+LAYOUTS = {"columns": "NTL", "taps_first": "TNL", "taps_last": "NLT"}
 
 WINDOW_ATTRS = {
     "kernel_size": Attr("ints"),
@@ -56,9 +60,10 @@ def _unfold_shape(types, attrs):
     _check_window(attrs)
     n, c, h, w = x.shape
     ho, wo = _conv_output_hw((h, w), attrs["kernel_size"], attrs)
-    if attrs["taps_first"]:
-        return TensorType((c * _taps(attrs), n, ho * wo), x.dtype)
-    return TensorType((n, c * _taps(attrs), ho * wo), x.dtype)
+    if attrs["layout"] not in LAYOUTS:
+        raise ShapeMismatch(f"layout must be one of {', '.join(LAYOUTS)}, got {attrs['layout']!r}")
+    sizes = {"N": n, "T": c * _taps(attrs), "L": ho * wo}
+    return TensorType(tuple(sizes[axis] for axis in LAYOUTS[attrs["layout"]]), x.dtype)
 
 
 def _fold_shape(types, attrs):
@@ -83,7 +88,7 @@ def _unfold_reference(arrays, attrs):
     fields = _receptive_fields(x, attrs["kernel_size"], attrs)          # [N, C, Ho, Wo, kh, kw]
     n, c, ho, wo, kh, kw = fields.shape
     columns = np.ascontiguousarray(fields.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, ho * wo)
-    return np.ascontiguousarray(columns.transpose(1, 0, 2)) if attrs["taps_first"] else columns
+    return np.ascontiguousarray(columns.transpose(_from_columns(attrs["layout"])))
 
 
 def _fold_reference(arrays, attrs):
@@ -102,13 +107,12 @@ def _fold_reference(arrays, attrs):
 
 def _lower_unfold(ctx, node, index: Index):
     (x,) = node.inputs
-    n, row, column = index.dims
-    if node.attrs["taps_first"]:
-        n, row = row, n
+    layout = LAYOUTS[node.attrs["layout"]]
+    n = index.dims[layout.index("N")]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(node.attrs).values()
-    channel, tap = E.div(row, kh * kw), E.rem(row, kh * kw)
-    out_y, out_x = index.split(2, _windows(node))
-    y, col = window_coordinate(out_y, E.div(tap, kw), sh, ph, dh), window_coordinate(out_x, E.rem(tap, kw), sw, pw, dw)
+    channel, i, j = index.split(layout.index("T"), (x.shape[1], kh, kw))
+    out_y, out_x = index.split(layout.index("L"), _windows(node))
+    y, col = window_coordinate(out_y, i, sh, ph, dh), window_coordinate(out_x, j, sw, pw, dw)
     return padded_load(ctx, x, [n, channel, y, col], E.const(0, x.dtype))
 
 
@@ -119,9 +123,17 @@ def _windows(node) -> tuple[int, int]:
 
 def _unfold_loops(node):
     # Each window row in a loop of its own: no division per element for its coordinates,
-    # and the columns read neighbouring input elements (a vector load, at stride 1).
-    first, second, _ = node.shape
-    return (first,), (second,), _windows(node)
+    # and the columns read neighbouring input elements (a vector load, at stride 1).  Taps
+    # last, the taps' loops are innermost: each window row's kw taps are neighbours.
+    layout = LAYOUTS[node.attrs["layout"]]
+    parts = {"N": (node.inputs[0].shape[0],), "L": _windows(node)}
+    parts["T"] = (node.inputs[0].shape[1], *node.attrs["kernel_size"]) if layout[-1] == "T" else (node.shape[layout.index("T")],)
+    return tuple(parts[axis] for axis in layout)
+
+
+def _from_columns(layout: str) -> tuple[int, int, int]:
+    """The permutation taking torch's [N, T, L] columns to ``layout``."""
+    return tuple("NTL".index(axis) for axis in LAYOUTS[layout])
 
 
 def _lower_fold(ctx, node, index: Index):
@@ -141,19 +153,21 @@ def _lower_fold(ctx, node, index: Index):
 
 
 def _unfold_grad(b, node, g):
-    if node.attrs["taps_first"]:
-        g = b.permute(g, dims=(1, 0, 2))
+    order = _from_columns(node.attrs["layout"])
+    if order != (0, 1, 2):
+        g = b.permute(g, dims=tuple(order.index(axis) for axis in range(3)))
     return [b.fold(g, output_size=node.inputs[0].shape[2:], **_window(node.attrs))]
 
 
 register(OpDef(
     name="unfold", family="window", inputs=("input",),
-    attrs={**WINDOW_ATTRS, "taps_first": Attr("bool", False)},
+    attrs={**WINDOW_ATTRS, "layout": Attr("str", "columns")},
     shape_rule=_unfold_shape, reference=_unfold_reference,
     grad=_unfold_grad,
     lower=_lower_unfold, loop_axes=_unfold_loops,
     doc="input [N,C,H,W] -> [N, C*kh*kw, Ho*Wo]: each output position's zero-padded window as a column "
-        "(torch.nn.functional.unfold, im2col); taps_first: [C*kh*kw, N, Ho*Wo]",
+        "(torch.nn.functional.unfold, im2col); layout taps_first: [C*kh*kw, N, Ho*Wo], taps_last: "
+        "[N, Ho*Wo, C*kh*kw]",
 ))
 
 register(OpDef(

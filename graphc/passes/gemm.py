@@ -145,7 +145,9 @@ def _conv2d_weight_grad(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy
     """gw[O, C*kh*kw] as the transpose of unfold(x) [C*kh*kw, N*L] @ gy [N*L, O].  The columns are
     unfolded again, taps first, rather than kept from the forward pass (a whole unfolded input per
     convolution, alive from the forward pass to the backward); the right operand is a block
-    transpose of the output gradient, a row of O channels per pixel."""
+    transpose of the output gradient, a row of O channels per pixel.  With fewer than
+    MIN_GEMM_CHANNELS output channels, rows that narrow would fill a fraction of a register tile:
+    there gw = gy [O, N*L] @ unfold(x, taps last) [N*L, C*kh*kw], its rows the taps."""
     if node.attrs["groups"] != 1:
         return False
     b = rewriter.builder
@@ -153,10 +155,19 @@ def _conv2d_weight_grad(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy
     x, gy = rewriter.values(node.inputs)
     batch, out_channels, ho, wo = gy.shape
     window = _window(node, node.attrs["kernel_size"])
+    if out_channels < MIN_GEMM_CHANNELS and not _is_identity_window(window):
+        taps_last = b.unfold(x, layout="taps_last", **window)              # [N, L, C*kh*kw]
+        by_pixel = b.reshape(taps_last, shape=(batch * ho * wo, taps_last.shape[2]))
+        by_channel = b.reshape(b.permute(b.reshape(gy, shape=(batch, out_channels, ho * wo)), dims=(1, 0, 2)),
+                               shape=(out_channels, batch * ho * wo))
+        product = b.matmul(by_channel, by_pixel)                            # [O, C*kh*kw]
+        b.loc = None
+        rewriter.emit(node, NewNode.of("reshape", [product], shape=node.shape))
+        return True
     if _is_identity_window(window):
         taps_first = b.permute(_columns(b, x, window), dims=(1, 0, 2))
     else:
-        taps_first = b.unfold(x, taps_first=True, **window)                 # [C*kh*kw, N, L]
+        taps_first = b.unfold(x, layout="taps_first", **window)             # [C*kh*kw, N, L]
     by_tap = b.reshape(taps_first, shape=(taps_first.shape[0], batch * ho * wo))
     by_pixel = b.reshape(b.permute(b.reshape(gy, shape=(batch, out_channels, ho * wo)), dims=(0, 2, 1)),
                          shape=(batch * ho * wo, out_channels))

@@ -60,7 +60,7 @@ OP_CASES = {
                               output_padding=[1, 1])],
     "conv2d_weight_grad": [case("f32[1,2,5,5]", "f32[1,3,3,3]", kernel_size=[3, 3])],
     "unfold": [case("f32[2,3,6,5]", kernel_size=[3, 2], stride=[2, 1], padding=[1, 0]),
-               case("f32[1,2,4,4]", kernel_size=[2, 2], taps_first=True)],
+               case("f32[1,2,4,4]", kernel_size=[2, 2], layout="taps_first")],
     "fold": [case("f32[2,12,12]", output_size=[4, 5], kernel_size=[2, 2], stride=[2, 1], padding=[0, 1])],
     "max_pool2d": [case("f32[1,2,5,5]", kernel_size=[2, 2], stride=[2, 2], ceil_mode=True)],
     "max_pool2d_argmax": [case("f32[1,2,5,5]", kernel_size=[2, 2], stride=[2, 2], ceil_mode=True),

@@ -49,14 +49,22 @@ def test_fold_matches_torch(shape, attrs):
                      output_size=(h, w), **attrs)
 
 
+@pytest.mark.parametrize("layout,order", [("taps_first", (1, 0, 2)), ("taps_last", (0, 2, 1))])
 @pytest.mark.parametrize("shape,attrs", CASES[:3])
-def test_unfold_taps_first(shape, attrs):
+def test_unfold_layouts(shape, attrs, layout, order):
     torch = require_torch()
     F = torch.nn.functional
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    want = F.unfold(torch.tensor(x), **_window(attrs)).permute(1, 0, 2)
-    np.testing.assert_array_equal(run_op("unfold", [x], taps_first=True, **attrs), want.numpy())
-    check_grad_torch("unfold", [x], lambda a: F.unfold(a, **_window(attrs)).permute(1, 0, 2), taps_first=True, **attrs)
+    want = F.unfold(torch.tensor(x), **_window(attrs)).permute(*order)
+    np.testing.assert_array_equal(run_op("unfold", [x], layout=layout, **attrs), want.numpy())
+    check_grad_torch("unfold", [x], lambda a: F.unfold(a, **_window(attrs)).permute(*order), layout=layout, **attrs)
+
+
+def test_unfold_names_the_layouts_it_knows():
+    b = GraphBuilder("bad_layout")
+    x = b.input("x", TensorType((1, 1, 4, 4), f32))
+    with pytest.raises(ShapeError, match="layout must be one of columns, taps_first, taps_last"):
+        b.unfold(x, kernel_size=(2, 2), layout="taps_middle")
 
 
 def test_unfold_and_fold_gradients_finite_differences():

@@ -1,6 +1,7 @@
 """The gemm pass: each rewrite happens where it should, nowhere else, and keeps every result
 (up to rounding: sums run in another order), on the reference backend and compiled."""
 import numpy as np
+import pytest
 from graph_checks import random_inputs
 from optest import run_compiled
 
@@ -39,15 +40,18 @@ def test_few_channels_and_groups_keep_the_direct_convolution():
     assert ops(gemm(graph)) == ["conv2d", "conv2d"]
 
 
-def test_a_weight_gradient_contracts_the_whole_batch_at_once():
-    graph = parse_graph("""graph g(%x: f32[2,3,8,8] data, %gy: f32[2,5,4,4] data) {
-      %gw = conv2d_weight_grad(%x, %gy) {stride=[2,2], padding=[1,1], dilation=[1,1], groups=1, kernel_size=[3,3]} : f32[5,3,3,3]
+@pytest.mark.parametrize("channels,layout,shape", [(16, "taps_first", (27, 2, 16)), (5, "taps_last", (2, 16, 27))])
+def test_a_weight_gradient_contracts_the_whole_batch_at_once(channels, layout, shape):
+    """Taps first, the product's rows are the taps and its lanes the output channels; with fewer
+    channels than a tile's lanes, the rows are the channels and the lanes the taps."""
+    graph = parse_graph(f"""graph g(%x: f32[2,3,8,8] data, %gy: f32[2,{channels},4,4] data) {{
+      %gw = conv2d_weight_grad(%x, %gy) {{stride=[2,2], padding=[1,1], dilation=[1,1], groups=1, kernel_size=[3,3]}} : f32[{channels},3,3,3]
       return %gw
-    }""")
+    }}""")
     rewritten = gemm(graph)
     assert "conv2d_weight_grad" not in ops(rewritten)
     (unfold,) = [node for node in rewritten.nodes if node.op == "unfold"]
-    assert unfold.attrs["taps_first"] and unfold.shape == (27, 2, 16)
+    assert unfold.attrs["layout"] == layout and unfold.shape == shape
     assert_same_results(graph, rewritten)
 
 
