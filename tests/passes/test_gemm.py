@@ -32,8 +32,8 @@ def test_a_convolution_becomes_a_product_over_unfolded_windows():
 
 
 def test_few_channels_and_groups_keep_the_direct_convolution():
-    graph = parse_graph("""graph g(%x: f32[2,4,8,8] data, %w: f32[6,4,3,3] param, %v: f32[16,2,3,3] param) {
-      %y = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=1} : f32[2,6,6,6]
+    graph = parse_graph("""graph g(%x: f32[2,4,8,8] data, %w: f32[3,4,3,3] param, %v: f32[16,2,3,3] param) {
+      %y = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=1} : f32[2,3,6,6]
       %z = conv2d(%x, %v) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=2} : f32[2,16,6,6]
       return %y, %z
     }""")
