@@ -192,3 +192,25 @@ def test_a_module_llvm_cannot_compile_is_a_clear_error_in_any_process(cache_dir,
     monkeypatch.setattr(llvm_backend, "render_kernel_module", lambda *args: "define void @broken( {")
     with pytest.raises(graphc.BackendError, match="LLVM could not compile graph"):
         _first_step()
+
+
+def test_the_work_queue_hands_each_part_to_exactly_one_process():
+    from graphc.backends.llvm.worker import WorkQueue
+    queue = WorkQueue(500)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:                          # the fork takes parts as the parent does, at the same time
+        taken = []
+        while (part := queue.take()) is not None:
+            taken.append(part)
+        os.write(write_end, ",".join(map(str, taken)).encode())
+        os._exit(0)
+    os.close(write_end)
+    mine = []
+    while (part := queue.take()) is not None:
+        mine.append(part)
+    with os.fdopen(read_end, "rb") as answer:
+        theirs = [int(part) for part in answer.read().decode().split(",") if part]
+    os.waitpid(child, 0)
+    queue.close()
+    assert sorted(mine + theirs) == list(range(500))
