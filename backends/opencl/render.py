@@ -69,6 +69,19 @@ inline float graphc_fmin_f32(float a, float b) { return isnan(a) ? a : isnan(b) 
 inline double graphc_fmax_f64(double a, double b) { return isnan(a) ? a : isnan(b) ? b : a > b ? a : b > a ? b : signbit(a) ? b : a; }
 inline double graphc_fmin_f64(double a, double b) { return isnan(a) ? a : isnan(b) ? b : a < b ? a : b < a ? b : signbit(a) ? a : b; }
 
+/* The same, lane by lane, for vectors (graphc_fmax_float16): the later selects take precedence. */
+#define GRAPHC_VECTOR_MAX_MIN(T) \
+inline T graphc_fmax_##T(T a, T b) { \
+    T r = select(a, b, signbit(a)); r = select(r, b, b > a); r = select(r, a, a > b); \
+    r = select(r, b, isnan(b)); return select(r, a, isnan(a)); } \
+inline T graphc_fmin_##T(T a, T b) { \
+    T r = select(b, a, signbit(a)); r = select(r, b, b < a); r = select(r, a, a < b); \
+    r = select(r, b, isnan(b)); return select(r, a, isnan(a)); }
+GRAPHC_VECTOR_MAX_MIN(float2) GRAPHC_VECTOR_MAX_MIN(float3) GRAPHC_VECTOR_MAX_MIN(float4)
+GRAPHC_VECTOR_MAX_MIN(float8) GRAPHC_VECTOR_MAX_MIN(float16)
+GRAPHC_VECTOR_MAX_MIN(double2) GRAPHC_VECTOR_MAX_MIN(double3) GRAPHC_VECTOR_MAX_MIN(double4)
+GRAPHC_VECTOR_MAX_MIN(double8) GRAPHC_VECTOR_MAX_MIN(double16)
+
 /* Record a failed index check; the first one to get here wins, error and value together. */
 inline void graphc_fail(__global long* status, int error, long value) {
     if (atomic_cmpxchg((volatile __global int*)status, 0, error + 1) == 0) status[1] = value;
@@ -521,11 +534,17 @@ class _KernelRenderer:
             return f"(({type_}{width})({', '.join(lanes)}))"
         if isinstance(e, Unary):
             return f"(-{self.vexpr(e.x)})"
+        if isinstance(e, Select):             # lanes where the comparison holds take a, the others b
+            test = e.cond
+            mask = f"({self.vector_of(test.a)} {COMPARISONS[test.op]} {self.vector_of(test.b)})"
+            return f"select({self.vector_of(e.b)}, {self.vector_of(e.a)}, {mask})"
         if reassociable and e.op == "add":
             for product, other in ((e.b, e.a), (e.a, e.b)):
                 if isinstance(product, Binary) and product.op == "mul":
                     args = [self.vector_of(x) for x in (product.a, product.b, other)]
                     return f"fma({', '.join(args)})"
+        if e.op in ("max", "min"):
+            return f"graphc_f{e.op}_{c_type(e.dtype)}{width}({self.vector_of(e.a)}, {self.vector_of(e.b)})"
         symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[e.op]
         return f"({self.vexpr(e.a)} {symbol} {self.vexpr(e.b)})"
 
@@ -681,7 +700,8 @@ def _fits_int(program: Program) -> bool:
 # -- which vectorized loops become OpenCL vector code ------------------------------------------
 
 VECTOR_WIDTHS = (2, 3, 4, 8, 16)
-VECTOR_OPS = ("add", "sub", "mul", "div")
+VECTOR_OPS = ("add", "sub", "mul", "div", "max", "min")
+COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
 @dataclass(frozen=True)
@@ -696,9 +716,9 @@ def vector_plan(kernel: Kernel) -> VectorPlan:
     """Which of ``kernel``'s vectorized loops, and which of its scratch rows, are rendered as vectors.
 
     A vectorized loop qualifies when its width is a vector width, its body only lets and stores, and
-    what varies across its lanes is float arithmetic (+ - * /) on loads, constants and lets; a scratch
-    row qualifies when every access to it is such a loop's, at ``base + lane`` with ``base`` a
-    multiple of the width.  A loop that touches a scratch row that does not qualify stays scalar."""
+    what varies across its lanes is float arithmetic (+ - * / max min, a select on a float
+    comparison) on loads, constants and lets; a scratch row qualifies when every access to it is
+    such a loop's, at ``base + lane`` with ``base`` a multiple of the width.  A loop that touches a scratch row that does not qualify stays scalar."""
     loops = {id(s): _width(s) for s in walk_statements(kernel.body)
              if isinstance(s, Loop) and s.kind == "vectorized" and _vectorizable(s)}
     local_names = {s.name: s for s in walk_statements(kernel.body) if isinstance(s, Local)}
@@ -761,6 +781,9 @@ def _lanes_ok(e, varying: set[str], lane: str) -> bool:
         return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
     if isinstance(e, Unary) and e.op == "neg" and e.dtype.is_float:
         return _lanes_ok(e.x, varying, lane)
+    if isinstance(e, Select) and e.dtype.is_float and isinstance(e.cond, Binary) and e.cond.op in COMPARISONS \
+            and e.cond.a.dtype == e.dtype:        # a float comparison's mask has the lanes' width
+        return all(_lanes_ok(x, varying, lane) for x in (e.cond.a, e.cond.b, e.a, e.b))
     return False
 
 

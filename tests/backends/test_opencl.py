@@ -204,10 +204,58 @@ def test_a_work_group_reduction_gives_the_same_bits_whatever_the_work_group_size
 
 def test_tiles_staged_through_local_memory_agree_with_the_reference_backend(monkeypatch):
     """A GPU's local memory is its own, and matmul tiles are staged through it; PoCL's is not (it
-    runs unstaged), so here the device is taken for one that has it."""
+    runs unstaged), so here the device is taken for one that has it (LeNet's steps ran staged too)."""
     import dataclasses
     from graphc.backends.opencl.devices import Runtime
+    from graphc.backends.reference import run_graph
+    from graphc.ir import GraphBuilder
+    from graphc.passes.memory import plan_memory
     limits = Runtime.limits
     monkeypatch.setattr(Runtime, "limits", property(
         lambda self: dataclasses.replace(limits.fget(self), dedicated_local_memory=True)))
-    check_classifier_steps("opencl", "lenet")
+    rng = np.random.default_rng(0)
+    cases = []
+    for left, right in [((64, 128), (128, 96)), ((3, 8, 20), (3, 20, 64)), ((32, 150), (150, 64))]:
+        b = GraphBuilder("staged")
+        x, w = b.input("x", f"f32[{','.join(map(str, left))}]"), b.input("w", f"f32[{','.join(map(str, right))}]")
+        b.output(b.matmul(x, w))
+        arrays = [rng.standard_normal(shape).astype(np.float32) for shape in (left, right)]
+        cases.append((b.build(), arrays))
+    executables = opencl.build_executables([(graph, plan_memory(graph)) for graph, _ in cases])
+    assert sum(bool(ks.launch.tile) for e in executables for _, ks, _, _ in e._launches) >= 2
+    for (graph, arrays), executable in zip(cases, executables):
+        for got, want in zip(executable.run(arrays).outputs, run_graph(graph, arrays).outputs):
+            assert_backend_agrees("opencl", "a staged product", got, want)
+
+
+def test_vector_max_and_min_match_the_scalar_ones_bit_for_bit():
+    """The vector forms rendered for a tile's epilogue (a ReLU) keep the reference's NaN and -0 rules."""
+    import itertools
+    import pyopencl as cl
+    from graphc.backends.opencl.render import PRELUDE
+    rt = opencl.runtime()
+    source = PRELUDE + """
+__kernel void graphc_extremes(__global const float* a, __global const float* b, __global float* out) {
+    const int g = get_global_id(0), n = get_global_size(0) * 4;
+    vstore4(graphc_fmax_float4(vload4(g, a), vload4(g, b)), g, out);
+    vstore4(graphc_fmin_float4(vload4(g, a), vload4(g, b)), g, out + n);
+    for (int k = 4 * g; k < 4 * g + 4; k++) {
+        out[2 * n + k] = graphc_fmax_f32(a[k], b[k]);
+        out[3 * n + k] = graphc_fmin_f32(a[k], b[k]);
+    }
+}
+"""
+    values = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf]
+    pairs = list(itertools.product(values, values)) + [(0.0, 0.0)] * 3          # 52: whole vectors
+    a, b = (np.array(side, np.float32) for side in zip(*pairs))
+    flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
+    out = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 4 * a.nbytes)
+    program = cl.Program(rt.context, source).build("-w")
+    program.graphc_extremes(rt.queue, (len(a) // 4,), None, cl.Buffer(rt.context, flags, hostbuf=a),
+                            cl.Buffer(rt.context, flags, hostbuf=b), out)
+    got = np.empty(4 * len(a), np.float32)
+    cl.enqueue_copy(rt.queue, got, out)
+    vector_max, vector_min, scalar_max, scalar_min = got.reshape(4, -1)
+    for vector, scalar in ((vector_max, scalar_max), (vector_min, scalar_min)):
+        assert np.array_equal(np.isnan(vector), np.isnan(scalar))
+        assert vector[~np.isnan(vector)].tobytes() == scalar[~np.isnan(scalar)].tobytes()
