@@ -145,22 +145,24 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
                 ctx.inline(node.attrs["body"], node.inputs)
                 with ctx.pinned(anchor, ctx.value(anchor, index)):
                     _store_outputs(ctx, outputs, stored, _moved(index, path))
-            _nest(ctx, anchor.shape, [], tile, store_at)
+            _nest(ctx, anchor.shape, [], tile, store_at, _right_operand_spills(anchor))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
     return Kernel(name, node.name, _describe(node), builder.body, inputs, tuple(stored),
                   str(node.loc) if node.loc else None)
 
 
-def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[Index], None]):
+def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[Index], None],
+          columns_outer: bool = False):
     """Loops over the elements of ``shape``, calling ``store_at`` at each; with a ``tile`` (rows,
-    lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane."""
+    lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane,
+    the tiles of a column outermost where ``columns_outer``."""
     if len(dims) == len(shape):
         store_at(_element(shape, dims))
         return
     if tile is not None and tile[0] > 1 and len(dims) == len(shape) - 2:
         rows, lanes = tile
         blocks, (column_tiles, rest) = shape[-2] // rows, divmod(shape[-1], lanes)
-        if blocks > 1 and column_tiles > 1 and not rest:
+        if columns_outer and blocks > 1 and column_tiles > 1 and not rest:
             # Each column tile's panel of the right operand (K x lanes) serves every block of
             # rows while it is in cache: the right operand is read once, not once per block.
             with ctx.builder.loop(0, column_tiles) as column_tile, ctx.builder.loop(0, blocks) as block:
@@ -173,7 +175,20 @@ def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[In
         _column_tiles(ctx, shape, dims, None, tile, store_at)
         return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
-        _nest(ctx, shape, dims + [var], tile, store_at)
+        _nest(ctx, shape, dims + [var], tile, store_at, columns_outer)
+
+
+# A right operand larger than this (a core's share of L2) is read once, column tile by column
+# tile; a smaller one stays in cache while the tiles run row block by row block, which streams
+# the output and the epilogue's operands (an optimizer's state) through memory in order.
+RIGHT_OPERAND_CACHE_BYTES = 512 * 1024
+
+
+def _right_operand_spills(anchor: Node) -> bool:
+    if anchor.op != "matmul":
+        return False
+    right = anchor.inputs[1].type
+    return right.numel * right.dtype.itemsize > RIGHT_OPERAND_CACHE_BYTES
 
 
 def _column_tiles(ctx, shape, dims, first_row, tile, store_at) -> None:
