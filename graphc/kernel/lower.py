@@ -323,43 +323,50 @@ def _tiling(node: Node, shape, target: VectorTarget) -> tuple[Node, tuple[int, i
             most_rows, lanes = target.tile(anchor.dtype)
             rows = max(r for r in range(1, most_rows + 1) if anchor.shape[-2] % r == 0)
             return anchor, (rows, lanes), path
-    if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != tuple(shape) for n in anchors):
+    if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != anchors[0].shape for n in anchors):
         return None
-    row = _row_length(shape[-1])
-    return None if row is None else (anchors[0], (1, row), [])
+    # Several anchors (a pooling's maximum and tap) are stored as they are; one may be reshaped.
+    path = [] if anchors[0].shape == tuple(shape) else \
+        _movement_path(node, anchors[0], tuple(shape)) if len(anchors) == 1 else None
+    row = _row_length(anchors[0].shape[-1])
+    return None if row is None or path is None else (anchors[0], (1, row), path)
 
 
 def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:
     """The reshapes and permutes (at most three) that take ``anchor``'s elements to the kernel's
-    outputs of ``shape`` along the chain of its one reader after another, elementwise epilogue
-    ops (keeping the shape) in between; [] when the outputs are of the anchor's shape, None
-    when no such chain leads there."""
+    outputs of ``shape``, with elementwise ops (each keeping the shape it reads) before, between
+    and after them; [] when the outputs are of the anchor's shape, None when no such path leads
+    there.  Each movement must be a cut of what depends on the anchor (all of it before or after
+    the move), so every output element reads one anchor element, wherever the path branches."""
     if anchor.shape == shape:
         return []
     if node.op != "fused":
         return None
     body = node.attrs["body"]
-    path, current = [], anchor
-    while current not in body.outputs:
-        readers = [n for n in body.nodes if current in n.inputs]
-        if len(readers) != 1 or len(path) > 3:
-            return None
-        (reader,) = readers
-        if reader.op in ("reshape", "permute"):
-            path.append(reader)
-        elif get_op(reader.op).family != "elementwise" or reader.shape != current.shape:
-            return None
-        current = reader
-    if current.shape != shape:
+    downstream = _downstream(body, anchor)
+    moves = [n for n in downstream if n.op in ("reshape", "permute")]
+    if not moves or len(moves) > 3 or moves[-1].shape != tuple(shape):
         return None
-    # What else reads the chain's end must read it at the same element: elementwise work only.
-    downstream = {current}
+    for n in downstream:
+        if n.op in ("reshape", "permute"):
+            continue
+        if get_op(n.op).family != "elementwise" or any(x.shape != n.shape for x in n.inputs if x in downstream):
+            return None
+    for move in moves:
+        after = _downstream(body, move)
+        if any(n is not move and n not in after and move not in _downstream(body, n) for n in downstream):
+            return None
+    return moves
+
+
+def _downstream(body, start: Node) -> set[Node]:
+    """The nodes of ``body`` that read ``start``, directly or not (``start`` excluded)."""
+    reached, found = {start}, set()
     for n in body.nodes:
-        if any(x in downstream for x in n.inputs):
-            if get_op(n.op).family != "elementwise" or n.shape != shape:
-                return None
-            downstream.add(n)
-    return path
+        if any(x in reached for x in n.inputs):
+            reached.add(n)
+            found.add(n)
+    return found
 
 
 def _describe(node: Node) -> str:
