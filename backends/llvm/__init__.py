@@ -125,7 +125,8 @@ def _compile(program: Program, threads: int) -> list[bytes]:
     workers = []
     try:
         with timing.phase("starting LLVM workers"):
-            workers = [WorkerProcess(queue, render, cpu, features) for _ in range(processes - 1)]
+            for _ in range(processes - 1):
+                workers.append(WorkerProcess(queue, render, cpu, features))
         objects = compile_parts(queue, render, cpu, features, timing.phase)
         with timing.phase("waiting for LLVM workers"):
             for process in workers:
@@ -143,8 +144,8 @@ def _compile(program: Program, threads: int) -> list[bytes]:
 # Below this many kernel bodies per process, a worker saves less than forking it costs (the fork
 # copies the process's page tables; its first writes copy pages): fewer processes compile.
 BODIES_PER_PROCESS = 8
-# Parts per process: enough that the processes finish together (the last part each takes is
-# small), few enough that LLVM's fixed cost per module stays small.
+# Parts per process: enough that the processes finish at most a small part apart, few enough
+# that LLVM's fixed cost per module stays small.
 PARTS_PER_PROCESS = 6
 
 
