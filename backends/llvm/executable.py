@@ -63,6 +63,10 @@ class LLVMExecutable:
         # A state returned as it was when the step began, though the step writes it: copied first.
         self._returned_old = {name for name in program.outputs
                               if program.buffers[name].place == "input" and name in self._written}
+        self._outputs = [self._output(name) for name in program.outputs]
+        self._arena_address, self._status_address = self._arena.ctypes.data, self._status.ctypes.data
+        for j, data in enumerate(self._constants, start=len(program.inputs)):
+            self._pointers[j] = data.ctypes.data
 
     # -- running --------------------------------------------------------------------------
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult:
@@ -80,15 +84,14 @@ class LLVMExecutable:
         with self._lock:
             self._bind(arrays)
             self._status[:] = 0
-            failed = self._entry(self._pointers, self._arena.ctypes.data, self._status.ctypes.data,
-                                 self._parallel_for)
+            failed = self._entry(self._pointers, self._arena_address, self._status_address, self._parallel_for)
             if failed:
                 for name, copy in saved.items():
                     np.copyto(given[name], copy)
                 error, value = int(self._status[0]) - 1, int(self._status[1])
                 raise OutOfRangeError(self.program.errors[error].message(value))
-            outputs = [old[name] if name in old else np.array(self._view(name, arrays))
-                       for name in self.program.outputs]
+            outputs = [old[name] if name in old else np.array(arrays[source] if view is None else view)
+                       for name, source, view in self._outputs]
         writes = {}
         for name in self._written:
             if in_place and arrays[name] is not given[name]:
@@ -98,19 +101,20 @@ class LLVMExecutable:
         return RunResult(outputs, writes)
 
     def _bind(self, arrays: dict[str, np.ndarray]) -> None:
+        # The constants' addresses are bound once, in __init__; only the inputs' change.
         for i, name in enumerate(self.program.inputs):
-            self._pointers[i] = arrays[name].ctypes.data
-        for j, data in enumerate(self._constants, start=len(self.program.inputs)):
-            self._pointers[j] = data.ctypes.data
+            self._pointers[i] = arrays[name].__array_interface__["data"][0]
 
-    def _view(self, name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    def _output(self, name: str) -> tuple[str, str, np.ndarray | None]:
+        """Where returned value ``name`` is read after a run: the input or state array it is in (by
+        name), or its array, fixed once (a view of the arena, a constant)."""
         buffer = self.program.buffers[name]
         if buffer.place == "arena":
             raw = self._arena[buffer.offset:buffer.offset + buffer.nbytes]
-            return raw.view(buffer.dtype.numpy).reshape(buffer.shape)
+            return name, name, raw.view(buffer.dtype.numpy).reshape(buffer.shape)
         if buffer.place == "constant":
-            return buffer.data
-        return arrays[buffer.source if buffer.place == "state" else name]
+            return name, name, buffer.data
+        return name, (buffer.source if buffer.place == "state" else name), None
 
     # -- describing itself --------------------------------------------------------------------
     def profile(self, inputs: Inputs, runs: int = 3) -> Profile:
