@@ -60,6 +60,9 @@ NARROW_CHANNELS = 16
 # transposed each step; a smaller one is (a copy costs less than storing the product transposed
 # and transposing it back for the next layer, as a chain of Linear layers would).
 MIN_UNCOPIED_TRANSPOSE = 1 << 20
+# Nor is one multiplied by at most this many rows (a Linear layer at batch 4): the copy would
+# read and write the weight once for a product that reads it once.
+FEW_ROWS = 8
 
 
 def gemm(graph: Graph, options=None) -> Graph:
@@ -117,10 +120,13 @@ def _columns(b, x: Node, window: dict) -> Node:
 
 def _transposed_right_operand(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is large
-    and the larger to transpose (and not itself a transpose, which simplify cancels)."""
+    or a has few rows, and w is the larger to transpose (and not itself a transpose, which
+    simplify cancels)."""
     lhs, rhs = node.inputs
     if (rhs.op != "permute" or rhs.inputs[0].op == "permute" or lhs.type.rank != 2 or rhs.type.rank != 2
-            or rhs.type.numel < MIN_UNCOPIED_TRANSPOSE or rhs.type.numel <= lhs.type.numel + node.type.numel):
+            or rhs.type.numel <= lhs.type.numel + node.type.numel):
+        return False
+    if rhs.type.numel < MIN_UNCOPIED_TRANSPOSE and lhs.shape[0] > FEW_ROWS:
         return False
     b = rewriter.builder
     b.loc = node.loc

@@ -92,5 +92,8 @@ def test_a_wide_transposed_weight_is_not_transposed_but_the_batch_is():
     # A weight smaller than the batch and the result, or small, is cheaper to transpose: left alone.
     narrow = parse_graph(wide.replace("f32[2,8] data", "f32[65536,8] data").replace("f32[2,131072]", "f32[65536,131072]"))
     assert ops(gemm(narrow)) == ["permute", "matmul"]
-    small = parse_graph(wide.replace("131072", "40"))
+    small = parse_graph(wide.replace("131072", "40").replace("f32[2,8] data", "f32[9,8] data").replace("f32[2,40]", "f32[9,40]"))
     assert ops(gemm(small)) == ["permute", "matmul"]
+    # ... unless the batch has at most FEW_ROWS rows: then the copy would cost what the product does.
+    few = parse_graph(wide.replace("131072", "40"))
+    assert ops(gemm(few)) == ["permute", "matmul", "permute"]
