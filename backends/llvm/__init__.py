@@ -111,8 +111,9 @@ def _compile(program: Program, threads: int) -> list[bytes]:
     that this process and ``compile_jobs() - 1`` forked workers take from one queue, each
     rendering the modules of the parts it takes.  The objects come back in part order, the
     entry's first."""
-    kernel_parts = _parts(program, compile_jobs())
-    processes = min(compile_jobs(), len(kernel_parts))
+    bodies = _bodies(program)
+    processes = max(1, min(compile_jobs(), len(bodies) // BODIES_PER_PROCESS))
+    kernel_parts = _parts(program, bodies, processes)
 
     def render(part: int) -> list[tuple[str, dict]]:
         if part == 0:
@@ -149,16 +150,22 @@ BODIES_PER_PROCESS = 8
 PARTS_PER_PROCESS = 6
 
 
-def _parts(program: Program, jobs: int) -> list[dict[tuple, list[int]]]:
-    """The kernels' positions in parts of about equal work, the heaviest first, each part's kernels
-    grouped by the pipeline they take (a module each).  Kernels with one body (``body_key``) go
-    to one part, which compiles that body once; the body with the most work (``llvm_work``)
-    goes first, each into the lightest part so far."""
+def _bodies(program: Program) -> dict[tuple, list[int]]:
+    """The positions of the kernels with each ``body_key``: kernels computing the same thing on
+    other buffers, whose one compiled body serves them all."""
     bodies: dict[tuple, list[int]] = {}
     for position, kernel in enumerate(program.kernels):
         bodies.setdefault(body_key(kernel), []).append(position)
+    return bodies
+
+
+def _parts(program: Program, bodies: dict[tuple, list[int]], processes: int) -> list[dict[tuple, list[int]]]:
+    """The kernels' positions in parts of about equal work for ``processes`` processes, the heaviest
+    first, each part's kernels grouped by the pipeline they take (a module each).  A body's kernels
+    go to one part, which compiles that body once; the body with the most work (``llvm_work``)
+    goes first, each into the lightest part so far."""
     work = {key: llvm_work(program.kernels[positions[0]]) for key, positions in bodies.items()}
-    count = 1 if jobs == 1 else max(1, min(jobs * PARTS_PER_PROCESS, len(bodies) // BODIES_PER_PROCESS))
+    count = 1 if processes == 1 else min(processes * PARTS_PER_PROCESS, len(bodies))
     parts: list[dict[tuple, list[int]]] = [{} for _ in range(count)]
     loads = [0.0] * count
     for key in sorted(bodies, key=lambda key: -work[key]):
