@@ -167,6 +167,9 @@ class CompiledFunction:
         self.fold_batchnorm = fold_batchnorm
         get_backend(backend)                 # fail now on an unknown backend
         self._cache: dict[tuple, list[CompiledStep]] = {}
+        # Each executable built, by its compile-cache key: a step traced again into the same graph
+        # (an optimizer's first step made its state; the next one reads it) runs the same program.
+        self._executables: dict[str, tuple[Any, list[bool]]] = {}
         self._compiles = 0
         self._hits = 0
         self._times: list[CompileTimes] = []
@@ -275,11 +278,15 @@ class CompiledFunction:
         when it holds one, else compiled (and stored there) from the optimized graph, also returned."""
         backend = get_backend(self.backend)
         key = self._step_key(traced, backend)
+        if key in self._executables:
+            times.cache = "hit"
+            return (*self._executables[key], None)
         if key is not None:
             with phase("cache lookup"):
                 loaded = _load_step(backend, traced, key)
             if loaded is not None:
                 times.cache = "hit"
+                self._executables[key] = loaded
                 return (*loaded, None)
         optimized, dumps = self._optimize(traced)
         executable = backend.build_executable(optimized.graph, optimized.plan)
@@ -291,6 +298,7 @@ class CompiledFunction:
                 header = json.dumps({"format": STEP_FORMAT, "copy_outputs": copy_outputs}).encode()
                 cache.store("step", key, header + b"\n" + backend.save_executable(executable),
                             label=f"{traced.name} ({self.backend})")
+            self._executables[key] = executable, copy_outputs
         return executable, copy_outputs, optimized
 
     def _optimize(self, traced: Graph) -> tuple[Optimized, Any]:
