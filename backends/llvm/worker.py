@@ -9,7 +9,7 @@ the worker waits).  A program is compiled in parts that this process and its
 workers take from one ``WorkQueue`` as each finishes the last, so they finish
 together however unevenly LLVM's time was guessed.  A worker's object code
 comes back through a pipe: a JSON line (each part's objects' lengths, the
-seconds spent rendering, optimizing and emitting) followed by the objects.  A
+CPU seconds spent rendering, optimizing and emitting) followed by the objects.  A
 module LLVM rejects, or any other failure, ends the worker with status 1 and a
 message in place of the answer.
 """
@@ -121,7 +121,7 @@ class WorkerProcess:
         self.finished = False
 
     def receive(self) -> tuple[dict[int, list[bytes]], dict[str, float]]:
-        """The objects compiled, by part, and the seconds the worker spent per phase (rendering,
+        """The objects compiled, by part, and the CPU seconds the worker spent per phase (rendering,
         optimizing, emitting); a RuntimeError with the worker's message if it failed."""
         data = self.answer.read()
         status = os.waitpid(self.pid, 0)[1]
@@ -154,10 +154,10 @@ def _work(write_end: int, queue: WorkQueue, render: RenderPart, cpu: str, featur
     seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def phase(name: str):
-        start = time.perf_counter()
+    def phase(name: str):                 # CPU seconds: what the compile's record says of workers
+        start = time.process_time()
         yield
-        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        seconds[name] = seconds.get(name, 0.0) + time.process_time() - start
 
     try:
         objects = compile_parts(queue, render, cpu, features, phase)
