@@ -494,8 +494,9 @@ class _KernelRenderer:
             if isinstance(stmt, Let):
                 if _varies(stmt.value, varying):
                     self.names[stmt.name] = self.fresh(stmt.name)
-                    self.line(depth + 1, f"const {c_type(stmt.value.dtype)}{width} {self.names[stmt.name]} = "
-                                         f"{self.vexpr(stmt.value)};")
+                    value = stmt.value
+                    type_ = MASK_TYPES[value.a.dtype] if value.dtype == bool_ else c_type(value.dtype)
+                    self.line(depth + 1, f"const {type_}{width} {self.names[stmt.name]} = {self.vexpr(value)};")
                     varying.add(stmt.name)
                 else:
                     self.statement(stmt, depth + 1)
@@ -534,10 +535,12 @@ class _KernelRenderer:
             return f"(({type_}{width})({', '.join(lanes)}))"
         if isinstance(e, Unary):
             return f"(-{self.vexpr(e.x)})"
-        if isinstance(e, Select):             # lanes where the comparison holds take a, the others b
-            test = e.cond
-            mask = f"({self.vector_of(test.a)} {COMPARISONS[test.op]} {self.vector_of(test.b)})"
-            return f"select({self.vector_of(e.b)}, {self.vector_of(e.a)}, {mask})"
+        if isinstance(e, Select):             # lanes where the mask holds take a, the others b
+            if not _varies(e.cond, varying):
+                return f"({self.expr(e.cond)} ? {self.vector_of(e.a)} : {self.vector_of(e.b)})"
+            return f"select({self.vector_of(e.b)}, {self.vector_of(e.a)}, {self.vexpr(e.cond)})"
+        if e.op in COMPARISONS:               # a mask: -1 in the lanes where it holds
+            return f"({self.vector_of(e.a)} {COMPARISONS[e.op]} {self.vector_of(e.b)})"
         if reassociable and e.op == "add":
             for product, other in ((e.b, e.a), (e.a, e.b)):
                 if isinstance(product, Binary) and product.op == "mul":
@@ -702,6 +705,8 @@ def _fits_int(program: Program) -> bool:
 VECTOR_WIDTHS = (2, 3, 4, 8, 16)
 VECTOR_OPS = ("add", "sub", "mul", "div", "max", "min")
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+# A comparison of float vectors is a mask of integers as wide as the floats.
+MASK_TYPES = {f32: "int", f64: "long"}
 
 
 @dataclass(frozen=True)
@@ -757,12 +762,17 @@ def _vectorizable(loop: Loop) -> bool:
             return False
         if not _lanes_ok(stmt.value, varying, loop.var):
             return False
+        if isinstance(stmt, Let) and stmt.value.dtype == bool_ and _varies(stmt.value, varying) and \
+                not (isinstance(stmt.value, Binary) and stmt.value.op in COMPARISONS):
+            return False                  # a mask is a float comparison's
         if isinstance(stmt, Let) and _varies(stmt.value, varying):
             varying.add(stmt.name)
         if isinstance(stmt, Store) and (not stmt.value.dtype.is_float or _varies(stmt.index, varying - {loop.var})
                                         or _lane_coefficient(stmt.index, loop.var, varying) != 1):
             return False                  # every lane stores its own, consecutive element
-    return True
+    selected = {x.a.dtype if isinstance(x, Binary) else x.dtype for stmt in loop.body for x in walk_expr(stmt.value)
+                if isinstance(x, Select) or (isinstance(x, Binary) and x.op in COMPARISONS)}
+    return len(selected) <= 1             # a mask selects among floats as wide as the ones compared
 
 
 def _varies(e, varying: set[str]) -> bool:
@@ -774,16 +784,17 @@ def _lanes_ok(e, varying: set[str], lane: str) -> bool:
     if not _varies(e, varying):
         return True
     if isinstance(e, Ref) and e.name != lane:
-        return e.dtype.is_float
+        return e.dtype.is_float or e.dtype == bool_      # a bool: a mask (see _vectorizable)
     if isinstance(e, Load):                   # consecutive lanes loaded whole, any others gathered
         return e.dtype.is_float and e.mask is None and not _varies(e.index, varying - {lane})
     if isinstance(e, Binary) and e.op in VECTOR_OPS and e.dtype.is_float:
         return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
     if isinstance(e, Unary) and e.op == "neg" and e.dtype.is_float:
         return _lanes_ok(e.x, varying, lane)
-    if isinstance(e, Select) and e.dtype.is_float and isinstance(e.cond, Binary) and e.cond.op in COMPARISONS \
-            and e.cond.a.dtype == e.dtype:        # a float comparison's mask has the lanes' width
-        return all(_lanes_ok(x, varying, lane) for x in (e.cond.a, e.cond.b, e.a, e.b))
+    if isinstance(e, Binary) and e.op in COMPARISONS and e.a.dtype in MASK_TYPES:
+        return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
+    if isinstance(e, Select) and e.dtype.is_float:
+        return all(_lanes_ok(x, varying, lane) for x in (e.cond, e.a, e.b))
     return False
 
 
