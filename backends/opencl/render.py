@@ -534,7 +534,7 @@ class _KernelRenderer:
                      for k in range(width)]
             return f"(({type_}{width})({', '.join(lanes)}))"
         if isinstance(e, Unary):
-            return f"(-{self.vexpr(e.x)})"
+            return f"(-{self.vexpr(e.x)})" if e.op == "neg" else f"{VECTOR_FUNCTIONS[e.op]}({self.vexpr(e.x)})"
         if isinstance(e, Select):             # lanes where the mask holds take a, the others b
             if not _varies(e.cond, varying):
                 return f"({self.expr(e.cond)} ? {self.vector_of(e.a)} : {self.vector_of(e.b)})"
@@ -704,6 +704,8 @@ def _fits_int(program: Program) -> bool:
 
 VECTOR_WIDTHS = (2, 3, 4, 8, 16)
 VECTOR_OPS = ("add", "sub", "mul", "div", "max", "min")
+# Unary ops on vectors, and their OpenCL functions (exact, or correctly rounded as the scalar ones).
+VECTOR_FUNCTIONS = {"sqrt": "sqrt", "abs": "fabs"}
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 # A comparison of float vectors is a mask of integers as wide as the floats.
 MASK_TYPES = {f32: "int", f64: "long"}
@@ -721,8 +723,8 @@ def vector_plan(kernel: Kernel) -> VectorPlan:
     """Which of ``kernel``'s vectorized loops, and which of its scratch rows, are rendered as vectors.
 
     A vectorized loop qualifies when its width is a vector width, its body only lets and stores, and
-    what varies across its lanes is float arithmetic (+ - * / max min, a select on a float
-    comparison) on loads, constants and lets; a scratch row qualifies when every access to it is
+    what varies across its lanes is float arithmetic (+ - * / max min sqrt abs, comparisons as masks,
+    selects) on loads, constants and lets; a scratch row qualifies when every access to it is
     such a loop's, at ``base + lane`` with ``base`` a multiple of the width.  A loop that touches a scratch row that does not qualify stays scalar."""
     loops = {id(s): _width(s) for s in walk_statements(kernel.body)
              if isinstance(s, Loop) and s.kind == "vectorized" and _vectorizable(s)}
@@ -789,7 +791,7 @@ def _lanes_ok(e, varying: set[str], lane: str) -> bool:
         return e.dtype.is_float and e.mask is None and not _varies(e.index, varying - {lane})
     if isinstance(e, Binary) and e.op in VECTOR_OPS and e.dtype.is_float:
         return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
-    if isinstance(e, Unary) and e.op == "neg" and e.dtype.is_float:
+    if isinstance(e, Unary) and (e.op == "neg" or e.op in VECTOR_FUNCTIONS) and e.dtype.is_float:
         return _lanes_ok(e.x, varying, lane)
     if isinstance(e, Binary) and e.op in COMPARISONS and e.a.dtype in MASK_TYPES:
         return _lanes_ok(e.a, varying, lane) and _lanes_ok(e.b, varying, lane)
