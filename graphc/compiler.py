@@ -167,8 +167,8 @@ class CompiledFunction:
         self.fold_batchnorm = fold_batchnorm
         get_backend(backend)                 # fail now on an unknown backend
         self._cache: dict[tuple, list[CompiledStep]] = {}
-        # Each executable built, by its compile-cache key: a step traced again into the same graph
-        # (an optimizer's first step made its state; the next one reads it) runs the same program.
+        # Each executable built, by the text of the graph traced: a step traced again into the same
+        # graph (an optimizer's first step made its state; the next one reads it) runs the same program.
         self._executables: dict[str, tuple[Any, list[bool]]] = {}
         self._compiles = 0
         self._hits = 0
@@ -277,16 +277,18 @@ class CompiledFunction:
         """The executable for ``traced`` (and which outputs to copy): loaded from the compile cache
         when it holds one, else compiled (and stored there) from the optimized graph, also returned."""
         backend = get_backend(self.backend)
-        key = self._step_key(traced, backend)
-        if key in self._executables:
+        with phase("cache key"):
+            text = print_graph(traced)
+        if text in self._executables:
             times.cache = "hit"
-            return (*self._executables[key], None)
+            return (*self._executables[text], None)
+        key = self._step_key(traced, text, backend)
         if key is not None:
             with phase("cache lookup"):
                 loaded = _load_step(backend, traced, key)
             if loaded is not None:
                 times.cache = "hit"
-                self._executables[key] = loaded
+                self._executables[text] = loaded
                 return (*loaded, None)
         optimized, dumps = self._optimize(traced)
         executable = backend.build_executable(optimized.graph, optimized.plan)
@@ -298,7 +300,7 @@ class CompiledFunction:
                 header = json.dumps({"format": STEP_FORMAT, "copy_outputs": copy_outputs}).encode()
                 cache.store("step", key, header + b"\n" + backend.save_executable(executable),
                             label=f"{traced.name} ({self.backend})")
-            self._executables[key] = executable, copy_outputs
+        self._executables[text] = executable, copy_outputs
         return executable, copy_outputs, optimized
 
     def _optimize(self, traced: Graph) -> tuple[Optimized, Any]:
@@ -309,7 +311,7 @@ class CompiledFunction:
             plan = plan_memory(graph)
         return Optimized(graph, manager.records, plan), manager.dumps
 
-    def _step_key(self, traced: Graph, backend) -> str | None:
+    def _step_key(self, traced: Graph, text: str, backend) -> str | None:
         """The compile cache's key for ``traced`` compiled here, or None when the step is not cached:
         a backend that cannot store executables, dumps asked for (they come from compiling), the
         cache turned off."""
@@ -318,7 +320,7 @@ class CompiledFunction:
             return None
         with phase("cache key"):
             options = json.dumps({"format": STEP_FORMAT, "pipeline": self._pipeline(traced)})
-            return cache.cache_key("graphc step", print_graph(traced), options, backend.cache_identity())
+            return cache.cache_key("graphc step", text, options, backend.cache_identity())
 
     def _pipeline(self, graph: Graph) -> list[str]:
         pipeline = default_pipeline(training=is_training_graph(graph))

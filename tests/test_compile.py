@@ -45,9 +45,12 @@ def test_compiles_once_per_signature_and_again_for_a_new_batch_size():
     x, y = batch()
     for _ in range(3):
         step(x, y)
-    # The first call traces before Adam has state, the second once it has: two graphs, then hits.
+    # The first call traces before Adam has state, the second once it has: two traces, then hits.
     assert step.cache_info().compiles == 2
     assert step.cache_info().hits == 1
+    # Adam's first step is the same computation with zeros for state: one graph, one program.
+    (traced,) = step._cache.values()
+    assert traced[0].executable is traced[1].executable
     step(*batch(n=6))
     assert step.cache_info().compiles == 3
     assert step.cache_info().signatures == 2
