@@ -114,9 +114,10 @@ def test_dump_shows_the_kernels_llvm_ir_and_assembly_of_a_model(capsys):
     args = ["dump", f"{MODELS}:LeNet", "--input", "2x3x32x32", "--eval", "--stage"]
     assert cli.main([*args, "kernels"]) == 0
     kernels = capsys.readouterr().out
-    # conv1 (6 channels) stays a direct conv2d; conv2 becomes unfold + matmul, and each Linear
-    # layer a transposed copy of its weight + matmul (graphc.passes.gemm).
-    assert kernels.startswith("program LeNet: 11 kernels") and "conv2d" in kernels and "(unfold)" in kernels
+    # Each convolution becomes unfold + matmul, and at a batch of 2 each Linear layer the product
+    # of its untransposed weight and the transposed batch, stored transposed (graphc.passes.gemm).
+    assert kernels.startswith("program LeNet: 10 kernels") and kernels.count("(unfold)") == 2
+    assert "(contraction: matmul permute add relu)" in kernels and "conv2d" not in kernels
     assert cli.main([*args, "llvm"]) == 0
     assert "i32 @graphc_entry(" in capsys.readouterr().out
     assert cli.main([*args, "asm"]) == 0

@@ -326,7 +326,7 @@ class LoweringContext:
 
     # -- reductions -----------------------------------------------------------------------
     def reduce(self, init: Expr, extents: list["int | tuple[Expr, Expr]"],
-               update: Callable[[Expr, list[Var]], Expr], sums: bool = False) -> Expr:
+               update: Callable[[Expr, list[Var]], Expr], sums: bool = False, strided: bool = False) -> Expr:
         """Fold ``update(acc, loop variables)`` over nested serial loops, one per extent
         (a size, or a (start, stop) pair), into an accumulator starting at ``init``.
 
@@ -334,9 +334,11 @@ class LoweringContext:
         While a tile of outputs is computed lane by lane, the fold runs before the tile's
         loops for all of its elements at once: an accumulator per element in a scratch
         tile, the tile's rows and lanes innermost (so a backend keeps the tile in registers
-        and vectorizes across outputs), and the result is this element of the tile."""
+        and vectorizes across outputs), and the result is this element of the tile.
+        ``strided``: the fold runs over a window whose taps step more than one element per
+        output (a stride-2 pooling); in a tile its small loops are unrolled (MAX_UNROLLED_TAPS)."""
         if self.builder.tile is not None:
-            return self._reduce_tile(init, extents, update, sums)
+            return self._reduce_tile(init, extents, update, sums, strided)
         acc = self.builder.accumulator(init, reassociable=sums)
         current = Ref(acc, init.dtype)
 
@@ -352,13 +354,13 @@ class LoweringContext:
         nest(0, [])
         return current
 
-    def _reduce_tile(self, init, extents, update, sums: bool) -> Expr:
+    def _reduce_tile(self, init, extents, update, sums: bool, strided: bool) -> Expr:
         builder = self.builder
         with builder.before_tile() as tile:
             scratch = builder.local(init.dtype, tile.rows * tile.lanes)
             with builder.tile_loops(tile):
                 builder.emit(Store(scratch, tile.position(), init))
-            unrolled = _unrolled_taps(extents)
+            unrolled = _unrolled_taps(extents) if strided else len(extents)
 
             def nest(depth: int, variables: list[Var]):
                 if depth == len(extents):
@@ -380,9 +382,10 @@ def store(builder: KernelBuilder, buffer: str, index: Index, value: Expr) -> Non
     builder.emit(Store(buffer, index.linear(), value))
 
 
-# A tile's reduction loops, innermost first, are unrolled while they make at most this many
-# iterations together (a window's taps): each tap's addresses are then constants apart from
-# lane to lane, so a strided window row is one load and a shuffle.
+# A strided window's reduction loops in a tile, innermost first, are unrolled while they make
+# at most this many iterations together: each tap's addresses are then constants apart from
+# lane to lane, so a strided window row is one load and a shuffle.  (At stride 1 a row of taps
+# is a plain vector load already, and unrolling only makes the code longer to compile.)
 MAX_UNROLLED_TAPS = 25
 
 

@@ -233,7 +233,8 @@ def _lower_conv2d(ctx, node, index: Index):
         pixel = padded_load(ctx, x, [n, E.add(group_first, c), window_coordinate(y, i, sh, ph, dh),
                                      window_coordinate(col, j, sw, pw, dw)], E.const(0, x.dtype))
         return E.add(acc, E.mul(pixel, ctx.value(w, Index.of(w.shape, (o, c, i, j)))))
-    return ctx.reduce(E.const(0, node.dtype), [per_group, kh, kw], update, sums=True)
+    return ctx.reduce(E.const(0, node.dtype), [per_group, kh, kw], update, sums=True,
+                      strided=any(step > 1 for step in node.attrs["stride"]))
 
 
 def _lower_conv_transpose2d(ctx, node, index: Index):
@@ -255,7 +256,8 @@ def _lower_conv_transpose2d(ctx, node, index: Index):
         product = E.mul(guarded_load(ctx, x, [n, channel, row, column], exists),
                         ctx.value(w, Index.of(w.shape, (channel, o_in_group, i, j))))
         return E.select(exists, E.add(acc, product), acc)
-    return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update, sums=True)
+    return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update, sums=True,
+                      strided=any(step > 1 for step in node.attrs["stride"]))
 
 
 def _lower_conv2d_weight_grad(ctx, node, index: Index):

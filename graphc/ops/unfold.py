@@ -149,7 +149,7 @@ def _lower_fold(ctx, node, index: Index):
         tap_row = E.add(E.mul(channel, kh * kw), E.add(E.mul(i, kw), j))
         block = E.add(E.mul(row, wo), column)
         return E.add(acc, guarded_load(ctx, x, [n, tap_row, block], E.logical_and(row_exists, column_exists)))
-    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True)
+    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True, strided=sh > 1 or sw > 1)
 
 
 def _unfold_grad(b, node, g):
