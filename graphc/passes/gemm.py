@@ -53,6 +53,9 @@ ReadOnlyBy = Callable[[Node, Node], bool]
 # 6-row tiles take 0.24 ms at batch 32 where the direct lowering took 0.31.  Its weight
 # gradient, whose direct lowering sums a whole batch per weight, is a product whatever the channels.
 MIN_GEMM_CHANNELS = 4
+# An image whose output pixels are not a multiple of this many (a register tile's columns on
+# AVX2; AVX-512 tiles are twice as wide) is convolved in one product over the whole batch.
+WHOLE_TILE_COLUMNS = 16
 # A weight gradient with fewer output channels than this (a register tile's lanes on AVX2) puts
 # the channels in its rows and the taps in its lanes.
 NARROW_CHANNELS = 16
@@ -144,11 +147,26 @@ def _conv2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     b.loc = node.loc
     x, w = rewriter.values(node.inputs)
     out_channels, _, kh, kw = w.shape
-    product = b.matmul(b.reshape(w, shape=(out_channels, w.type.numel // out_channels)),
-                       _columns(b, x, _window(node, (kh, kw))))
+    weights = b.reshape(w, shape=(out_channels, w.type.numel // out_channels))
+    batch, pixels = node.shape[0], node.shape[2] * node.shape[3]
+    window = _window(node, (kh, kw))
+    if _ragged(pixels) and not _is_identity_window(window):
+        # One product over the whole batch's windows, [O, N*L], stored as [N, O, L]: its rows
+        # of N*L columns fill whole tiles where one image's L would leave a sliver.
+        columns = b.reshape(b.unfold(x, layout="taps_first", **window), shape=(weights.shape[1], batch * pixels))
+        by_image = b.permute(b.reshape(b.matmul(weights, columns), shape=(out_channels, batch, pixels)), dims=(1, 0, 2))
+        b.loc = None
+        rewriter.emit(node, NewNode.of("reshape", [by_image], shape=node.shape))
+        return True
+    product = b.matmul(weights, _columns(b, x, window))
     b.loc = None
     rewriter.emit(node, NewNode.of("reshape", [product], shape=node.shape))
     return True
+
+
+def _ragged(pixels: int) -> bool:
+    """Whether an image's L output pixels leave a remainder of a register tile's columns."""
+    return pixels % WHOLE_TILE_COLUMNS != 0
 
 
 def _conv2d_weight_grad(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
@@ -201,7 +219,14 @@ def _conv_transpose2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) 
     x, w = rewriter.values(node.inputs)
     batch, _, h, wd = x.shape
     weights = b.permute(b.reshape(w, shape=(in_channels, out_channels * kh * kw)), dims=(1, 0))
-    columns = b.matmul(weights, b.reshape(x, shape=(batch, in_channels, h * wd)))
+    if _ragged(h * wd):
+        # The whole batch's pixels as the product's columns (see _conv2d), then [N, O*kh*kw, L].
+        pixels = b.reshape(b.permute(b.reshape(x, shape=(batch, in_channels, h * wd)), dims=(1, 0, 2)),
+                           shape=(in_channels, batch * h * wd))
+        product = b.reshape(b.matmul(weights, pixels), shape=(out_channels * kh * kw, batch, h * wd))
+        columns = b.permute(product, dims=(1, 0, 2))
+    else:
+        columns = b.matmul(weights, b.reshape(x, shape=(batch, in_channels, h * wd)))
     b.loc = None
     if _is_identity_window(window):
         rewriter.emit(node, NewNode.of("reshape", [columns], shape=node.shape))

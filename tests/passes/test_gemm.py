@@ -97,3 +97,21 @@ def test_a_wide_transposed_weight_is_not_transposed_but_the_batch_is():
     # ... unless the batch has at most FEW_ROWS rows: then the copy would cost what the product does.
     few = parse_graph(wide.replace("131072", "40"))
     assert ops(gemm(few)) == ["permute", "matmul", "permute"]
+
+
+def test_images_of_ragged_pixel_counts_are_convolved_as_one_batch():
+    """7x7 outputs (49 pixels: a sliver past a tile's columns) take one product over the batch's
+    pixels, stored back image by image: forward and transposed."""
+    graph = parse_graph("""graph g(%x: f32[2,4,9,9] data, %w: f32[16,4,3,3] param, %v: f32[16,8,3,3] param) {
+      %y = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=1} : f32[2,16,7,7]
+      %z = conv_transpose2d(%y, %v) {stride=[1,1], padding=[1,1], dilation=[1,1], groups=1, output_padding=[0,0]} : f32[2,8,7,7]
+      return %y, %z
+    }""")
+    rewritten = gemm(graph)
+    products = [node for node in rewritten.nodes if node.op == "matmul"]
+    assert [p.shape for p in products] == [(16, 2 * 49), (8 * 9, 2 * 49)]
+    (unfold,) = [node for node in rewritten.nodes if node.op == "unfold"]
+    assert unfold.attrs["layout"] == "taps_first"
+    inputs = random_inputs(graph)
+    for got, want in zip(run_compiled("llvm", rewritten, inputs).outputs, run_graph(graph, inputs).outputs):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
