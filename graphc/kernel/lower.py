@@ -333,7 +333,7 @@ def _tiling(node: Node, shape, target: VectorTarget) -> tuple[Node, tuple[int, i
 
 
 def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:
-    """The reshapes and permutes (at most three) that take ``anchor``'s elements to the kernel's
+    """The reshapes and permutes that take ``anchor``'s elements to the kernel's
     outputs of ``shape``, with elementwise ops (each keeping the shape it reads) before, between
     and after them; [] when the outputs are of the anchor's shape, None when no such path leads
     there.  Each movement must be a cut of what depends on the anchor (all of it before or after
@@ -345,7 +345,7 @@ def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:
     body = node.attrs["body"]
     downstream = _downstream(body, anchor)
     moves = [n for n in downstream if n.op in ("reshape", "permute")]
-    if not moves or len(moves) > 3 or moves[-1].shape != tuple(shape):
+    if not moves or moves[-1].shape != tuple(shape):
         return None
     for n in downstream:
         if n.op in ("reshape", "permute"):
@@ -359,13 +359,13 @@ def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:
     return moves
 
 
-def _downstream(body, start: Node) -> set[Node]:
-    """The nodes of ``body`` that read ``start``, directly or not (``start`` excluded)."""
-    reached, found = {start}, set()
+def _downstream(body, start: Node) -> dict[Node, None]:
+    """The nodes of ``body`` that read ``start``, directly or not (``start`` excluded), in order."""
+    reached, found = {start}, {}
     for n in body.nodes:
         if any(x in reached for x in n.inputs):
             reached.add(n)
-            found.add(n)
+            found[n] = None
     return found
 
 

@@ -199,7 +199,7 @@ class _Grouper:
 
     def join(self, node: Node, groups: list[FusionGroup]) -> None:
         for group in groups:
-            if self.is_operand_view(node, [user for user in self.users[node] if user in group]):
+            if self.is_operand_view(node, [user for user in self.users[node] if user in group], group):
                 group.operand_views.add(node)
             group.recompute[node] = self.recompute_in(node, group)
             self.groups_of.setdefault(node, []).append(group)
@@ -218,7 +218,7 @@ class _Grouper:
             return False
         readers = [user for user in self.users[node] if user in group]
         if any(classify(user) in NO_PROLOGUE or user in group.operand_views for user in readers):
-            return self.is_operand_view(node, readers)
+            return self.is_operand_view(node, readers, group)
         if cls in (MOVEMENT, CONSTANT):
             return True
         if self.recompute_in(node, group) != 1:
@@ -226,13 +226,16 @@ class _Grouper:
         return cls == ELEMENTWISE or (group.anchor is None and self.is_epilogue_head(node, group))
 
     @staticmethod
-    def is_operand_view(node: Node, readers: list[Node]) -> bool:
-        """Whether ``node`` is a permute read only by matmuls of the group: the matmul then reads
-        the permute's input with the axes swapped (as BLAS reads a transposed operand), with no
-        work per read.  Nothing joins through it, so no work is repeated per read either."""
+    def is_operand_view(node: Node, readers: list[Node], group: FusionGroup) -> bool:
+        """Whether ``node`` is a permute read only by matmuls of the group (directly, or through
+        other views of it): the matmul then reads the permute's input with the axes swapped (as
+        BLAS reads a transposed operand), with no work per read.  Nothing joins through it, so
+        no work is repeated per read either.  A reshape read by a permute that the group stores
+        (a product's output moved into place) is no operand view: it is the product's epilogue."""
         return (get_op(node.op).operand_view and bool(readers)
-                and all(all(position in get_op(user.op).reads_operand_views
-                            for position, operand in enumerate(user.inputs) if operand is node)
+                and all((classify(user) == CONTRACTION or user in group.operand_views)
+                        and all(position in get_op(user.op).reads_operand_views
+                                for position, operand in enumerate(user.inputs) if operand is node)
                         for user in readers))
 
     def is_epilogue_head(self, anchor: Node, group: FusionGroup) -> bool:
