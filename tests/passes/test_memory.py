@@ -343,7 +343,7 @@ def random_graphs(draw, max_steps=20):
     return b.build()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_graphs(), st.booleans())
 def test_random_plans_are_safe_and_between_their_bounds(graph, fused):
     if fused:

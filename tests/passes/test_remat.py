@@ -194,7 +194,7 @@ def assert_copies_are_of_cheap_kernels(graph, result):
         assert [original_name(i.name) for i in node.inputs] == [i.name for i in source.inputs]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(training_like_steps(), st.booleans())
 def test_random_steps_verify_keep_every_result_bit_for_bit_and_never_raise_the_peak(graph, fused):
     if fused:

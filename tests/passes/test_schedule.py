@@ -160,7 +160,7 @@ def training_like_graphs(draw, max_steps=16):
     return b.build()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(training_like_graphs(), st.booleans())
 def test_random_schedules_verify_keep_every_result_bit_for_bit_and_never_raise_the_peak(graph, fused):
     if fused:
