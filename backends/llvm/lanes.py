@@ -18,6 +18,8 @@ then keep in registers because every address into them is a constant.
 """
 from __future__ import annotations
 
+import operator
+
 import llvmlite.ir as ir
 
 from graphc.ir.dtypes import bool_
@@ -35,17 +37,9 @@ MAX_LANES = 64
 MAX_SPAN = 4
 
 
-def _truncating(op: str):
-    return lambda a, b: fold_integer(op, a, b)
-
-
-# Index arithmetic on Python ints, as the kernel IR defines it (division truncates toward 0).
-_INTEGER_OPS = {"add": _truncating("add"), "sub": _truncating("sub"), "mul": _truncating("mul"),
-                "div": _truncating("div"), "rem": _truncating("rem"), "max": max, "min": min,
-                "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
-                "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
-                "and": lambda a, b: a and b if isinstance(a, bool) else None,
-                "or": lambda a, b: a or b if isinstance(a, bool) else None}
+# Comparisons of Python ints; their arithmetic is graphc.kernel.expr.fold_integer's.
+_COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
+                "gt": operator.gt, "ge": operator.ge}
 
 
 def constant_trip(loop: Loop) -> int | None:
@@ -224,10 +218,7 @@ class LaneLoop:
             else:
                 # Lanes outside the mask read nothing (llvm.masked.load): a row of a window
                 # that hangs over the padding is still one vector load.
-                masked_load = declare_intrinsic(r.module, "llvm.masked.load", [type_, PTR],
-                                                ir.FunctionType(type_, [PTR, I32, mask.type, type_]))
-                value = b.call(masked_load, [address, ir.Constant(I32, e.dtype.itemsize), mask,
-                                             ir.Constant(type_, None)])
+                value = self.masked_load(address, type_, mask, e.dtype.itemsize)
         else:
             index = self.vector(e.index)
             if mask is not None:                  # masked lanes read element 0, then take zero
@@ -267,10 +258,7 @@ class LaneLoop:
             condition = r.expr(conditions[0])
             for more in conditions[1:]:
                 condition = b.and_(condition, r.expr(more))
-            masked_load = declare_intrinsic(r.module, "llvm.masked.load", [wide_type, PTR],
-                                            ir.FunctionType(wide_type, [PTR, I32, vector_of(I1, span), wide_type]))
-            wide = b.call(masked_load, [address, ir.Constant(I32, e.dtype.itemsize),
-                                        self.splat(condition, span), ir.Constant(wide_type, None)])
+            wide = self.masked_load(address, wide_type, self.splat(condition, span), e.dtype.itemsize)
         else:
             wide = b.load(address, typ=wide_type, align=e.dtype.itemsize)
         picks = [offset - low if keep else 0 for offset, keep in zip(offsets, live)]
@@ -281,6 +269,12 @@ class LaneLoop:
         if e.dtype == bool_:
             return b.icmp_unsigned("!=", value, ir.Constant(type_, None))
         return value
+
+    def masked_load(self, address, type_: ir.VectorType, mask, align: int):
+        """A vector of ``type_`` read from ``address`` in the lanes ``mask`` sets, zero in the others."""
+        intrinsic = declare_intrinsic(self.r.module, "llvm.masked.load", [type_, PTR],
+                                      ir.FunctionType(type_, [PTR, I32, mask.type, type_]))
+        return self.b.call(intrinsic, [address, ir.Constant(I32, align), mask, ir.Constant(type_, None)])
 
     def mask_parts(self, mask):
         """A mask as the conjunction of lane-invariant conditions and a constant per lane (None
@@ -342,7 +336,11 @@ class LaneLoop:
             b = None if a is None else self._constant_in_lane(e.b, lane)
             if b is None or e.dtype.is_float or e.a.dtype.is_float:
                 return None
-            return _INTEGER_OPS[e.op](a, b) if e.op in _INTEGER_OPS else None
+            if e.op in _COMPARISONS:
+                return _COMPARISONS[e.op](a, b)
+            if e.op in ("and", "or"):
+                return (a and b if e.op == "and" else a or b) if isinstance(a, bool) else None
+            return fold_integer(e.op, a, b)
         if isinstance(e, Unary) and e.op == "not":
             x = self._constant_in_lane(e.x, lane)
             return None if x is None else not x

@@ -112,40 +112,23 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
     ctx = LoweringContext(builder, {n: b for n, b in operands.items() if b is not None}, errors,
                           lambda n: get_op(n.op).lower)
     shape = outputs[0].shape
-    split = _loop_axes(node, shape)
     if _is_flat(node, shape):
         with builder.loop(0, int(np.prod(shape, dtype=np.int64))) as position:
             _store_outputs(ctx, outputs, stored, Index.flat_over(shape, position))
-    elif split is not None:
+    elif (split := _loop_axes(node, shape)) is not None:
         anchor, parts, path = split
         sizes = [size for part in parts for size in part]
-
-        def store_joined(index: Index):
-            element = _joined(index, anchor.shape, parts)
-            if not path:
-                _store_outputs(ctx, outputs, stored, element)
-                return
-            ctx.inline(node.attrs["body"], node.inputs)
-            with ctx.pinned(anchor, ctx.value(anchor, element)):
-                _store_outputs(ctx, outputs, stored, _moved(element, path))
-        _nest(ctx, sizes, [], None, store_joined)
+        _nest(ctx, sizes, [], None, lambda index: _store_moved(
+            ctx, node, outputs, stored, anchor, path, _joined(index, anchor.shape, parts)))
     else:
         tiling = _tiling(node, shape, target)
         if tiling is None:
             _nest(ctx, shape, [], None, lambda index: _store_outputs(ctx, outputs, stored, index))
         else:
             anchor, tile, path = tiling
-
-            def store_at(index: Index):
-                if not path:
-                    _store_outputs(ctx, outputs, stored, index)
-                    return
-                # The outputs are the anchor's elements moved (reshaped, transposed): this tile
-                # element's outputs read this element of the anchor, whatever index they name it by.
-                ctx.inline(node.attrs["body"], node.inputs)
-                with ctx.pinned(anchor, ctx.value(anchor, index)):
-                    _store_outputs(ctx, outputs, stored, _moved(index, path))
-            _nest(ctx, anchor.shape, [], tile, store_at, _right_operand_spills(anchor))
+            _nest(ctx, anchor.shape, [], tile,
+                  lambda index: _store_moved(ctx, node, outputs, stored, anchor, path, index),
+                  _right_operand_spills(anchor))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
     return Kernel(name, node.name, _describe(node), builder.body, inputs, tuple(stored),
                   str(node.loc) if node.loc else None)
@@ -269,6 +252,18 @@ def _reshaped(index: Index, shape) -> Index:
     else:
         dims = E.unflatten(index.linear(), shape)
     return Index(tuple(shape), tuple(dims), index.linear())
+
+
+def _store_moved(ctx, node: Node, outputs, stored, anchor: Node, path: list[Node], index: Index) -> None:
+    """Store the outputs at the anchor's element ``index``.  Where they are the anchor's elements
+    moved along ``path`` (reshaped, transposed), this element's outputs read this element of the
+    anchor, whatever index they name it by."""
+    if not path:
+        _store_outputs(ctx, outputs, stored, index)
+        return
+    ctx.inline(node.attrs["body"], node.inputs)
+    with ctx.pinned(anchor, ctx.value(anchor, index)):
+        _store_outputs(ctx, outputs, stored, _moved(index, path))
 
 
 def _store_outputs(ctx, outputs, stored, index: Index) -> None:

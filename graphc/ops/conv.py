@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
-from .lowering import guarded_load, padded_load, window_coordinate, window_origin
+from .lowering import guarded_load, padded_load, strided, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 WINDOW_ATTRS = {
@@ -234,7 +234,7 @@ def _lower_conv2d(ctx, node, index: Index):
                                      window_coordinate(col, j, sw, pw, dw)], E.const(0, x.dtype))
         return E.add(acc, E.mul(pixel, ctx.value(w, Index.of(w.shape, (o, c, i, j)))))
     return ctx.reduce(E.const(0, node.dtype), [per_group, kh, kw], update, sums=True,
-                      strided=any(step > 1 for step in node.attrs["stride"]))
+                      strided=strided(node.attrs))
 
 
 def _lower_conv_transpose2d(ctx, node, index: Index):
@@ -257,7 +257,7 @@ def _lower_conv_transpose2d(ctx, node, index: Index):
                         ctx.value(w, Index.of(w.shape, (channel, o_in_group, i, j))))
         return E.select(exists, E.add(acc, product), acc)
     return ctx.reduce(E.const(0, node.dtype), [in_per_group, kh, kw], update, sums=True,
-                      strided=any(step > 1 for step in node.attrs["stride"]))
+                      strided=strided(node.attrs))
 
 
 def _lower_conv2d_weight_grad(ctx, node, index: Index):

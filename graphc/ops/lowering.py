@@ -29,6 +29,12 @@ def window_coordinate(out: E.Expr, tap: E.Expr, stride: int, padding: int, dilat
     return E.add(E.sub(E.mul(out, stride), padding), E.mul(tap, dilation))
 
 
+def strided(attrs: dict) -> bool:
+    """Whether a window op's taps step more than one element per output (``ctx.reduce``'s
+    ``strided``: a tile unrolls their loops)."""
+    return any(step > 1 for step in attrs["stride"])
+
+
 def window_origin(coordinate: E.Expr, tap: E.Expr, stride: int, padding: int, dilation: int,
                   out_size: int) -> tuple[E.Expr, E.Expr]:
     """The inverse of ``window_coordinate``: the output position whose window reads input

@@ -29,7 +29,7 @@ from ..ir.dtypes import DType, bool_, f32, f64, i32, i64, u8
 from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
-from .lowering import guarded_load, window_coordinate, window_origin
+from .lowering import guarded_load, strided, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 # -- window geometry ------------------------------------------------------------------
@@ -132,10 +132,6 @@ def _tap_coordinates(out_dims, taps, attrs, input_hw):
     return [E.clamp(c, size) for c, size in zip(coordinates, input_hw)], inside
 
 
-def _strided(attrs) -> bool:
-    return any(step > 1 for step in attrs["stride"])
-
-
 def _max_window(ctx, x, attrs, index: Index):
     """(maximum, tap) of the window at ``index``, with the reference's rules (``_max_windows``):
     the maximum first (nan once any tap is nan), then the tap, in a second pass: the last nan's
@@ -158,8 +154,8 @@ def _max_window(ctx, x, attrs, index: Index):
             if x.dtype.is_float:
                 greater = E.binary("or", greater, E.unary("isnan", value))
             return E.select(E.logical_and(inside, greater), value, best)
-        strided = _strided(attrs)
-        best = ctx.reduce(E.const(_lowest(x.dtype.numpy), x.dtype), list(attrs["kernel_size"]), larger, strided=strided)
+        is_strided = strided(attrs)
+        best = ctx.reduce(E.const(_lowest(x.dtype.numpy), x.dtype), list(attrs["kernel_size"]), larger, strided=is_strided)
 
         def picked(found, taps):
             value, inside = tap(taps)
@@ -168,7 +164,7 @@ def _max_window(ctx, x, attrs, index: Index):
                 hit = E.binary("or", hit, E.logical_and(E.unary("isnan", best), E.unary("isnan", value)))
             i, j = taps
             return E.select(E.logical_and(inside, hit), E.add(E.mul(i, kw), j), found)
-        return best, ctx.reduce(E.const(no_tap, i64), list(attrs["kernel_size"]), picked, strided=strided)
+        return best, ctx.reduce(E.const(no_tap, i64), list(attrs["kernel_size"]), picked, strided=is_strided)
     key = ("max_window", x, tuple(sorted((k, v) for k, v in attrs.items())), index.key())
     return ctx.shared(key, compute)
 
@@ -195,7 +191,7 @@ def _lower_max_pool2d_grad(ctx, node, index: Index):
         window, exists = [n, c, row, column], E.logical_and(row_exists, column_exists)
         picked = E.eq(E.cast(guarded_load(ctx, indices, window, exists), i64), E.add(E.mul(i, kw), j))
         return E.select(E.logical_and(exists, picked), E.add(acc, guarded_load(ctx, grad_output, window, exists)), acc)
-    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, strided=_strided(node.attrs))
+    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, strided=strided(node.attrs))
 
 
 def _axis_divisor(out: E.Expr, size: int, kernel: int, stride: int, pad: int, count_include_pad: bool) -> E.Expr:
@@ -224,7 +220,7 @@ def _lower_avg_pool2d(ctx, node, index: Index):
         (row, column), inside = _tap_coordinates((oy, ox), taps, node.attrs, x.shape[2:])
         value = ctx.value(x, Index.of(x.shape, (n, c, row, column)))
         return E.select(inside, E.add(acc, value), acc)
-    total = ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update, strided=_strided(node.attrs))
+    total = ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update, strided=strided(node.attrs))
     return E.div(total, E.cast(_avg_divisor(node.attrs, x.shape[2:], (oy, ox)), node.dtype))
 
 
@@ -241,7 +237,7 @@ def _lower_avg_pool2d_grad(ctx, node, index: Index):
         divisor = E.cast(_avg_divisor(node.attrs, node.shape[2:], (row, column)), node.dtype)
         share = E.div(ctx.value(grad_output, Index.of(grad_output.shape, (n, c, row, column))), divisor)
         return E.select(E.logical_and(row_exists, column_exists), E.add(acc, share), acc)
-    return ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update, strided=_strided(node.attrs))
+    return ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update, strided=strided(node.attrs))
 
 
 # -- max_pool2d -------------------------------------------------------------------------

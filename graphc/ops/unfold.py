@@ -23,7 +23,7 @@ from ..ir.types import TensorType
 from ..kernel import expr as E
 from ..kernel.builder import Index
 from .conv import _check_pair, _conv_output_hw, _receptive_fields
-from .lowering import guarded_load, padded_load, window_coordinate, window_origin
+from .lowering import guarded_load, padded_load, strided, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
 # The axes of unfold's output, by layout: N the batch, T the taps (C*kh*kw), L the windows (Ho*Wo).
@@ -149,7 +149,7 @@ def _lower_fold(ctx, node, index: Index):
         tap_row = E.add(E.mul(channel, kh * kw), E.add(E.mul(i, kw), j))
         block = E.add(E.mul(row, wo), column)
         return E.add(acc, guarded_load(ctx, x, [n, tap_row, block], E.logical_and(row_exists, column_exists)))
-    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True, strided=sh > 1 or sw > 1)
+    return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True, strided=strided(node.attrs))
 
 
 def _unfold_grad(b, node, g):
