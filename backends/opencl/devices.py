@@ -81,7 +81,8 @@ class Runtime:
         """What the renderer shapes work-groups by."""
         d = self.device
         dedicated = d.local_mem_type == _cl().device_local_mem_type.LOCAL
-        return DeviceLimits(int(d.max_work_group_size), int(d.local_mem_size), dedicated, int(d.max_compute_units))
+        return DeviceLimits(int(d.max_work_group_size), int(d.local_mem_size), dedicated, int(d.max_compute_units),
+                            int(d.preferred_vector_width_float))
 
     @property
     def binaries_worth_caching(self) -> bool:

@@ -41,11 +41,13 @@ LEFT, RIGHT = "partial_left", "partial_right"
 class DeviceLimits:
     """What work-groups are shaped by: the device's most work-items in a group, its local memory
     (and whether that is memory of its own, as a GPU's is, or the global memory a CPU device
-    uses for it), its compute units."""
+    uses for it), its compute units, and the floats it prefers in a vector (a CPU's SIMD width;
+    1 on a GPU, whose work-items are its lanes)."""
     max_work_group_size: int
     local_memory_bytes: int
     dedicated_local_memory: bool
     compute_units: int
+    float_vector_width: int = 1
 
 
 @dataclass(frozen=True)

@@ -259,3 +259,70 @@ __kernel void graphc_extremes(__global const float* a, __global const float* b, 
     for vector, scalar in ((vector_max, scalar_max), (vector_min, scalar_min)):
         assert np.array_equal(np.isnan(vector), np.isnan(scalar))
         assert vector[~np.isnan(vector)].tobytes() == scalar[~np.isnan(scalar)].tobytes()
+
+
+
+def _one_op(op: str, arrays: list, **attrs):
+    """A graph of ``op`` alone over inputs like ``arrays``, and the arrays."""
+    from graphc.ir import GraphBuilder, dtype_from_numpy
+    from graphc.ir.types import TensorType
+    b = GraphBuilder(op)
+    xs = [b.input(f"x{i}", TensorType(a.shape, dtype_from_numpy(a.dtype))) for i, a in enumerate(arrays)]
+    b.output(b.op(op, *xs, **attrs))
+    return b.build(), arrays
+
+
+def _agree_and_render(graphs, construct: str) -> str:
+    """Build the (graph, input arrays) pairs as one OpenCL program; check every output against the
+    reference backend and that ``construct`` appears in the kernels' OpenCL C: the kernels' text."""
+    from graphc.backends.reference import run_graph
+    from graphc.passes.memory import plan_memory
+    executables = opencl.build_executables([(graph, plan_memory(graph)) for graph, _ in graphs])
+    for (graph, arrays), executable in zip(graphs, executables):
+        for got, want in zip(executable.run(arrays).outputs, run_graph(graph, arrays).outputs):
+            assert_backend_agrees("opencl", graph.name, got, want)
+    text = "\n".join(e.source.rendered.text.replace(opencl.render.PRELUDE, "") for e in executables)
+    assert construct in text
+    return text
+
+
+def test_padded_window_rows_are_masked_vector_loads():
+    """An unfold's rows that hang over the padding (and the buffer's first and last rows, read lane
+    by lane) on rows of 3, 4, 8 and 16 lanes, f32 and f64."""
+    rng = np.random.default_rng(0)
+    graphs = [_one_op("unfold", [rng.standard_normal(shape).astype(np.float32)], **attrs) for shape, attrs in [
+        ((2, 3, 8, 8), {"kernel_size": (3, 3), "padding": (1, 1)}),
+        ((1, 2, 5, 16), {"kernel_size": (3, 5), "padding": (2, 2)}),
+        ((3, 1, 3, 3), {"kernel_size": (2, 3), "padding": (1, 1), "dilation": (2, 1)}),
+        ((1, 2, 6, 4), {"kernel_size": (3, 3), "padding": (1, 1)}),
+    ]]
+    graphs.append(_one_op("unfold", [rng.standard_normal((2, 2, 8, 8))], kernel_size=(3, 3), padding=(1, 1)))
+    _agree_and_render(graphs, "graphc_masked_vload")
+
+
+def test_reorderable_sums_add_a_vector_of_partial_sums():
+    """Sums over rows of 37 (whole vectors and 5 left over), 16 and 300 elements, of f32 and f64, and a
+    product of a row and a column (its terms fused into FMAs), in as many lanes as the device prefers."""
+    rng = np.random.default_rng(1)
+    graphs = [_one_op("sum", [rng.standard_normal(shape).astype(dtype)], axes=[1])
+              for shape, dtype in [((5, 37), np.float32), ((3, 16), np.float32), ((2, 300), np.float64)]]
+    graphs.append(_one_op("matmul", [rng.standard_normal(shape).astype(np.float32) for shape in ((6, 45), (45, 1))]))
+    lanes = opencl.runtime().limits.float_vector_width         # 1 on a GPU: its work-groups sum
+    text = _agree_and_render(graphs, "_lanes = fma(" if lanes > 1 else "")
+    assert lanes == 1 or f"float{lanes} " in text
+
+
+def test_a_device_without_vector_preference_gets_a_work_item_per_lane(monkeypatch):
+    """A GPU prefers no vectors (its work-items are its lanes): padded rows and sums run a work-item
+    per element there, scalar code; taken here by giving PoCL a GPU's preference."""
+    import dataclasses
+    from graphc.backends.opencl.devices import Runtime
+    limits = Runtime.limits
+    monkeypatch.setattr(Runtime, "limits", property(
+        lambda self: dataclasses.replace(limits.fget(self), float_vector_width=1)))
+    rng = np.random.default_rng(2)
+    graphs = [_one_op("unfold", [rng.standard_normal((2, 3, 8, 8)).astype(np.float32)], kernel_size=(3, 3),
+                      padding=(1, 1)),
+              _one_op("sum", [rng.standard_normal((5, 37)).astype(np.float32)], axes=[1])]
+    text = _agree_and_render(graphs, " ? b0[")
+    assert "graphc_masked_vload" not in text and "_lanes" not in text
