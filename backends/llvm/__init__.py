@@ -33,7 +33,7 @@ from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, compile_jobs, host, k
                   optimized_module, vector_target)
 from .render import body_key, kernel_function_name, render_entry_module, render_kernel_module, render_program
 from .threads import pool
-from .worker import WorkerProcess, WorkQueue, compile_parts
+from .worker import LLVM_OPTIONS, WorkerProcess, WorkQueue, compile_parts
 
 
 class ProgramSource:
@@ -81,7 +81,8 @@ def cache_identity(threads: int | None = None) -> str:
     cpu, features = host()
     threads = pool().threads if threads is None else threads
     return json.dumps({"backend": "llvm", "threads": threads, "cpu": cpu, "features": features,
-                       "pipelines": [PIPELINE, LOOP_PIPELINE, ENTRY_PIPELINE], "graphc": cache.code_version(),
+                       "pipelines": [PIPELINE, LOOP_PIPELINE, ENTRY_PIPELINE], "llvm options": list(LLVM_OPTIONS),
+                       "graphc": cache.code_version(),
                        "llvmlite": llvmlite.__version__}, sort_keys=True)
 
 

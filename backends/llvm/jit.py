@@ -2,7 +2,7 @@
 
 Code is generated for the CPU this process runs on (its name and features,
 so AVX-512 where the machine has it).  Kernels are optimized at O3 with loop
-and SLP vectorization through llvmlite's new pass manager; the module holding
+vectorization through llvmlite's new pass manager (``PIPELINE``); the module holding
 the entry (straight-line calls, run once per step) is emitted unoptimized,
 which takes a hundredth of the time.  A program's modules are rendered and compiled
 side by side: some in this process, the rest in forked workers (``worker.py``); their
@@ -31,8 +31,12 @@ from .counts import count_from_environment
 # cache's key, so a change here recompiles.  LLVM unrolls the inner loops of reductions,
 # contractions and windows (the ResNet step ran twice as slow without), but unrolling doubles
 # the time LLVM takes, and buys nothing for kernels that are one vectorized loop over their
-# elements: those (``kernel_pipeline``) are not unrolled.
-PIPELINE = {"speed_level": 3, "loop_vectorization": True, "slp_vectorization": True, "loop_interleaving": True,
+# elements: those (``kernel_pipeline``) are not unrolled.  No SLP vectorizer: the renderer
+# writes vectorized loops as vector instructions already, and what SLP was left to try were
+# gathers (a transposing copy reads 64 lanes one by one), on which it spent up to 0.4 s a
+# kernel for nothing: without it, ResNet's and the DCGAN's LLVM time fell by 30%, and their
+# steps, by profile, ran in the same time.
+PIPELINE = {"speed_level": 3, "loop_vectorization": True, "slp_vectorization": False, "loop_interleaving": True,
             "loop_unrolling": True, "codegen_level": 3}
 LOOP_PIPELINE = {**PIPELINE, "loop_unrolling": False}
 ENTRY_PIPELINE = {**PIPELINE, "speed_level": 0, "codegen_level": 0}

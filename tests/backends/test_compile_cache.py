@@ -81,7 +81,8 @@ def test_every_change_to_what_decides_the_code_misses(cache_dir, monkeypatch):
     base = llvm.cache_identity()
     changes = {"CPU features": (llvm, "host", lambda: (cpu, fewer)),
                "CPU name": (llvm, "host", lambda: ("another-cpu", features)),
-               "graphc source": (cache, "code_version", lambda: "0.0.0+edited")}
+               "graphc source": (cache, "code_version", lambda: "0.0.0+edited"),
+               "LLVM options": (llvm, "LLVM_OPTIONS", ("-dse-memoryssa-walklimit=90",))}
     for what, change in changes.items():
         with monkeypatch.context() as patch:
             patch.setattr(*change)
