@@ -76,9 +76,13 @@ class LaneLoop:
     def render(self, body) -> None:
         """The loop's lanes in chunks of powers of two (49 lanes as 32 + 16 + 1): LLVM splits a
         power-of-two vector into whole registers, but scalarizes what does not fit one of
-        an odd width such as <17 x float>, lane by lane, slower than the scalar loop."""
+        an odd width such as <17 x float>, lane by lane, slower than the scalar loop.  A loop
+        padded to more lanes (Loop.padded_to) is computed in as many, those from its stop on
+        reading and writing only the scratch rows (every other load and store masked)."""
         first, trip = self.loop.start.value, constant_trip(self.loop)
-        for width in (1 << bit for bit in reversed(range(trip.bit_length())) if trip & (1 << bit)):
+        self.stop = first + trip
+        lanes = self.loop.padded_to or trip
+        for width in (1 << bit for bit in reversed(range(lanes.bit_length())) if lanes & (1 << bit)):
             self.start, self.lanes = first, width
             self._render_chunk(body)
             first += width
@@ -202,6 +206,16 @@ class LaneLoop:
         return self.lane(self.vector(e), 0)
 
     # -- memory -----------------------------------------------------------------------------
+    def padding(self, buffer: str) -> list[bool] | None:
+        """Which lanes of the chunk may touch ``buffer``, where some may not: the lanes a padded
+        loop computes beyond its stop touch only scratch rows."""
+        if self.start + self.lanes <= self.stop or buffer in self.r.scratch:
+            return None
+        return [self.start + k < self.stop for k in range(self.lanes)]
+
+    def live_mask(self, live: list[bool]):
+        return ir.Constant(vector_of(I1, self.lanes), [int(k) for k in live])
+
     def load(self, e: Load):
         b, r = self.b, self.r
         element = memory_type(e.dtype)
@@ -211,6 +225,9 @@ class LaneLoop:
             if value is not None:
                 return value
         mask = None if e.mask is None else self.vector(e.mask)
+        live = self.padding(e.buffer)
+        if live is not None:
+            mask = self.live_mask(live) if mask is None else b.and_(mask, self.live_mask(live))
         if self.stride(e.index) == 1:
             address = r.element_address(e.buffer, self.first_lane(e.index), e.dtype)
             if mask is None:
@@ -242,6 +259,7 @@ class LaneLoop:
         if separated is None or mask is None:
             return None
         (invariant, offsets), (conditions, live) = separated, mask
+        live = [a and b for a, b in zip(live, self.padding(e.buffer) or live)]
         read = [offset for offset, keep in zip(offsets, live) if keep]
         type_ = vector_of(memory_type(e.dtype), self.lanes)
         if not read:
@@ -355,10 +373,17 @@ class LaneLoop:
             r.fast = ()
         if stmt.value.dtype == bool_:
             value = b.zext(value, vector_of(I8, self.lanes))
+        live = self.padding(stmt.buffer)
         if self.stride(stmt.index) == 1:
             address = r.element_address(stmt.buffer, self.first_lane(stmt.index), stmt.value.dtype)
-            b.store(value, address, align=stmt.value.dtype.itemsize)
+            if live is None:
+                b.store(value, address, align=stmt.value.dtype.itemsize)
+            else:
+                intrinsic = declare_intrinsic(r.module, "llvm.masked.store", [value.type, PTR],
+                                              ir.FunctionType(ir.VoidType(), [value.type, PTR, I32, vector_of(I1, self.lanes)]))
+                b.call(intrinsic, [value, address, ir.Constant(I32, stmt.value.dtype.itemsize), self.live_mask(live)])
             return
         index = self.vector(stmt.index)
         for i in range(self.lanes):
-            b.store(self.lane(value, i), r.element_address(stmt.buffer, self.lane(index, i), stmt.value.dtype))
+            if live is None or live[i]:
+                b.store(self.lane(value, i), r.element_address(stmt.buffer, self.lane(index, i), stmt.value.dtype))

@@ -239,6 +239,7 @@ class _KernelRenderer:
         self.accumulators: dict[str, tuple] = {}
         self.fast = ()                    # fast-math flags for the sum being rendered, if reassociable
         self.bases = {}
+        self.scratch: set[str] = set()    # the kernel's scratch rows (Local), of all its bases
         for name in dict.fromkeys((*kernel.inputs, *kernel.outputs)):
             slot = self.b.gep(table, [ir.Constant(I64, slots[name])], source_etype=PTR)
             self.bases[name] = self.b.load(slot, typ=PTR, name=f"base_{len(self.bases)}")
@@ -270,6 +271,7 @@ class _KernelRenderer:
             row.align = 64
             row.type = PTR        # an opaque pointer, as every buffer's base is (llvmlite types allocas)
             self.bases[stmt.name] = row
+            self.scratch.add(stmt.name)
         elif isinstance(stmt, Assign):
             slot, _, reassociable = self.accumulators[stmt.name]
             b.store(self.sum_expr(stmt.value, reassociable), slot)

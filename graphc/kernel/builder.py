@@ -24,11 +24,22 @@ from .ir import Accumulator, Assign, Local, Check, Const, Expr, Let, Load, Loop,
 @dataclass(frozen=True)
 class Tile:
     """A block of outputs computed together: ``rows`` (their variable ``row``, None for one
-    row) by ``lanes`` (variable ``lane``), the lanes neighbouring elements of the output."""
+    row) by ``lanes`` (variable ``lane``), the lanes neighbouring elements of the output; its
+    rows ``padded`` to that many lanes where a backend may compute more than there are
+    (Loop.padded_to), its scratch rows that long."""
     row: str | None
     rows: int
     lane: str
     lanes: int
+    padded: int | None = None
+    # A tile of dot products: its rows are the outputs (unrolled), its lanes neighbouring terms
+    # of each one's sum, added up when the sum is done (``LoweringContext.reduce``).
+    sums_lanes: bool = False
+
+    @property
+    def row_length(self) -> int:
+        """The length of a row of the tile's scratch arrays."""
+        return self.padded or self.lanes
 
     def loops(self) -> list[tuple[str, int]]:
         """The tile's loop variables and trip counts, outermost first."""
@@ -36,10 +47,12 @@ class Tile:
 
     def position(self) -> Expr:
         """This element's place in a scratch tile, row after row."""
-        return E.add(E.mul(Var(self.row), self.lanes), Var(self.lane)) if self.row else Var(self.lane)
+        return E.add(E.mul(Var(self.row), self.row_length), Var(self.lane)) if self.row else Var(self.lane)
 
     def wrap(self, body: tuple) -> Loop:
-        loop = Loop(self.lane, Const(0, i64), Const(self.lanes, i64), body, "vectorized")
+        if self.sums_lanes:
+            return Loop(self.row, Const(0, i64), Const(self.rows, i64), body, "unrolled") if self.row else body
+        loop = Loop(self.lane, Const(0, i64), Const(self.lanes, i64), body, "vectorized", self.padded)
         if self.row:
             loop = Loop(self.row, Const(0, i64), Const(self.rows, i64), (loop,), "unrolled")
         return loop
@@ -120,7 +133,7 @@ class KernelBuilder:
 
     @contextmanager
     def loop(self, start: "Expr | int", stop: "Expr | int", kind: str = "serial", prefix: str = "i",
-             var: str | None = None):
+             var: str | None = None, padded_to: int | None = None):
         """Open a loop; yields its variable.  Statements emitted inside go into its body."""
         var = var or self.fresh(prefix)
         start, stop = E.index(start), E.index(stop)
@@ -137,7 +150,7 @@ class KernelBuilder:
                 del self.ranges[var]
             else:
                 self.ranges[var] = enclosing
-        self.emit(Loop(var, start, stop, tuple(body), kind))
+        self.emit(Loop(var, start, stop, tuple(body), kind, padded_to))
 
     # -- values ----------------------------------------------------------------------------
     def bind(self, value: Expr, prefix: str = "v") -> Expr:
@@ -176,13 +189,13 @@ class KernelBuilder:
 
     # -- tiles of outputs computed lane by lane ------------------------------------------
     @contextmanager
-    def tiled(self, rows: int, lanes: int):
+    def tiled(self, rows: int, lanes: int, padded: int | None = None):
         """Compute a tile of ``rows`` x ``lanes`` outputs: yields the row variable (None for one
         row) and the lane variable.  What is emitted inside goes into loops over the tile's rows
-        (unrolled) and lanes (vectorized), opened when the block closes; a reduction emitted
-        meanwhile (``LoweringContext.reduce``) runs before those loops, over the whole tile at
-        once, its accumulators held in a scratch tile."""
-        tile = Tile(self.fresh("row") if rows > 1 else None, rows, self.fresh("lane"), lanes)
+        (unrolled) and lanes (vectorized, ``padded`` to that many: see Loop.padded_to), opened
+        when the block closes; a reduction emitted meanwhile (``LoweringContext.reduce``) runs
+        before those loops, over the whole tile at once, its accumulators held in a scratch tile."""
+        tile = Tile(self.fresh("row") if rows > 1 else None, rows, self.fresh("lane"), lanes, padded)
         self.tile = tile
         for var, size in tile.loops():
             self.ranges[var] = (0, size - 1)
@@ -196,15 +209,43 @@ class KernelBuilder:
             self.tile = None
             for var, _ in tile.loops():
                 del self.ranges[var]
-        self.emit(tile.wrap(tuple(body)))
+        wrapped = tile.wrap(tuple(body))
+        for stmt in (wrapped if isinstance(wrapped, tuple) else (wrapped,)):
+            self.emit(stmt)
+
+    @contextmanager
+    def dot_tiled(self, rows: int, lanes: int):
+        """Compute ``rows`` outputs that are sums (dot products), each in ``lanes`` partial sums of
+        neighbouring terms: yields the row variable (None for one row).  What is emitted inside
+        goes into a loop over the rows (unrolled); a sum emitted meanwhile (``LoweringContext.reduce``)
+        runs before it, for every row at once, its innermost loop in vectors of ``lanes`` terms."""
+        assert lanes & (lanes - 1) == 0, f"the partial sums of a dot product are added in halves, not {lanes}"
+        tile = Tile(self.fresh("row") if rows > 1 else None, rows, self.fresh("lane"), lanes, sums_lanes=True)
+        self.tile = tile
+        if tile.row:
+            self.ranges[tile.row] = (0, rows - 1)
+        self._blocks.append([])
+        self._scopes.append({})
+        try:
+            yield Var(tile.row) if tile.row else None
+        finally:
+            body = self._blocks.pop()
+            self._scopes.pop()
+            self.tile = None
+            self.ranges.pop(tile.row, None)
+        wrapped = tile.wrap(tuple(body))
+        for stmt in (wrapped if isinstance(wrapped, tuple) else (wrapped,)):
+            self.emit(stmt)
 
     @contextmanager
     def tile_loops(self, tile: "Tile"):
         """Open the loops over ``tile``'s rows and lanes again (inside a reduction, say)."""
         with ExitStack() as stack:
             for var, size in tile.loops():
-                kind = "vectorized" if var == tile.lane else "unrolled"
-                stack.enter_context(self.loop(0, size, kind=kind, var=var))
+                if var == tile.lane:
+                    stack.enter_context(self.loop(0, size, kind="vectorized", var=var, padded_to=tile.padded))
+                else:
+                    stack.enter_context(self.loop(0, size, kind="unrolled", var=var))
             yield
 
     @contextmanager
@@ -356,8 +397,10 @@ class LoweringContext:
 
     def _reduce_tile(self, init, extents, update, sums: bool, strided: bool) -> Expr:
         builder = self.builder
+        if builder.tile.sums_lanes:
+            return self._reduce_lanes(init, extents, update)
         with builder.before_tile() as tile:
-            scratch = builder.local(init.dtype, tile.rows * tile.lanes)
+            scratch = builder.local(init.dtype, tile.rows * tile.row_length)
             with builder.tile_loops(tile):
                 builder.emit(Store(scratch, tile.position(), init))
             unrolled = _unrolled_taps(extents) if strided else len(extents)
@@ -376,6 +419,50 @@ class LoweringContext:
 
             nest(0, [])
         return Load(scratch, tile.position(), init.dtype)
+
+
+    def _reduce_lanes(self, init, extents, update) -> Expr:
+        """A sum over ``extents`` for each row of a tile of dot products (KernelBuilder.dot_tiled):
+        the last extent in vectors of the tile's lanes (then the terms left over), every row's
+        partial sums in a scratch row of their own, added up at the end."""
+        builder = self.builder
+        *outer, last = extents
+        with builder.before_tile() as tile:
+            scratch = builder.local(init.dtype, tile.rows * tile.lanes)
+            with builder.tile_loops(tile):
+                builder.emit(Store(scratch, tile.position(), init))
+            whole, rest = divmod(last, tile.lanes)
+
+            def terms(variables: list[Var], first: Expr, count: int):
+                with ExitStack() as stack:
+                    for var, size in tile.loops():
+                        kind = "vectorized" if var == tile.lane else "unrolled"
+                        stack.enter_context(builder.loop(0, count if var == tile.lane else size, kind=kind, var=var))
+                    current = Load(scratch, tile.position(), init.dtype)
+                    term = E.add(first, Var(tile.lane))
+                    builder.emit(Store(scratch, tile.position(), update(current, variables + [term]), reassociable=True))
+
+            def nest(depth: int, variables: list[Var]):
+                if depth == len(outer):
+                    if whole:
+                        with builder.loop(0, whole, prefix="r") as block:
+                            terms(variables, E.mul(block, tile.lanes), tile.lanes)
+                    if rest:
+                        terms(variables, E.index(whole * tile.lanes), rest)
+                    return
+                with builder.loop(0, outer[depth], prefix="r") as var:
+                    nest(depth + 1, variables + [var])
+            nest(0, [])
+        # The partial sums added up in halves (16 -> 8 -> 4 -> 2 -> 1), each step one vector
+        # addition of a row's upper half to its lower: a backend keeps the row in a register.
+        first = E.mul(Var(tile.row), tile.lanes) if tile.row else E.index(0)
+        half = tile.lanes // 2
+        while half:
+            with builder.loop(0, half, kind="vectorized", prefix="l") as lane:
+                low, high = E.add(first, lane), E.add(first, E.add(lane, half))
+                builder.emit(Store(scratch, low, E.add(Load(scratch, low, init.dtype), Load(scratch, high, init.dtype))))
+            half //= 2
+        return Load(scratch, first, init.dtype)
 
 
 def store(builder: KernelBuilder, buffer: str, index: Index, value: Expr) -> None:

@@ -33,7 +33,8 @@ def _fused_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
             if previous is not None and _fusable(block[previous], stmt, block[previous + 1:]):
                 first, declarations = block[previous], block[previous + 1:]
                 merged = Loop(first.var, first.start, first.stop,
-                              _fused_block((Let(stmt.var, Var(first.var)), *first.body, *stmt.body)), first.kind)
+                              _fused_block((Let(stmt.var, Var(first.var)), *first.body, *stmt.body)), first.kind,
+                              first.padded_to)
                 block[previous:] = [*declarations, merged]
                 continue
         block.append(stmt)
@@ -52,7 +53,8 @@ def _previous_loop(block: list[Stmt]) -> int | None:
 
 def _fusable(first: Loop, second: Loop, declarations: list[Accumulator]) -> bool:
     """Whether ``second`` (after ``declarations``, which move before ``first``) may share ``first``'s loop."""
-    if (first.kind, first.start, first.stop) != (second.kind, second.start, second.stop) or first.kind == "parallel":
+    if (first.kind, first.start, first.stop, first.padded_to) != (second.kind, second.start, second.stop, second.padded_to) \
+            or first.kind == "parallel":
         return False
     if not (_accumulates_only(first) and _accumulates_only(second)):
         return False

@@ -157,11 +157,16 @@ class Check:
 
 @dataclass(frozen=True)
 class Loop:
+    """``for var in start..stop``, run as ``kind`` says.  A vectorized loop may be ``padded_to``
+    more lanes (a register tile's row of 28 outputs rendered as two 16-lane vectors): a backend
+    may compute the lanes from ``stop`` on as well, as long as they read and write no buffer (only
+    the scratch rows of their tile, which have room for them) and nothing uses what they compute."""
     var: str
     start: Expr
     stop: Expr
     body: tuple["Stmt", ...]
     kind: str = "serial"
+    padded_to: int | None = None
 
 
 Stmt = Union[Let, Accumulator, Local, Assign, Store, Check, Loop]

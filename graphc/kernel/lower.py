@@ -15,6 +15,7 @@ compute into their state's storage are copied there after the last kernel.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ops.fused import kernel_outputs
+from ..ops.linalg import computes_dot_products
 from ..ops.registry import get_op
 from ..timing import phase
 from . import expr as E
@@ -120,25 +122,26 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
         sizes = [size for part in parts for size in part]
         _nest(ctx, sizes, [], None, lambda index: _store_moved(
             ctx, node, outputs, stored, anchor, path, _joined(index, anchor.shape, parts)))
-    else:
-        tiling = _tiling(node, shape, target)
-        if tiling is None:
-            _nest(ctx, shape, [], None, lambda index: _store_outputs(ctx, outputs, stored, index))
+    elif (tiling := _tiling(node, shape, target)) is not None:
+        anchor, path, order = tiling.anchor, tiling.path, tiling.order
+        store_at = lambda index: _store_moved(ctx, node, outputs, stored, anchor, path, _unpermuted(index, order))
+        if tiling.dot_products:
+            _dot_blocks(ctx, anchor.shape, tiling.tile, target.lanes(anchor.dtype), store_at)
         else:
-            anchor, tile, path = tiling
-            _nest(ctx, anchor.shape, [], tile,
-                  lambda index: _store_moved(ctx, node, outputs, stored, anchor, path, index),
-                  _right_operand_spills(anchor))
+            _nest(ctx, [anchor.shape[axis] for axis in order], [], tiling.tile, store_at,
+                  _right_operand_spills(anchor), target.lanes(anchor.dtype))
+    else:
+        _nest(ctx, shape, [], None, lambda index: _store_outputs(ctx, outputs, stored, index))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
     return Kernel(name, node.name, _describe(node), builder.body, inputs, tuple(stored),
                   str(node.loc) if node.loc else None)
 
 
 def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[Index], None],
-          columns_outer: bool = False):
+          columns_outer: bool = False, vector: int = 1):
     """Loops over the elements of ``shape``, calling ``store_at`` at each; with a ``tile`` (rows,
-    lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane,
-    the tiles of a column outermost where ``columns_outer``."""
+    lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane
+    (in vectors of ``vector`` lanes), the tiles of a column outermost where ``columns_outer``."""
     if len(dims) == len(shape):
         store_at(_element(shape, dims))
         return
@@ -149,16 +152,42 @@ def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[In
             # Each column tile's panel of the right operand (K x lanes) serves every block of
             # rows while it is in cache: the right operand is read once, not once per block.
             with ctx.builder.loop(0, column_tiles) as column_tile, ctx.builder.loop(0, blocks) as block:
-                _tile(ctx, shape, dims, E.mul(block, rows), E.mul(column_tile, lanes), rows, lanes, store_at)
+                _tile(ctx, shape, dims, E.mul(block, rows), E.mul(column_tile, lanes), rows, lanes, vector, store_at)
             return
         with ctx.builder.loop(0, blocks) as block:
-            _column_tiles(ctx, shape, dims, E.mul(block, rows), tile, store_at)
+            _column_tiles(ctx, shape, dims, E.mul(block, rows), tile, vector, store_at)
         return
     if tile is not None and tile[0] == 1 and len(dims) == len(shape) - 1:
-        _column_tiles(ctx, shape, dims, None, tile, store_at)
+        _column_tiles(ctx, shape, dims, None, tile, vector, store_at)
         return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
-        _nest(ctx, shape, dims + [var], tile, store_at, columns_outer)
+        _nest(ctx, shape, dims + [var], tile, store_at, columns_outer, vector)
+
+
+def _dot_blocks(ctx, shape, block: tuple[int, int], lanes: int, store_at) -> None:
+    """The outputs of a product of dot products (graphc.ops.linalg.computes_dot_products) in
+    blocks of ``block`` = (rows, columns), each output's sum in vectors of ``lanes`` terms: a
+    block reads each of its rows of the left operand and of the (transposed) right one once
+    per vector of terms.  Columns left over make a narrower last block."""
+    rows, columns = block
+    whole, rest = divmod(shape[1], columns)
+
+    def one(first_row, first_column, width: int):
+        with ctx.builder.dot_tiled(rows * width, lanes) as element:
+            if element is None:
+                store_at(_element(shape, [first_row, first_column]))
+            else:
+                store_at(_element(shape, [E.add(first_row, E.div(element, width)),
+                                          E.add(first_column, E.rem(element, width))]))
+    with ctx.builder.loop(0, shape[0] // rows) as row_block:
+        first_row = E.mul(row_block, rows)
+        if whole == 1:
+            one(first_row, E.index(0), columns)
+        elif whole > 1:
+            with ctx.builder.loop(0, whole) as column_block:
+                one(first_row, E.mul(column_block, columns), columns)
+        if rest:
+            one(first_row, E.index(whole * columns), rest)
 
 
 # A right operand larger than this (a core's share of L2) is read once, column tile by column
@@ -174,26 +203,46 @@ def _right_operand_spills(anchor: Node) -> bool:
     return right.numel * right.dtype.itemsize > RIGHT_OPERAND_CACHE_BYTES
 
 
-def _column_tiles(ctx, shape, dims, first_row, tile, store_at) -> None:
+def _column_tiles(ctx, shape, dims, first_row, tile, vector: int, store_at) -> None:
     """The tiles of one block of rows (or of one row, ``first_row`` None): as many whole tiles
     of ``lanes`` columns as fit, then one narrower tile of the columns left over."""
     rows, lanes = tile
     full, rest = divmod(shape[-1], lanes)
     if full == 1:
-        _tile(ctx, shape, dims, first_row, E.index(0), rows, lanes, store_at)
+        _tile(ctx, shape, dims, first_row, E.index(0), rows, lanes, vector, store_at)
     elif full > 1:
         with ctx.builder.loop(0, full) as column_tile:
-            _tile(ctx, shape, dims, first_row, E.mul(column_tile, lanes), rows, lanes, store_at)
+            _tile(ctx, shape, dims, first_row, E.mul(column_tile, lanes), rows, lanes, vector, store_at)
     if rest:
-        _tile(ctx, shape, dims, first_row, E.index(full * lanes), rows, rest, store_at)
+        _tile(ctx, shape, dims, first_row, E.index(full * lanes), rows, rest, vector, store_at)
 
 
-def _tile(ctx, shape, dims, first_row, first_column, rows: int, width: int, store_at) -> None:
+def _tile(ctx, shape, dims, first_row, first_column, rows: int, width: int, vector: int, store_at) -> None:
     """One tile: ``rows`` rows from ``first_row`` (None: the one row ``dims`` ends at) by ``width``
-    columns from ``first_column``."""
-    with ctx.builder.tiled(rows, width) as (row, lane):
+    columns from ``first_column``, in vectors of ``vector`` lanes."""
+    with ctx.builder.tiled(rows, width, _padded_width(width, vector)) as (row, lane):
         row_dims = [] if first_row is None else [E.add(first_row, row)]
         store_at(_element(shape, dims + row_dims + [E.add(first_column, lane)]))
+
+
+def _padded_width(width: int, vector: int) -> int | None:
+    """The lanes a tile's rows of ``width`` are computed in, where more than ``width`` take fewer
+    vector instructions (Loop.padded_to), else None.  A backend splits a row into vectors of
+    powers of two (28 lanes as 16 + 8 + 4: three AVX-512 instructions per operation); padded to
+    whole vectors of ``vector`` lanes, it takes two."""
+    padded = -(-width // vector) * vector
+    pieces = sum(-(-(1 << bit) // vector) for bit in range(width.bit_length()) if width & (1 << bit))
+    return padded if padded // vector < pieces else None
+
+
+def _unpermuted(index: Index, order: tuple[int, ...]) -> Index:
+    """The element of the anchor that loops over its axes in ``order`` are at (``index``)."""
+    if order == tuple(range(len(order))):
+        return index
+    dims = [None] * len(order)
+    for position, axis in enumerate(order):
+        dims[axis] = index.dims[position]
+    return _element(tuple(index.shape[order.index(axis)] for axis in range(len(order))), dims)
 
 
 def _element(shape, dims) -> Index:
@@ -299,32 +348,68 @@ def _row_length(size: int) -> int | None:
     return next((row for row in range(MAX_ROW, 7, -1) if size % row == 0), None)
 
 
-def _tiling(node: Node, shape, target: VectorTarget) -> tuple[Node, tuple[int, int], list[Node]] | None:
-    """How a kernel's outputs are computed in tiles: the anchor whose elements its loops run
-    over, the (rows, lanes) of the tiles, and the reshapes and transposes taking the anchor's
-    elements to the outputs; or None (the outputs one by one).
+@dataclass(frozen=True)
+class Tiling:
+    """How a kernel's outputs are computed in tiles of ``tile`` = (rows, lanes): its loops run over
+    the elements of ``anchor``, its axes in ``order`` (the tiles' rows along the second last of
+    them, their lanes along the last), and ``path`` (reshapes and transposes) takes each element
+    to the outputs."""
+    anchor: Node
+    tile: tuple[int, int]
+    path: list[Node]
+    order: tuple[int, ...]
+    dot_products: bool = False        # tile: (rows, columns) of outputs, each a sum in vectors
+
+
+def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
+    """How a kernel's outputs are computed in tiles, or None (the outputs one by one).
 
     A matmul's output goes in register tiles of ``target``'s shape (fewer rows where that many
     do not divide the row count), also when the kernel stores it reshaped (a convolution's
-    [N, O, H*W] product as [N, O, H, W]) or transposed; a window op's output in rows of whole
-    image rows."""
+    [N, O, H*W] product as [N, O, H, W]) or transposed.  A conv2d's too, its output channels as
+    the rows and an output row as the lanes: each input value loaded serves every channel of
+    the tile.  Other window ops' outputs go in rows of whole image rows."""
     if not shape or shape[-1] < 2:
         return None
     anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
-    if len(anchors) == 1 and anchors[0].op == "matmul" and anchors[0].shape[-1] > 1:
+    if len(anchors) == 1 and anchors[0].op in ("matmul", "conv2d") and anchors[0].shape[-1] > 1:
         (anchor,) = anchors
         path = _movement_path(node, anchor, tuple(shape))
-        if path is not None:
+        if path is not None and anchor.op == "matmul" and _reads_dot_products(node, anchor):
+            return Tiling(anchor, _dot_block(anchor, target), path, (0, 1), dot_products=True)
+        if path is not None and anchor.op == "matmul":
             most_rows, lanes = target.tile(anchor.dtype)
             rows = max(r for r in range(1, most_rows + 1) if anchor.shape[-2] % r == 0)
-            return anchor, (rows, lanes), path
+            return Tiling(anchor, (rows, lanes), path, tuple(range(anchor.type.rank)))
+        if path is not None and (width := _row_length(anchor.shape[-1])) is not None:
+            most_rows = target.rows_of(width, anchor.dtype)
+            rows = max(r for r in range(1, most_rows + 1) if anchor.shape[1] % r == 0)
+            return Tiling(anchor, (rows, width), path, (0, 2, 1, 3))
     if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != anchors[0].shape for n in anchors):
         return None
     # Several anchors (a pooling's maximum and tap) are stored as they are; one may be reshaped.
     path = [] if anchors[0].shape == tuple(shape) else \
         _movement_path(node, anchors[0], tuple(shape)) if len(anchors) == 1 else None
     row = _row_length(anchors[0].shape[-1])
-    return None if row is None or path is None else (anchors[0], (1, row), path)
+    if row is None or path is None:
+        return None
+    return Tiling(anchors[0], (1, row), path, tuple(range(anchors[0].type.rank)))
+
+
+def _reads_dot_products(node: Node, anchor: Node) -> bool:
+    """Whether a matmul computes dot products (graphc.ops.linalg) whose right operand the kernel
+    reads along K: a transpose it reads as a view (not one stored transposed), or one column."""
+    rhs = anchor.inputs[1]
+    return computes_dot_products(anchor) and (anchor.shape[1] == 1 or rhs in _body_nodes(node))
+
+
+def _dot_block(anchor: Node, target: VectorTarget) -> tuple[int, int]:
+    """The (rows, columns) of a block of dot products: as many outputs (a vector of partial sums
+    each) as the registers hold beside a vector of each row of the left operand and one of the
+    right, the rows a divisor of the product's."""
+    m, n = anchor.shape
+    rows = max(r for r in range(1, min(m, target.registers // 2) + 1) if m % r == 0)
+    return rows, max(1, min(n, (target.registers - rows - 2) // rows))
 
 
 def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:

@@ -23,11 +23,20 @@ class VectorTarget:
     vector_bytes: int           # one vector register
     registers: int              # vector registers the compiler may allocate
 
+    def lanes(self, dtype: DType) -> int:
+        """The ``dtype`` values one vector register holds."""
+        return max(1, self.vector_bytes // dtype.itemsize)
+
     def tile(self, dtype: DType) -> tuple[int, int]:
         """The (rows, lanes) of a register tile of ``dtype`` accumulators."""
-        lanes = VECTORS_PER_ROW * max(1, self.vector_bytes // dtype.itemsize)
         rows = (self.registers - VECTORS_PER_ROW - 1) // VECTORS_PER_ROW
-        return rows, lanes
+        return rows, VECTORS_PER_ROW * self.lanes(dtype)
+
+    def rows_of(self, width: int, dtype: DType) -> int:
+        """The most rows of ``width`` lanes whose accumulators fit where a tile's do."""
+        rows, _ = self.tile(dtype)
+        vectors_per_row = -(-width // self.lanes(dtype))
+        return max(1, rows * VECTORS_PER_ROW // vectors_per_row)
 
 
 AVX2 = VectorTarget("avx2", vector_bytes=32, registers=16)

@@ -66,7 +66,8 @@ def _statement(stmt: Stmt, depth: int, lines: list[str], scratch: frozenset[str]
         return format_expr(expr, scratch=scratch)
     if isinstance(stmt, Loop):
         kind = "" if stmt.kind == "serial" else stmt.kind + " "
-        lines.append(f"{pad}{kind}for {stmt.var} in {fmt(stmt.start)}..{fmt(stmt.stop)}:")
+        padding = f" (padded to {stmt.padded_to})" if stmt.padded_to else ""
+        lines.append(f"{pad}{kind}for {stmt.var} in {fmt(stmt.start)}..{fmt(stmt.stop)}{padding}:")
         _statements(stmt.body, depth + 1, lines, scratch)
     elif isinstance(stmt, Let):
         lines.append(f"{pad}{stmt.name} = {fmt(stmt.value)}")

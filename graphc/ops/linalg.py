@@ -57,6 +57,34 @@ def _matmul_grads(b, node, g):
             unbroadcast(b, b.matmul(_transposed(b, lhs), g), rhs.shape)]
 
 
+# A product of at most this many rows by a transposed right operand (x @ W^T, a Linear layer at
+# a small batch) computes each output as the dot product of two rows, x[m, :] and W[n, :], read
+# along K: as register tiles of rows x N lanes it would fill a few rows of the tile and read
+# W^T a lane at a time.
+DOT_ROWS = 8
+# ... and sums at least this many terms: each output's partial sums, a vector of them, are
+# added up at the end, which a short sum would not pay for.
+DOT_DEPTH = 64
+
+
+def computes_dot_products(node) -> bool:
+    """Whether a matmul's outputs are dot products of rows read along K (each of the operands
+    contiguous there): x @ W^T with few rows (DOT_ROWS), or a product with one column; either
+    summing DOT_DEPTH terms or more."""
+    lhs, rhs = node.inputs
+    if lhs.type.rank != 2 or rhs.type.rank != 2 or lhs.shape[1] < DOT_DEPTH:
+        return False
+    transposed = rhs.op == "permute" and tuple(rhs.attrs["dims"]) == (1, 0)
+    return (transposed and node.shape[0] <= DOT_ROWS) or node.shape[1] == 1
+
+
+def _operand_views(node) -> tuple[int, ...]:
+    # The left operand is read one broadcast element at a time (or a row of a dot product), so
+    # through any view; the right one a row of a register tile at a time, which must be
+    # contiguous, except in a product of dot products, which reads W^T as W's rows.
+    return (0, 1) if computes_dot_products(node) else (0,)
+
+
 def _lower_matmul(ctx, node, index: Index):
     lhs, rhs = node.inputs
     *batch, m, n = index.dims
@@ -74,9 +102,7 @@ register(OpDef(
     name="matmul", family="contraction", inputs=("lhs", "rhs"),
     shape_rule=_matmul_shape,
     reference=lambda xs, a: np.matmul(xs[0], xs[1]),
-    # The left operand is read one broadcast element at a time, so through any view; the right
-    # one a row of a register tile at a time, which must be contiguous.
-    grad=_matmul_grads, lower=_lower_matmul, reads_operand_views=(0,),
+    grad=_matmul_grads, lower=_lower_matmul, reads_operand_views=_operand_views,
     doc="lhs [M,K] or [B,M,K] @ rhs [K,N] or [B,K,N] -> [M,N] or [B,M,N]; "
         "3-D batch sizes must be equal, a 2-D operand is shared across the batch",
 ))

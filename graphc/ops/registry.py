@@ -139,8 +139,9 @@ class OpDef:
     keeps_element_order: bool = False        # element i of the output is element i of the input (beyond elementwise)
     broadcasts: bool = False                 # reads input elements repeatedly, as an elementwise op broadcasting
     operand_view: bool = False               # a contraction that reads views reads through it at no cost
-    reads_operand_views: tuple[int, ...] = ()  # the inputs it reads through an operand_view op (as BLAS a
-                                               # transpose; views of views: a transposed reshape)
+    # The inputs it reads through an operand_view op (as BLAS a transpose; views of views: a
+    # transposed reshape), or a function of the node giving them (see operand_views_read).
+    reads_operand_views: tuple[int, ...] | Callable[[Any], tuple[int, ...]] = ()
     cheap: bool = False                      # about one pass over its output: worth recomputing (forward pooling)
     # The loops a kernel anchored at it runs over: each output axis split, row-major, into
     # these sizes, so its lowering reads the parts (Index.split) rather than dividing for them.
@@ -175,6 +176,12 @@ def get_op(name: str) -> OpDef:
         return OPS[name]
     except KeyError:
         raise OpError(f"unknown op {name!r}; `graphc ops` lists the registered primitives") from None
+
+
+def operand_views_read(node) -> tuple[int, ...]:
+    """The inputs ``node`` reads through an operand_view op (OpDef.reads_operand_views)."""
+    views = get_op(node.op).reads_operand_views
+    return views(node) if callable(views) else views
 
 
 def format_attrs(attrs: dict) -> str:

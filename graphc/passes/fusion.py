@@ -63,7 +63,7 @@ import networkx as nx
 from ..errors import GraphcError
 from ..ir.graph import Graph, Node, unused_name
 from ..ops.fused import is_kernel
-from ..ops.registry import get_op, infer_node
+from ..ops.registry import get_op, infer_node, operand_views_read
 from .manager import register_pass
 
 DEFAULT_MAX_GROUP_SIZE = 64
@@ -234,7 +234,7 @@ class _Grouper:
         (a product's output moved into place) is no operand view: it is the product's epilogue."""
         return (get_op(node.op).operand_view and bool(readers)
                 and all((classify(user) == CONTRACTION or user in group.operand_views)
-                        and all(position in get_op(user.op).reads_operand_views
+                        and all(position in operand_views_read(user)
                                 for position, operand in enumerate(user.inputs) if operand is node)
                         for user in readers))
 

@@ -21,17 +21,20 @@ costs memory (C*kh*kw values per output pixel), which the memory plan
 reuses as soon as the product has read it.
 
 Grouped convolutions, conv2d with fewer than ``MIN_GEMM_CHANNELS`` output
-channels, and transposed ones whose output_padding reaches a whole extra
-window, keep their direct lowering.
+channels or with few channels over wide rows (``NARROW_CHANNELS``; those run
+in register tiles of their own, see graphc.kernel.lower), and transposed ones
+whose output_padding reaches a whole extra window, keep their direct lowering.
 
 **A transposed product** (AB)^T, a Linear layer's weight gradient, becomes
 B^T A^T: stored in order, its right operand A^T = (x^T)^T simplifies to x.
 
 **A product with a transposed right operand**, x @ W^T (a Linear layer), needs
-W^T stored first.  Where W is large (``MIN_UNCOPIED_TRANSPOSE``) and larger than
-the batch and the result together (the DCGAN generator's 1024 -> 6272 weight is
-25 MB), the pass computes (W @ x^T)^T instead: it transposes the small x, and
-stores the result transposed.
+W^T stored first, unless it has few rows (a small batch): then each output is
+the dot product of two rows, read as they are stored (graphc.ops.linalg).
+Where W is large (``MIN_UNCOPIED_TRANSPOSE``) and larger than the batch and the
+result together (the DCGAN generator's 1024 -> 6272 weight is 25 MB), the pass
+computes (W @ x^T)^T instead: it transposes the small x, and stores the result
+transposed.
 
 The rewrites are exact algebra up to rounding (sums in another order).
 """
@@ -41,6 +44,7 @@ from typing import Callable
 
 from ..ir.graph import Graph, Node
 from ..ops.conv import _conv_output_hw
+from ..ops.linalg import computes_dot_products
 from .manager import register_pass
 from .simplify import NewNode, Rewriter
 
@@ -49,23 +53,24 @@ WINDOW = ("stride", "padding", "dilation")
 ReadOnlyBy = Callable[[Node, Node], bool]
 # A conv2d with fewer output channels than this keeps its direct lowering: each unfolded value
 # (C*kh*kw of them per pixel, written and read once) would serve too few multiply-adds to pay
-# for itself.  LeNet's first layer (6 channels of 3x5x5 windows) is a product: its unfold and
-# 6-row tiles take 0.24 ms at batch 32 where the direct lowering took 0.31.  Its weight
-# gradient, whose direct lowering sums a whole batch per weight, is a product whatever the channels.
+# for itself.  Its weight gradient, whose direct lowering sums a whole batch per weight, is a
+# product whatever the channels.
 MIN_GEMM_CHANNELS = 4
 # An image whose output pixels are not a multiple of this many (a register tile's columns on
 # AVX2; AVX-512 tiles are twice as wide) is convolved in one product over the whole batch.
 WHOLE_TILE_COLUMNS = 16
 # A weight gradient with fewer output channels than this (a register tile's lanes on AVX2) puts
-# the channels in its rows and the taps in its lanes.
+# the channels in its rows and the taps in its lanes.  A conv2d with fewer, unstrided, whose
+# output rows fill a tile's columns (WHOLE_TILE_COLUMNS), keeps its direct lowering too: it runs
+# in register tiles of its own, the channels as rows and an output row as the lanes, reading the
+# input where it lies.  An unfold would write and read every input value kh*kw times to serve as
+# few multiply-adds as there are channels: LeNet's first layer (6 channels of 3x5x5 windows) at
+# batch 4 took 10 us to unfold and 14 to multiply, where its direct tiles take 12 in all.
 NARROW_CHANNELS = 16
 # A transposed right operand of at least this many elements (4 MB of floats) is not copied
 # transposed each step; a smaller one is (a copy costs less than storing the product transposed
 # and transposing it back for the next layer, as a chain of Linear layers would).
 MIN_UNCOPIED_TRANSPOSE = 1 << 20
-# Nor is one multiplied by at most this many rows (a Linear layer at batch 4): the copy would
-# read and write the weight once for a product that reads it once.
-FEW_ROWS = 8
 
 
 def gemm(graph: Graph, options=None) -> Graph:
@@ -122,14 +127,14 @@ def _columns(b, x: Node, window: dict) -> Node:
 
 
 def _transposed_right_operand(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
-    """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is large
-    or a has few rows, and w is the larger to transpose (and not itself a transpose, which
-    simplify cancels)."""
+    """matmul(a, permute(w)) -> permute(matmul(w, permute(a))) for 2-D a and w, where w is large,
+    and the larger to transpose (and not itself a transpose, which simplify cancels).  A product
+    of dot products (few rows, see graphc.ops.linalg.computes_dot_products) reads w as it is."""
     lhs, rhs = node.inputs
     if (rhs.op != "permute" or rhs.inputs[0].op == "permute" or lhs.type.rank != 2 or rhs.type.rank != 2
             or rhs.type.numel <= lhs.type.numel + node.type.numel):
         return False
-    if rhs.type.numel < MIN_UNCOPIED_TRANSPOSE and lhs.shape[0] > FEW_ROWS:
+    if rhs.type.numel < MIN_UNCOPIED_TRANSPOSE or computes_dot_products(node):
         return False
     b = rewriter.builder
     b.loc = node.loc
@@ -141,7 +146,7 @@ def _transposed_right_operand(rewriter: Rewriter, node: Node, read_only_by: Read
 
 
 def _conv2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
-    if node.attrs["groups"] != 1 or node.shape[1] < MIN_GEMM_CHANNELS:
+    if node.attrs["groups"] != 1 or node.shape[1] < MIN_GEMM_CHANNELS or _direct_tiles_win(node):
         return False
     b = rewriter.builder
     b.loc = node.loc
@@ -162,6 +167,12 @@ def _conv2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) -> bool:
     b.loc = None
     rewriter.emit(node, NewNode.of("reshape", [product], shape=node.shape))
     return True
+
+
+def _direct_tiles_win(node: Node) -> bool:
+    """Whether a conv2d runs faster in its own register tiles than as a product (NARROW_CHANNELS)."""
+    unstrided = all(tuple(node.attrs[name]) == (1, 1) for name in ("stride", "dilation"))
+    return node.shape[1] < NARROW_CHANNELS and unstrided and node.shape[3] >= WHOLE_TILE_COLUMNS
 
 
 def _ragged(pixels: int) -> bool:

@@ -54,6 +54,34 @@ CONV_CASES = [
     ("conv_transpose2d", [(1, 4, 3, 3), (4, 5, 3, 2)], {"stride": (2, 1), "output_padding": (1, 0), "dilation": (1, 2)}),
 ]
 
+# Forward convolutions with fewer than 16 output channels, unstrided, over rows of 16 or more
+# pixels: not products but register tiles of their own, the channels as rows and an output row
+# as the lanes (padded to whole vectors where that takes fewer: 28 and 30 on AVX-512).
+DIRECT_CONV_CASES = [
+    ("conv2d", [(2, 3, 12, 32), (6, 3, 5, 5)], {}),
+    ("conv2d", [(1, 2, 9, 30), (7, 2, 3, 3)], {"padding": (1, 1)}),
+    ("conv2d", [(2, 4, 6, 20), (9, 4, 3, 3)], {"padding": (0, 1)}),
+    ("conv2d", [(1, 1, 5, 17), (3, 1, 2, 2)], {}),
+]
+
+# x @ W^T with few rows, and products of one column: each output a dot product of two rows read
+# along K, in vectors (graphc.ops.linalg.computes_dot_products).  (M, K, N): K with and without
+# terms left over a vector, N with and without columns left over a block, M of 1 and prime.
+DOT_SHAPES = [(4, 400, 120), (3, 70, 13), (1, 200, 30), (8, 64, 9), (32, 100, 1), (5, 67, 1)]
+
+
+def _dot_errors() -> list[float]:
+    """relu(x @ W^T + b), a Linear layer, for each of DOT_SHAPES."""
+    rng = np.random.default_rng(3)
+    linear = graphc.compile(lambda x, w, b: graphc.relu(x @ w.t() + b))
+    errors = []
+    for m, k, n in DOT_SHAPES:
+        x, w, b = (rng.standard_normal(shape).astype(np.float32) for shape in ((m, k), (n, k), (n,)))
+        got = linear(graphc.tensor(x), graphc.tensor(w), graphc.tensor(b)).numpy()
+        want = np.maximum(x.astype(np.float64) @ w.T + b, 0)
+        errors.append(float(np.abs(got - want).max() / max(1.0, np.abs(want).max())))
+    return errors
+
 
 def _matmul_errors() -> list[float]:
     matmul = graphc.compile(lambda a, b: graphc.relu(a @ b + 1.0))
@@ -77,10 +105,10 @@ def _moved_product_errors() -> list[float]:
 
 
 def _conv_errors() -> list[float]:
-    """Each convolution case as a one-op graph through the default passes (the gemm form), on LLVM."""
+    """Each convolution case as a one-op graph through the default passes, on LLVM."""
     rng = np.random.default_rng(1)
     errors = []
-    for op, shapes, attrs in CONV_CASES:
+    for op, shapes, attrs in CONV_CASES + DIRECT_CONV_CASES:
         b = GraphBuilder(op)
         xs = [b.input(f"x{i}", TensorType(shape, f32)) for i, shape in enumerate(shapes)]
         node = b.op(op, *xs, **attrs)
@@ -95,7 +123,7 @@ def _conv_errors() -> list[float]:
 
 def _errors() -> list[float]:
     """The largest relative error of each case, compiled for this process's vector registers."""
-    return _matmul_errors() + _moved_product_errors() + _conv_errors()
+    return _matmul_errors() + _moved_product_errors() + _conv_errors() + _dot_errors()
 
 
 def test_matmul_tiles_agree_with_numpy_on_awkward_sizes():
@@ -116,6 +144,67 @@ def test_the_gemm_pass_turns_these_convolutions_into_products():
         b.output(b.op(op, *(b.input(f"x{i}", TensorType(s, f32)) for i, s in enumerate(shapes)), **attrs))
         ops = {node.op for node in PassManager(["gemm"]).run(b.build()).nodes}
         assert "matmul" in ops and op not in ops, (op, shapes, attrs)
+
+
+def test_dot_products_agree_with_numpy_on_awkward_sizes():
+    assert max(_dot_errors()) < 1e-5
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
+def test_a_linear_layer_at_a_small_batch_reads_its_weight_as_stored(target):
+    linear = graphc.compile(lambda x, w, b: x @ w.t() + b, backend="reference")
+    x, w, b = graphc.randn(4, 400), graphc.randn(120, 400), graphc.randn(120)
+    linear(x, w, b)
+    program = lower_program(linear.graph(x, w, b), linear.memory_plan(x, w, b), target=target)
+    verify_program(program)
+    (kernel,) = program.kernels                  # no kernel copies W transposed
+    lanes = target.lanes(f32)
+    # A block of 4 rows by as many columns as the registers hold (a vector of partial sums per
+    # output, one of each row of x and one of W beside), then the columns left over.
+    columns = (target.registers - 4 - 2) // 4
+    scratch = sorted(s.size for s in walk_statements(kernel.body) if isinstance(s, Local))
+    assert scratch == sorted({4 * columns * lanes, 4 * (120 % columns or columns) * lanes})
+    vectorized = [s for s in walk_statements(kernel.body) if isinstance(s, Loop) and s.kind == "vectorized"]
+    assert {s.stop.value for s in vectorized} >= {lanes, lanes // 2, 1}   # the sums, then their halves
+
+
+def test_narrow_unstrided_convolutions_keep_their_direct_tiles():
+    for op, shapes, attrs in DIRECT_CONV_CASES:
+        b = GraphBuilder(op)
+        b.output(b.op(op, *(b.input(f"x{i}", TensorType(s, f32)) for i, s in enumerate(shapes)), **attrs))
+        ops = {node.op for node in PassManager(["gemm"]).run(b.build()).nodes}
+        assert op in ops and "matmul" not in ops, (op, shapes, attrs)
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
+def test_a_direct_convolution_tiles_its_channels_as_rows_and_pads_its_rows(target):
+    conv = graphc.compile(lambda x, w: graphc.nn.functional.conv2d(x, w), backend="reference")
+    x, w = graphc.randn(2, 3, 12, 32), graphc.randn(6, 3, 5, 5)        # 28 output pixels a row
+    conv(x, w)
+    program = lower_program(conv.graph(x, w), conv.memory_plan(x, w), target=target)
+    verify_program(program)
+    (kernel,) = program.kernels
+    lanes = [s for s in walk_statements(kernel.body) if isinstance(s, Loop) and s.kind == "vectorized"]
+    rows = [s for s in walk_statements(kernel.body) if isinstance(s, Loop) and s.kind == "unrolled"]
+    assert lanes and all(loop.stop.value == 28 for loop in lanes)
+    # AVX-512: two 16-lane vectors hold a row of 28 (16 + 8 + 4 would take three); on AVX2 four
+    # 8-lane vectors take as many as 16 + 8 + 4, so the row is not padded.
+    assert all(loop.padded_to == (32 if target is AVX512 else None) for loop in lanes)
+    # The accumulators of 6 rows fit AVX-512's registers (2 vectors a row); of 3 rows AVX2's (4 each).
+    assert rows and all(loop.stop.value == (6 if target is AVX512 else 3) for loop in rows)
+
+
+def test_a_padded_row_stores_through_a_masked_store():
+    b = GraphBuilder("conv")
+    x, w = b.input("x", TensorType((2, 3, 12, 32), f32)), b.input("w", TensorType((6, 3, 5, 5), f32))
+    b.output(b.op("conv2d", x, w))
+    conv_graph = PassManager(default_pipeline(training=False)).run(b.build())
+    executable = get_backend("llvm").build_executable(conv_graph, plan_memory(conv_graph))
+    padded = [s for k in executable.kernels() for s in walk_statements(k.body) if isinstance(s, Loop) and s.padded_to]
+    if not padded:
+        pytest.skip("this machine's vectors hold a row of 28 without padding (AVX2)")
+    llvm = executable.source.files({"llvm"})["llvm.ll"]
+    assert "llvm.masked.store" in llvm and "llvm.masked.load" in llvm
 
 
 def test_avx2_tiles_agree_with_numpy_too():
@@ -139,6 +228,7 @@ def test_a_matmul_kernel_holds_a_register_tile_of_the_targets_shape(target):
     rows, lanes = target.tile(f32)
     rows = max(r for r in range(1, rows + 1) if 28 % r == 0)          # 6 rows on AVX2 -> 4; 14 on AVX-512
     scratch = [s for s in walk_statements(kernel.body) if isinstance(s, Local)]
-    assert sorted(s.size for s in scratch) == sorted([rows * lanes, rows * (70 % lanes)])
+    vector = target.lanes(f32)                  # the last 6 columns in one (masked) vector
+    assert sorted(s.size for s in scratch) == sorted([rows * lanes, rows * vector])
     unrolled = [s for s in walk_statements(kernel.body) if isinstance(s, Loop) and s.kind == "unrolled"]
     assert unrolled and all(s.stop.value == rows for s in unrolled)

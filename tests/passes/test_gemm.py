@@ -8,6 +8,7 @@ from optest import run_compiled
 from graphc.backends.reference import run_graph
 from graphc.ir.text import parse_graph
 from graphc.passes.gemm import gemm
+from graphc.passes.manager import PassManager, default_pipeline
 
 
 def assert_same_results(graph, rewritten) -> None:
@@ -94,9 +95,13 @@ def test_a_wide_transposed_weight_is_not_transposed_but_the_batch_is():
     assert ops(gemm(narrow)) == ["permute", "matmul"]
     small = parse_graph(wide.replace("131072", "40").replace("f32[2,8] data", "f32[9,8] data").replace("f32[2,40]", "f32[9,40]"))
     assert ops(gemm(small)) == ["permute", "matmul"]
-    # ... unless the batch has at most FEW_ROWS rows: then the copy would cost what the product does.
-    few = parse_graph(wide.replace("131072", "40"))
-    assert ops(gemm(few)) == ["permute", "matmul", "permute"]
+    # So is a Linear layer's at a small batch, whose outputs are dot products of x's and W's rows
+    # (graphc.ops.linalg.computes_dot_products): the product reads W^T as W, no copy made.
+    few = parse_graph(wide.replace("131072", "120").replace(",8]", ",400]").replace("[8,", "[400,"))
+    assert ops(gemm(few)) == ["permute", "matmul"]
+    fused = PassManager(default_pipeline(training=False)).run(few)
+    assert [node.op for node in fused.nodes] == ["fused"]             # the permute read as a view
+    assert_same_results(few, gemm(few))
 
 
 def test_images_of_ragged_pixel_counts_are_convolved_as_one_batch():
