@@ -19,6 +19,7 @@ import json
 import math
 
 import llvmlite
+import llvmlite.ir as ir
 
 from graphc import timing
 from graphc.errors import BackendError
@@ -70,6 +71,12 @@ class ProgramSource:
         return machine.emit_assembly(module)
 
     @functools.cached_property
+    def object_key(self) -> str:
+        """The compile cache's key for the program's object code (``object_key``): it prints the
+        whole program, so it is worked out once, for compiling and for saving the executable."""
+        return object_key(self.program, self.threads)
+
+    @functools.cached_property
     def _optimized(self):
         """Optimized once, whether the LLVM IR, the assembly or both are asked for."""
         return optimized_module(self.llvm_ir())
@@ -91,9 +98,10 @@ def object_key(program: Program, threads: int) -> str:
     return cache.cache_key("llvm objects", print_program(program), *constants, cache_identity(threads))
 
 
-def compile_program(program: Program, threads: int) -> list[bytes]:
-    """Object code for ``program`` (one object per module), from the cache or compiled now."""
-    key = object_key(program, threads)
+def compile_program(program: Program, threads: int, key: str | None = None) -> list[bytes]:
+    """Object code for ``program`` (one object per module), from the cache or compiled now
+    (``key``: its ``object_key``, where the caller has it already)."""
+    key = key or object_key(program, threads)
     with timing.phase("cache lookup"):
         stored = cache.load("llvm", key)
     objects = _unpack(stored) if stored is not None else None
@@ -118,8 +126,8 @@ def _compile(program: Program, threads: int) -> list[bytes]:
 
     def render(part: int) -> list[tuple[str, dict]]:
         if part == 0:
-            return [(str(render_entry_module(program)), ENTRY_PIPELINE)]
-        return [(str(render_kernel_module(program, threads, positions, f"{program.name}.{part}.{i}")), dict(pipeline))
+            return [(_text(render_entry_module(program)), ENTRY_PIPELINE)]
+        return [(_text(render_kernel_module(program, threads, positions, f"{program.name}.{part}.{i}")), dict(pipeline))
                 for i, (pipeline, positions) in enumerate(kernel_parts[part - 1].items())]
 
     cpu, features = host()
@@ -141,6 +149,19 @@ def _compile(program: Program, threads: int) -> list[bytes]:
         queue.close()
         for process in workers:
             process.close()
+
+
+def _text(module: ir.Module) -> str:
+    """``module``'s LLVM IR; the module is taken apart after.  Each of its instructions points at
+    its block and each block at its function: cycles, which only Python's collector frees.  Left
+    to it, a compile's modules were most of the objects it found (LeNet: 76,000 of 82,000), and
+    walking them cost the first collection after a compile 0.1 s on ResNet's."""
+    text = str(module)
+    for function in module.functions:
+        for block in function.blocks:
+            block.instructions.clear()
+        function.blocks.clear()
+    return text
 
 
 # Below this many kernel bodies per process, a worker saves less than forking it costs (the fork
@@ -208,29 +229,31 @@ def _unpack(data: bytes) -> list[bytes] | None:
 def build_executable(graph: Graph, plan) -> LLVMExecutable:
     with timing.phase("lowering"):
         program = lower_program(graph, plan, target=vector_target())
-    threads = pool().threads
-    objects = compile_program(program, threads)
-    return _load(graph, program, threads, objects,
-                 unscheduled=lambda: lower_program(graph, plan, schedule=False, target=vector_target()))
+    source = ProgramSource(program, pool().threads,
+                           unscheduled=lambda: lower_program(graph, plan, schedule=False, target=vector_target()))
+    with timing.phase("cache key"):
+        key = source.object_key
+    objects = compile_program(program, source.threads, key)
+    return _load(graph, source, objects)
 
 
-def _load(graph: Graph, program: Program, threads: int, objects: list[bytes], unscheduled=None) -> LLVMExecutable:
+def _load(graph: Graph, source: ProgramSource, objects: list[bytes]) -> LLVMExecutable:
+    program = source.program
     names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
     with timing.phase("loading"):
         try:
             engine, addresses = load_objects(objects, names)
         except RuntimeError as err:
             raise BackendError(f"LLVM could not load graph {program.name}: {str(err).splitlines()[0]}") from None
-    source = ProgramSource(program, threads, unscheduled=unscheduled)
     return LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, source)
 
 
 def save_executable(executable: LLVMExecutable) -> bytes:
     """What ``load_executable`` needs to make ``executable`` again: its program as data and the
     key of its object code in the cache (stored there by ``compile_program``)."""
-    program, threads = executable.program, executable.source.threads
-    return json.dumps({"program": encode(program), "threads": threads,
-                       "objects": object_key(program, threads)}).encode()
+    source = executable.source
+    return json.dumps({"program": encode(source.program), "threads": source.threads,
+                       "objects": source.object_key}).encode()
 
 
 def load_executable(graph: Graph, data: bytes) -> LLVMExecutable | None:
@@ -249,4 +272,4 @@ def load_executable(graph: Graph, data: bytes) -> LLVMExecutable | None:
     objects = _unpack(stored) if stored is not None else None
     if objects is None:
         return None
-    return _load(graph, program, threads, objects)
+    return _load(graph, ProgramSource(program, threads), objects)

@@ -193,9 +193,17 @@ def test_compiling_in_worker_processes_gives_the_same_code(tmp_path, monkeypatch
 def test_a_module_llvm_cannot_compile_is_a_clear_error_in_any_process(cache_dir, monkeypatch):
     import graphc.backends.llvm as llvm_backend
     monkeypatch.setenv("GRAPHC_COMPILE_JOBS", "2")
-    monkeypatch.setattr(llvm_backend, "render_kernel_module", lambda *args: "define void @broken( {")
+    monkeypatch.setattr(llvm_backend, "render_kernel_module", lambda *args: _broken_module())
     with pytest.raises(graphc.BackendError, match="LLVM could not compile graph"):
         _first_step()
+
+
+def _broken_module():
+    """A module LLVM rejects: its function's one block has no terminator."""
+    import llvmlite.ir as ir
+    module = ir.Module()
+    ir.Function(module, ir.FunctionType(ir.VoidType(), []), "broken").append_basic_block("entry")
+    return module
 
 
 def test_the_work_queue_hands_each_part_to_exactly_one_process():
