@@ -172,7 +172,16 @@ class _Storage:
         return self.first_use <= other.last_use and other.first_use <= self.last_use
 
 
-Spoilt = dict[int, tuple[Graph, frozenset[int]]]
+@dataclass
+class KernelFacts:
+    """What is known of kernels, found when first asked for and shared between the graphs a pass
+    makes one from another (a rewritten kernel keeps its body object, an untouched one is the same
+    node): measuring each of many trial graphs then looks at no kernel twice."""
+    # Each fused body's operand positions read other than element for element.  Graphs compare
+    # by structure, so bodies are keyed by identity, each kept alive beside its entry.
+    spoilt: dict[int, tuple[Graph, frozenset[int]]] = field(default_factory=dict)
+    # Each kernel's operands read only element for element (a node's operands never change).
+    in_step: dict[Node, frozenset[Node]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -187,25 +196,22 @@ class KernelBuffers:
     index: dict[Node, int]
     outputs: dict[Node, list[Node]]
     stored_by: dict[Node, int]
-    # Each fused body's operand positions read other than element for element, found when first
-    # asked for; shared with other graphs of one pass (see ``kernel_buffers``).  Graphs compare
-    # by structure, so bodies are keyed by identity, each kept alive beside its entry.
-    _spoilt: Spoilt = field(default_factory=dict, repr=False, compare=False)
-    _in_step: dict[Node, frozenset[Node]] = field(default_factory=dict, repr=False, compare=False)
+    _facts: KernelFacts = field(default_factory=KernelFacts, repr=False, compare=False)
 
     def read_in_step(self, kernel: Node) -> frozenset[Node]:
         """The operands that ``kernel`` reads only element for element (see ``_spoilt_operands``)."""
-        if kernel not in self._in_step:
-            self._in_step[kernel] = self._operands_read_in_step(kernel)
-        return self._in_step[kernel]
+        in_step = self._facts.in_step
+        if kernel not in in_step:
+            in_step[kernel] = self._operands_read_in_step(kernel)
+        return in_step[kernel]
 
     def _operands_read_in_step(self, kernel: Node) -> frozenset[Node]:
         if kernel.op != "fused":
             return frozenset(kernel.inputs) if keeps_element_order(kernel) else frozenset()
-        body = kernel.attrs["body"]
-        if id(body) not in self._spoilt:
-            self._spoilt[id(body)] = (body, _spoilt_operands(body))
-        return frozenset(kernel.inputs) - {kernel.inputs[i] for i in self._spoilt[id(body)][1]}
+        body, spoilt = kernel.attrs["body"], self._facts.spoilt
+        if id(body) not in spoilt:
+            spoilt[id(body)] = (body, _spoilt_operands(body))
+        return frozenset(kernel.inputs) - {kernel.inputs[i] for i in spoilt[id(body)][1]}
 
     def values(self) -> list[Node]:
         """Every stored value, in kernel order."""
@@ -215,18 +221,14 @@ class KernelBuffers:
         return self.kernels[self.stored_by[value]]
 
 
-def kernel_buffers(graph: Graph, spoilt: Spoilt | None = None) -> KernelBuffers:
-    """The kernels of ``graph`` and the values each stores (see ``KernelBuffers``).
-
-    ``spoilt`` shares what is known of fused bodies between the graphs a pass makes one from
-    another (a rewritten kernel keeps its body object): measuring each of many trial graphs
-    then costs no second look at the bodies.
-    """
+def kernel_buffers(graph: Graph, facts: KernelFacts | None = None) -> KernelBuffers:
+    """The kernels of ``graph`` and the values each stores (see ``KernelBuffers``), with ``facts``
+    shared with other graphs of one pass."""
     outputs = kernel_outputs(graph)
     kernels = list(outputs)
     index = {kernel: i for i, kernel in enumerate(kernels)}
     stored_by = {value: index[kernel] for kernel in kernels for value in outputs[kernel]}
-    return KernelBuffers(kernels, index, outputs, stored_by, {} if spoilt is None else spoilt)
+    return KernelBuffers(kernels, index, outputs, stored_by, KernelFacts() if facts is None else facts)
 
 
 def last_uses(graph: Graph, buffers: KernelBuffers | None = None) -> dict[Node, int]:
@@ -335,16 +337,21 @@ def donation_candidates(graph: Graph, buffers: KernelBuffers | None = None) -> d
     return candidates
 
 
-def _state_writes(graph: Graph, buffers: KernelBuffers) -> dict[str, StateWrite]:
-    """How the kernels read each state that the graph writes back; returning the old value
-    counts as a read after the last kernel."""
-    # The kernels reading each state, found in one walk over the kernels (not graph.users(),
-    # which lists the readers of every value: the remat pass asks this of a hundred trial graphs).
+def _state_readers(graph: Graph, buffers: KernelBuffers) -> dict[Node, list[Node]]:
+    """The kernels reading each state that the graph writes back, in kernel order."""
+    # One walk over the kernels (not graph.users(), which lists the readers of every value: the
+    # remat pass asks this of a hundred trial graphs).
     users: dict[Node, list[Node]] = {target: [] for target, _ in graph.writes}
     for kernel in buffers.kernels:
         for operand in kernel.inputs:
             if operand in users:
                 users[operand].append(kernel)
+    return users
+
+
+def _state_writes(graph: Graph, buffers: KernelBuffers, users: dict[Node, list[Node]]) -> dict[str, StateWrite]:
+    """How the kernels read each state that the graph writes back (``users``: its readers);
+    returning the old value counts as a read after the last kernel."""
     returned = set(graph.outputs)
     writes = {}
     for target, value in graph.writes:
@@ -357,11 +364,12 @@ def _state_writes(graph: Graph, buffers: KernelBuffers) -> dict[str, StateWrite]
     return writes
 
 
-def _donations(graph: Graph, buffers: KernelBuffers, state_writes: dict[str, StateWrite]) -> dict[Node, Node]:
+def _donations(graph: Graph, buffers: KernelBuffers, users: dict[Node, list[Node]]) -> dict[Node, Node]:
     """The candidates (``donation_candidates``) whose kernel comes after every other reader
-    of the old state value, in the graph's node order: value -> state."""
+    of the old state value (``users``: the readers of each state), in the graph's node order:
+    value -> state.  (A returned state is no candidate: the reader after the last kernel.)"""
     return {value: target for value, target in donation_candidates(graph, buffers).items()
-            if all(reader <= buffers.stored_by[value] for reader in state_writes[target.name].readers)}
+            if all(buffers.index[reader] <= buffers.stored_by[value] for reader in users[target])}
 
 
 # -- placement ------------------------------------------------------------------------
@@ -444,8 +452,9 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     write-back values into their state's storage where that is legal."""
     buffers = kernel_buffers(graph)
     last = last_uses(graph, buffers)
-    state_writes = _state_writes(graph, buffers)
-    donations = _donations(graph, buffers, state_writes)
+    users = _state_readers(graph, buffers)
+    state_writes = _state_writes(graph, buffers, users)
+    donations = _donations(graph, buffers, users)
     storage_of, partner_of = _storages(graph, buffers, last, donations)
     storages = _distinct(storage_of.values())
     arena = _place(storages)
@@ -458,12 +467,12 @@ def plan_memory(graph: Graph) -> MemoryPlan:
                       sum(b.size for b in slots), state_writes)
 
 
-def peak_live_bytes(graph: Graph, spoilt: Spoilt | None = None) -> int:
+def peak_live_bytes(graph: Graph, facts: KernelFacts | None = None) -> int:
     """The ``lower_bound_bytes`` that ``plan_memory`` gives ``graph``, without placing the buffers
-    (``spoilt``: see ``kernel_buffers``)."""
-    buffers = kernel_buffers(graph, spoilt)
+    (``facts``: see ``kernel_buffers``)."""
+    buffers = kernel_buffers(graph, facts)
     last = last_uses(graph, buffers)
-    donations = _donations(graph, buffers, _state_writes(graph, buffers))
+    donations = _donations(graph, buffers, _state_readers(graph, buffers))
     storage_of, _ = _storages(graph, buffers, last, donations)
     return _peak_live_bytes(_distinct(storage_of.values()), len(buffers.kernels))
 

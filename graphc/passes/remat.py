@@ -53,7 +53,7 @@ from ..ir.types import TupleType
 from ..ops.registry import get_op
 from .fusion import ELEMENTWISE, MOVEMENT, classify, is_kernel
 from .manager import register_pass
-from .memory import Spoilt, last_uses, peak_live_bytes
+from .memory import KernelFacts, last_uses, peak_live_bytes
 from .schedule import schedule
 
 # Fused kernels of these kinds loop once over their output, reading each operand at most
@@ -85,10 +85,10 @@ class _PeakMeter:
     the kernels they have in common, so that each trial costs one walk over its kernels."""
 
     def __init__(self):
-        self.spoilt: Spoilt = {}
+        self.facts = KernelFacts()
 
     def __call__(self, graph: Graph) -> int:
-        return peak_live_bytes(graph, self.spoilt)
+        return peak_live_bytes(graph, self.facts)
 
 
 def _add_copies(graph: Graph, peak_of: _PeakMeter) -> tuple[Graph, dict[str, str]]:
@@ -97,13 +97,15 @@ def _add_copies(graph: Graph, peak_of: _PeakMeter) -> tuple[Graph, dict[str, str
     peak = peak_of(graph)
     copies: dict[str, str] = {}
     tried: set[str] = set()
-    while (remat := _best_candidate(graph, tried)) is not None:
+    candidates = candidates_of(graph)           # found again only when a copy changes the graph
+    while (remat := _best_candidate(candidates, tried)) is not None:
         tried.add(remat.kernel.name)
         trial, duplicate = _apply(graph, remat)
         trial_peak = peak_of(trial)
         if trial_peak <= peak:
             graph, peak = trial, trial_peak
             copies[duplicate.name] = remat.kernel.name
+            candidates = candidates_of(graph)
     return graph, copies
 
 
@@ -138,10 +140,10 @@ def _pooling_kernel(body) -> bool:
                for n in body.nodes) and any(get_op(n.op).cheap for n in body.nodes)
 
 
-def _best_candidate(graph: Graph, tried: set[str]) -> Remat | None:
+def _best_candidate(candidates: list[Remat], tried: set[str]) -> Remat | None:
     """The untried rematerialization with the largest saving (the earliest kernel on a tie)."""
-    candidates = [remat for remat in candidates_of(graph) if remat.kernel.name not in tried]
-    return max(candidates, key=lambda remat: remat.saving, default=None)
+    untried = [remat for remat in candidates if remat.kernel.name not in tried]
+    return max(untried, key=lambda remat: remat.saving, default=None)
 
 
 def candidates_of(graph: Graph) -> list[Remat]:
