@@ -18,12 +18,13 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from graphc.errors import OutOfRangeError
 from graphc.ir.graph import Graph
-from graphc.kernel.ir import Program
+from graphc.kernel.ir import Kernel, Program
 
 from ..executable import Inputs, RunResult, bind_inputs
 from ..profile import KernelTiming, Profile
@@ -41,16 +42,36 @@ def aligned_bytes(count: int) -> np.ndarray:
     return raw[start:start + count]
 
 
+@dataclass(frozen=True)
+class KernelEntry:
+    """What running and profiling a kernel needs of it: not its loops (a program loaded from the
+    compile cache decodes those only when they are asked for)."""
+    name: str
+    node: str
+    what: str
+    outputs: tuple[str, ...]
+    checks: bool                  # whether it checks data-dependent indices (and so may fail)
+
+    @staticmethod
+    def of(kernel: Kernel) -> "KernelEntry":
+        return KernelEntry(kernel.name, kernel.node, kernel.what, tuple(kernel.outputs), kernel.has_checks)
+
+
 class LLVMExecutable:
-    def __init__(self, graph: Graph, program: Program, engine, addresses: dict[str, int], parallel_for: int,
-                 source):
+    """``layout`` is the program's buffers, inputs and results (a Program, its kernels' loops left
+    out or not) and ``kernels`` its kernels in run order; ``source`` has the whole program."""
+
+    def __init__(self, graph: Graph, layout: Program, kernels: list[KernelEntry], engine, addresses: dict[str, int],
+                 parallel_for: int, source):
+        program = layout
         self.graph = graph
-        self.program = program
-        self.source = source                      # renders the LLVM IR and assembly on request
+        self.source = source                      # the whole program, and its code on request
+        self._layout = layout
+        self._kernel_entries = kernels
         self._engine = engine                     # keeps the machine code alive
         self._entry = ENTRY(addresses["graphc_entry"])
         self._buffers = BUFFERS(addresses["graphc_buffers"])
-        self._kernels = [KERNEL(addresses[kernel_function_name(k)]) for k in program.kernels]
+        self._kernels = [KERNEL(addresses[kernel_function_name(k)]) for k in kernels]
         self._parallel_for = parallel_for
         self._arena = aligned_bytes(max(program.arena_bytes, 1))
         self._status = np.zeros(2, np.int64)
@@ -63,7 +84,7 @@ class LLVMExecutable:
         self._expected = [(name, program.buffers[name].shape, np.dtype(program.buffers[name].dtype.numpy),
                            name in program.written) for name in program.inputs]
         self._written = list(program.written)
-        self._at_risk = _written_before_last_check(program)
+        self._at_risk = _written_before_last_check(program, kernels)
         # A state returned as it was when the step began, though the step writes it: copied first.
         self._returned_old = {name for name in program.outputs
                               if program.buffers[name].place == "input" and name in self._written}
@@ -71,6 +92,11 @@ class LLVMExecutable:
         self._arena_address, self._status_address = self._arena.ctypes.data, self._status.ctypes.data
         for j, data in enumerate(self._constants, start=len(program.inputs)):
             self._pointers[j] = data.ctypes.data
+
+    @property
+    def program(self) -> Program:
+        """The kernel-IR program (decoded on first use where the executable came from the cache)."""
+        return self.source.program
 
     # -- running --------------------------------------------------------------------------
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult:
@@ -89,7 +115,7 @@ class LLVMExecutable:
                     np.copyto(given[name], copy)
                 error, value = int(self._status[0]) - 1, int(self._status[1])
                 self._status[:] = 0
-                raise OutOfRangeError(self.program.errors[error].message(value))
+                raise OutOfRangeError(self._layout.errors[error].message(value))
             outputs = [old[name] if name in old else (arrays[source] if view is None else view).copy()
                        for name, source, view in self._outputs]
         writes = {}
@@ -136,7 +162,7 @@ class LLVMExecutable:
         # from step to step): asking an array its address costs one to two microseconds, a
         # LeNet's inference 12 of its 58.  Each bound array is held, so its address stays its own.
         bound = self._bound
-        for i, name in enumerate(self.program.inputs):
+        for i, name in enumerate(self._layout.inputs):
             array = arrays[name]
             if array is not bound[i]:
                 self._pointers[i] = array.__array_interface__["data"][0]
@@ -145,7 +171,7 @@ class LLVMExecutable:
     def _output(self, name: str) -> tuple[str, str, np.ndarray | None]:
         """Where returned value ``name`` is read after a run: the input or state array it is in (by
         name), or its array, fixed once (a view of the arena, a constant)."""
-        buffer = self.program.buffers[name]
+        buffer = self._layout.buffers[name]
         if buffer.place == "arena":
             raw = self._arena[buffer.offset:buffer.offset + buffer.nbytes]
             return name, name, raw.view(buffer.dtype.numpy).reshape(buffer.shape)
@@ -162,7 +188,7 @@ class LLVMExecutable:
         env = bind_inputs(self.graph, inputs)
         arrays = {node.name: np.array(array, order="C") for node, array in env.items()}
         best = [float("inf")] * len(self._kernels)
-        table = (ctypes.c_void_p * max(1, len(self.program.buffers)))()
+        table = (ctypes.c_void_p * max(1, len(self._layout.buffers)))()
         with self._lock:
             self._bind(arrays)
             for _ in range(max(1, runs)):
@@ -173,8 +199,8 @@ class LLVMExecutable:
                     kernel(table, self._status.ctypes.data, self._parallel_for)
                     best[i] = min(best[i], time.perf_counter() - start)
             self._status[:] = 0                   # a run expects it so (it is set only on failure)
-        timings = [KernelTiming(k.node, k.what, sum(self.program.buffers[o].nbytes for o in k.outputs), seconds)
-                   for k, seconds in zip(self.program.kernels, best)]
+        timings = [KernelTiming(k.node, k.what, sum(self._layout.buffers[o].nbytes for o in k.outputs), seconds)
+                   for k, seconds in zip(self._kernel_entries, best)]
         return Profile(self.graph.name, timings, max(1, runs))
 
     def kernels(self) -> list:
@@ -182,14 +208,14 @@ class LLVMExecutable:
         return list(self.program.kernels)
 
 
-def _written_before_last_check(program: Program) -> list[str]:
+def _written_before_last_check(program: Program, kernels: list[KernelEntry]) -> list[str]:
     """The states that kernels up to the last index-checking kernel write into directly: those
     a failing step could have changed before it stopped."""
-    checking = [i for i, kernel in enumerate(program.kernels) if kernel.has_checks]
+    checking = [i for i, kernel in enumerate(kernels) if kernel.checks]
     if not checking:
         return []
     states = []
-    for kernel in program.kernels[:checking[-1] + 1]:
+    for kernel in kernels[:checking[-1] + 1]:
         for name in kernel.outputs:
             buffer = program.buffers[name]
             if buffer.place == "state":
