@@ -12,7 +12,9 @@ each pass, lowering, LLVM, loading, the first run).  The second step compiles
 again (its graph reads the optimizer state the first one made); its time is
 shown beside.  Where PyTorch is installed, torch.compile's cold first LeNet
 step is timed too, in a process of its own with an empty inductor cache.
-Each figure is the best of ``--rounds`` rounds (cold and warm alternate).
+Each figure is the best of ``--rounds`` rounds (cold and warm alternate).  Beside each
+model the machine's load average as its rounds began: on a shared machine the wall times
+grow with it, the CPU times hardly.
 """
 from __future__ import annotations
 
@@ -114,10 +116,12 @@ def main(argv=None) -> int:
     print(f"first training step at batch {args.batch_size}, {args.threads} threads, each start in a fresh "
           f"process; best of {args.rounds} round(s)")
     print("cold and warm: wall seconds from the first call to its result; CPU: seconds of CPU the cold call took "
-          "in this process + in LLVM worker processes (on a busy machine the wall time grows, the CPU time hardly)")
+          "in this process + in LLVM worker processes (on a busy machine the wall time grows, the CPU time hardly); "
+          "load: the machine's load average over the last minute as the model's rounds began")
     print(f"{'model':8s} {'cold s':>8s} {'warm s':>8s} {'target':>12s} {'cold CPU s':>12s} {'warm CPU s':>11s} "
-          f"{'2nd step cold':>14s} {'import s':>9s}")
+          f"{'2nd step cold':>14s} {'import s':>9s} {'load':>5s}")
     for name in args.models:
+        load = os.getloadavg()[0]
         best = {}
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory(prefix="graphc-cache-") as folder:
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
         target = "≤{:g} / ≤{:g}".format(*TARGETS[name])
         cold_cpu = "{:.2f}+{:.2f}".format(*cold["cpu"])
         print(f"{name:8s} {cold['first']:8.2f} {warm['first']:8.2f} {target:>12s} {cold_cpu:>12s} "
-              f"{warm['cpu'][0]:11.2f} {cold['second']:14.2f} {cold['import']:9.2f}")
+              f"{warm['cpu'][0]:11.2f} {cold['second']:14.2f} {cold['import']:9.2f} {load:5.1f}")
         print("\n".join(_phase_table(cold, warm)), flush=True)
     if not args.no_torch and "lenet" in args.models and importlib.util.find_spec("torch") is not None:
         with tempfile.TemporaryDirectory(prefix="torchinductor-") as folder:
