@@ -9,7 +9,9 @@ Three tables:
   independent FMAs on the widest vectors the CPU has (AVX-512 or AVX2), on each thread.
 - **sgemm**: a 1024x1024x1024 product and the example models' Linear layers (batch 32):
   graphc (``graphc.compile(lambda a, b: a @ b)``, the LLVM backend) against numpy's
-  matmul (OpenBLAS), each in a process of its own with the same thread count.
+  matmul (OpenBLAS), each in a process of its own with the same thread count; beside it
+  graphc's native kernel alone (``profile``), without the few microseconds of Python a
+  compiled call spends, which weigh on the smallest products.
 - **conv**: every distinct convolution of the ResNet and DCGAN training steps (batch
   32), forward and both gradients, compiled as one-op graphs through the default
   passes (so as the training step runs them: unfold + register-tiled matmul),
@@ -96,17 +98,20 @@ def measure_peak(threads: int) -> float:
     return threads * steps * accumulators * lanes * 2 / seconds / 1e9
 
 
-def measure_sgemm(library: str, m: int, k: int, n: int, repeats: int) -> float:
+def measure_sgemm(library: str, m: int, k: int, n: int, repeats: int) -> list[float]:
+    """GFLOP/s of one call of the product (numpy's matmul, or graphc's compiled function), and
+    for graphc also of its native kernel alone (``profile``: without the Python of the call)."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    flops = 2 * m * k * n
     if library == "numpy":
-        seconds = _best(lambda: np.matmul(a, b), repeats)
-    else:
-        import graphc
-        product = graphc.compile(lambda x, y: x @ y)
-        x, y = graphc.tensor(a), graphc.tensor(b)
-        seconds = _best(lambda: product(x, y), repeats)
-    return 2 * m * k * n / seconds / 1e9
+        return [flops / _best(lambda: np.matmul(a, b), repeats) / 1e9]
+    import graphc
+    product = graphc.compile(lambda x, y: x @ y)
+    x, y = graphc.tensor(a), graphc.tensor(b)
+    seconds = _best(lambda: product(x, y), repeats)
+    kernels = sum(timing.seconds for timing in product.profile(x, y, runs=repeats).kernels)
+    return [flops / seconds / 1e9, flops / kernels / 1e9]
 
 
 def _conv_cases() -> list[dict]:
@@ -162,7 +167,7 @@ def measure_conv(case: dict, repeats: int) -> float:
 
 # -- the driver -----------------------------------------------------------------------------------
 
-def _in_own_process(threads: int, *job) -> float:
+def _in_own_process(threads: int, *job):
     env = {**os.environ, "GRAPHC_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads)}
     done = subprocess.run([sys.executable, __file__, "--measure", json.dumps(job)], env=env,
@@ -172,7 +177,7 @@ def _in_own_process(threads: int, *job) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _run_job(job) -> float:
+def _run_job(job):
     kind, *rest = job
     if kind == "peak":
         return measure_peak(*rest)
@@ -199,13 +204,15 @@ def main(argv=None) -> int:
     for t in args.threads:
         print(f"  {t} thread(s): {peak[t]:8.1f} GFLOP/s")
     if args.only in (None, "sgemm"):
-        print(f"\n{'sgemm M x K x N':24s} {'threads':>7s} {'graphc':>9s} {'numpy':>9s} {'graphc/numpy':>13s} {'of peak':>8s}")
+        print("\nsgemm: GFLOP/s of a call (graphc: the compiled function; numpy: matmul), and of graphc's kernel alone")
+        print(f"{'M x K x N':24s} {'threads':>7s} {'graphc':>9s} {'numpy':>9s} {'graphc/numpy':>13s} {'of peak':>8s} "
+              f"{'kernel':>9s} {'kernel/numpy':>13s}")
         for m, k, n in [(1024, 1024, 1024), *LINEAR_SHAPES]:
             for t in args.threads:
-                ours = _in_own_process(t, "sgemm", "graphc", m, k, n, args.repeats)
-                blas = _in_own_process(t, "sgemm", "numpy", m, k, n, args.repeats)
+                ours, kernel = _in_own_process(t, "sgemm", "graphc", m, k, n, args.repeats)
+                (blas,) = _in_own_process(t, "sgemm", "numpy", m, k, n, args.repeats)
                 print(f"{f'{m} x {k} x {n}':24s} {t:7d} {ours:9.1f} {blas:9.1f} {ours / blas:13.2f} "
-                      f"{ours / peak[t]:8.0%}", flush=True)
+                      f"{ours / peak[t]:8.0%} {kernel:9.1f} {kernel / blas:13.2f}", flush=True)
     if args.only in (None, "conv"):
         print(f"\n{'convolution (batch 32)':60s} {'threads':>7s} {'GFLOP/s':>9s} {'of peak':>8s}")
         for case in _in_own_process(1, "cases"):
