@@ -369,14 +369,17 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
     [N, O, H*W] product as [N, O, H, W]) or transposed.  A conv2d's too, its output channels as
     the rows and an output row as the lanes: each input value loaded serves every channel of
     the tile.  Other window ops' outputs go in rows of whole image rows."""
+    anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
+    if len(anchors) == 1 and anchors[0].op == "matmul" and _reads_dot_products(node, anchors[0]):
+        (anchor,) = anchors
+        path = _movement_path(node, anchor, tuple(shape))
+        if path is not None:
+            return Tiling(anchor, _dot_block(anchor, target), path, (0, 1), dot_products=True)
     if not shape or shape[-1] < 2:
         return None
-    anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
     if len(anchors) == 1 and anchors[0].op in ("matmul", "conv2d") and anchors[0].shape[-1] > 1:
         (anchor,) = anchors
         path = _movement_path(node, anchor, tuple(shape))
-        if path is not None and anchor.op == "matmul" and _reads_dot_products(node, anchor):
-            return Tiling(anchor, _dot_block(anchor, target), path, (0, 1), dot_products=True)
         if path is not None and anchor.op == "matmul":
             most_rows, lanes = target.tile(anchor.dtype)
             rows = max(r for r in range(1, most_rows + 1) if anchor.shape[-2] % r == 0)

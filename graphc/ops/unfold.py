@@ -8,7 +8,9 @@
   (graphc.passes.gemm).
 - ``fold(input)``: [N, C*kh*kw, L] -> [N, C, H, W] with every column's taps
   added into the window they came from: ``torch.nn.functional.fold``, the adjoint
-  of unfold (each is the other's gradient).
+  of unfold (each is the other's gradient).  Its ``layout`` reads the columns as
+  unfold's puts them: taps first, a transposed convolution's product over the
+  whole batch, [C*kh*kw, N, L], folds as it is stored.
 
 With them a convolution is a matrix product (``graphc.passes.conv_gemm``):
 conv2d(x, w) = w[O, C*kh*kw] @ unfold(x), and conv_transpose2d is fold of the
@@ -26,8 +28,10 @@ from .conv import _check_pair, _conv_output_hw, _receptive_fields
 from .lowering import guarded_load, padded_load, strided, window_coordinate, window_origin
 from .registry import Attr, OpDef, ShapeMismatch, register
 
-# The axes of unfold's output, by layout: N the batch, T the taps (C*kh*kw), L the windows (Ho*Wo).
+# The axes of unfold's output (and fold's input), by layout: N the batch, T the taps (C*kh*kw),
+# L the windows (Ho*Wo).
 LAYOUTS = {"columns": "NTL", "taps_first": "TNL", "taps_last": "NLT"}
+_AXIS_NAMES = {"N": "N", "T": "C*kh*kw", "L": "L"}
 
 WINDOW_ATTRS = {
     "kernel_size": Attr("ints"),
@@ -68,11 +72,14 @@ def _unfold_shape(types, attrs):
 
 def _fold_shape(types, attrs):
     (x,) = types
+    if attrs["layout"] not in LAYOUTS:
+        raise ShapeMismatch(f"layout must be one of {', '.join(LAYOUTS)}, got {attrs['layout']!r}")
+    layout = LAYOUTS[attrs["layout"]]
     if x.rank != 3:
-        raise ShapeMismatch(f"input must be 3-D [N, C*kh*kw, L], got rank {x.rank}")
+        raise ShapeMismatch(f"input must be 3-D [{', '.join(_AXIS_NAMES[axis] for axis in layout)}], got rank {x.rank}")
     _check_window(attrs)
     _check_pair(attrs, "output_size", 1)
-    n, rows, blocks = x.shape
+    n, rows, blocks = (x.shape[layout.index(axis)] for axis in "NTL")
     taps = _taps(attrs)
     if rows % taps:
         raise ShapeMismatch(f"{rows} rows are not divisible by the kernel's {taps} taps")
@@ -93,6 +100,7 @@ def _unfold_reference(arrays, attrs):
 
 def _fold_reference(arrays, attrs):
     (x,) = arrays
+    x = x.transpose(tuple(LAYOUTS[attrs["layout"]].index(axis) for axis in "NTL"))      # as [N, T, L]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(attrs).values()
     height, width = attrs["output_size"]
     ho, wo = _conv_output_hw((height, width), (kh, kw), attrs)
@@ -141,14 +149,16 @@ def _lower_fold(ctx, node, index: Index):
     n, channel, y, col = index.dims
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(node.attrs).values()
     ho, wo = _conv_output_hw(node.attrs["output_size"], (kh, kw), node.attrs)
+    layout = LAYOUTS[node.attrs["layout"]]
 
     def update(acc, taps):
         i, j = taps
         row, row_exists = window_origin(y, i, sh, ph, dh, ho)
         column, column_exists = window_origin(col, j, sw, pw, dw, wo)
-        tap_row = E.add(E.mul(channel, kh * kw), E.add(E.mul(i, kw), j))
-        block = E.add(E.mul(row, wo), column)
-        return E.add(acc, guarded_load(ctx, x, [n, tap_row, block], E.logical_and(row_exists, column_exists)))
+        coordinates = {"N": n, "T": E.add(E.mul(channel, kh * kw), E.add(E.mul(i, kw), j)),
+                       "L": E.add(E.mul(row, wo), column)}
+        return E.add(acc, guarded_load(ctx, x, [coordinates[axis] for axis in layout],
+                                       E.logical_and(row_exists, column_exists)))
     return ctx.reduce(E.const(0, node.dtype), [kh, kw], update, sums=True, strided=strided(node.attrs))
 
 
@@ -172,10 +182,11 @@ register(OpDef(
 
 register(OpDef(
     name="fold", family="window", inputs=("input",),
-    attrs={**WINDOW_ATTRS, "output_size": Attr("ints")},
+    attrs={**WINDOW_ATTRS, "output_size": Attr("ints"), "layout": Attr("str", "columns")},
     shape_rule=_fold_shape, reference=_fold_reference,
-    grad=lambda b, node, g: [b.unfold(g, **_window(node.attrs))],
+    grad=lambda b, node, g: [b.unfold(g, layout=node.attrs["layout"], **_window(node.attrs))],
     lower=_lower_fold,
     doc="input [N, C*kh*kw, L] -> [N, C, *output_size]: each column's taps added into its window "
-        "(torch.nn.functional.fold, col2im; the adjoint of unfold)",
+        "(torch.nn.functional.fold, col2im; the adjoint of unfold); layout taps_first: input "
+        "[C*kh*kw, N, L], taps_last: [N, L, C*kh*kw]",
 ))

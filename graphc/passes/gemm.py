@@ -230,19 +230,24 @@ def _conv_transpose2d(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy) 
     x, w = rewriter.values(node.inputs)
     batch, _, h, wd = x.shape
     weights = b.permute(b.reshape(w, shape=(in_channels, out_channels * kh * kw)), dims=(1, 0))
+    layout = "columns"
     if _ragged(h * wd):
-        # The whole batch's pixels as the product's columns (see _conv2d), then [N, O*kh*kw, L].
+        # The whole batch's pixels as the product's columns (see _conv2d): [O*kh*kw, N, L], which
+        # fold reads as it is (taps first), where storing it as [N, O*kh*kw, L] would scatter
+        # the product's rows lane by lane across images (DCGAN's 7x7 input: 6.4 ms for 2).
         pixels = b.reshape(b.permute(b.reshape(x, shape=(batch, in_channels, h * wd)), dims=(1, 0, 2)),
                            shape=(in_channels, batch * h * wd))
-        product = b.reshape(b.matmul(weights, pixels), shape=(out_channels * kh * kw, batch, h * wd))
-        columns = b.permute(product, dims=(1, 0, 2))
+        columns = b.reshape(b.matmul(weights, pixels), shape=(out_channels * kh * kw, batch, h * wd))
+        layout = "taps_first"
+        if _is_identity_window(window):
+            columns = b.permute(columns, dims=(1, 0, 2))
     else:
         columns = b.matmul(weights, b.reshape(x, shape=(batch, in_channels, h * wd)))
     b.loc = None
     if _is_identity_window(window):
         rewriter.emit(node, NewNode.of("reshape", [columns], shape=node.shape))
     else:
-        rewriter.emit(node, NewNode.of("fold", [columns], output_size=tuple(node.shape[2:]), **window))
+        rewriter.emit(node, NewNode.of("fold", [columns], output_size=tuple(node.shape[2:]), layout=layout, **window))
     return True
 
 

@@ -168,6 +168,16 @@ def test_a_linear_layer_at_a_small_batch_reads_its_weight_as_stored(target):
     assert {s.stop.value for s in vectorized} >= {lanes, lanes // 2, 1}   # the sums, then their halves
 
 
+def test_a_product_of_one_column_is_dot_products():
+    product = graphc.compile(lambda x, w: x @ w, backend="reference")
+    x, w = graphc.randn(32, 6272), graphc.randn(6272, 1)              # the DCGAN discriminator's last layer
+    product(x, w)
+    program = lower_program(product.graph(x, w), product.memory_plan(x, w), target=AVX512)
+    (kernel,) = program.kernels
+    scratch = [s for s in walk_statements(kernel.body) if isinstance(s, Local)]
+    assert [s.size for s in scratch] == [16 * 16]                       # 16 rows' partial sums, 16 lanes each
+
+
 def test_narrow_unstrided_convolutions_keep_their_direct_tiles():
     for op, shapes, attrs in DIRECT_CONV_CASES:
         b = GraphBuilder(op)

@@ -60,6 +60,25 @@ def test_unfold_layouts(shape, attrs, layout, order):
     check_grad_torch("unfold", [x], lambda a: F.unfold(a, **_window(attrs)).permute(*order), layout=layout, **attrs)
 
 
+@pytest.mark.parametrize("layout,order", [("taps_first", (1, 0, 2)), ("taps_last", (0, 2, 1))])
+@pytest.mark.parametrize("shape,attrs", CASES[:3])
+def test_fold_layouts(shape, attrs, layout, order):
+    # fold reads its columns in unfold's layouts: a transposed convolution's product over the whole
+    # batch, [C*kh*kw, N, L], folds as it is stored (graphc.passes.gemm).
+    torch = require_torch()
+    F = torch.nn.functional
+    n, c, h, w = shape
+    cols = F.unfold(torch.zeros(shape), **_window(attrs)).shape
+    x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
+    laid_out = np.ascontiguousarray(x.transpose(order))
+    want = F.fold(torch.tensor(x), output_size=(h, w), **_window(attrs)).numpy()
+    got = run_op("fold", [laid_out], output_size=(h, w), layout=layout, **attrs)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    inverse = tuple(order.index(axis) for axis in range(3))
+    check_grad_torch("fold", [laid_out], lambda a: F.fold(a.permute(*inverse), output_size=(h, w), **_window(attrs)),
+                     output_size=(h, w), layout=layout, **attrs)
+
+
 def test_unfold_names_the_layouts_it_knows():
     b = GraphBuilder("bad_layout")
     x = b.input("x", TensorType((1, 1, 4, 4), f32))
