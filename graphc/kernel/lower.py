@@ -368,7 +368,9 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
     do not divide the row count), also when the kernel stores it reshaped (a convolution's
     [N, O, H*W] product as [N, O, H, W]) or transposed.  A conv2d's too, its output channels as
     the rows and an output row as the lanes: each input value loaded serves every channel of
-    the tile.  Other window ops' outputs go in rows of whole image rows."""
+    the tile.  A product of dot products (few rows by a transposed right operand) goes in
+    blocks of outputs, each a sum in vectors (``_dot_blocks``).  Other window ops' outputs go in
+    rows of whole image rows."""
     anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
     if len(anchors) == 1 and anchors[0].op == "matmul" and _reads_dot_products(node, anchors[0]):
         (anchor,) = anchors

@@ -8,7 +8,7 @@ import graphc
 import graphc.optim as optim
 import models
 from graphc.backends.llvm import compile_program, load_objects
-from graphc.backends.llvm.executable import LLVMExecutable
+from graphc.backends.llvm.executable import KernelEntry, LLVMExecutable
 from graphc.backends.llvm.render import kernel_function_name
 from graphc.backends.llvm.threads import pool
 from graphc.ir import GraphBuilder
@@ -82,6 +82,7 @@ def test_splitting_a_loop_keeps_what_the_kernel_computes():
     verify_program(program)
     names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
     engine, addresses = load_objects(compile_program(program, pool().threads), names)
-    executable = LLVMExecutable(graph, program, engine, addresses, pool().parallel_for, None)
+    kernels = [KernelEntry.of(k) for k in program.kernels]
+    executable = LLVMExecutable(graph, program, kernels, engine, addresses, pool().parallel_for, None)
     values = np.arange(70, dtype=np.float32).reshape(10, 7)
     np.testing.assert_array_equal(executable.run({"x": values}).outputs[0], values * 2)
