@@ -49,13 +49,13 @@ class Tile:
         """This element's place in a scratch tile, row after row."""
         return E.add(E.mul(Var(self.row), self.row_length), Var(self.lane)) if self.row else Var(self.lane)
 
-    def wrap(self, body: tuple) -> Loop:
-        if self.sums_lanes:
-            return Loop(self.row, Const(0, i64), Const(self.rows, i64), body, "unrolled") if self.row else body
-        loop = Loop(self.lane, Const(0, i64), Const(self.lanes, i64), body, "vectorized", self.padded)
+    def wrap(self, body: tuple) -> tuple:
+        """``body`` in the loops over the tile's outputs (a tile of dot products: its rows only)."""
+        if not self.sums_lanes:
+            body = (Loop(self.lane, Const(0, i64), Const(self.lanes, i64), body, "vectorized", self.padded),)
         if self.row:
-            loop = Loop(self.row, Const(0, i64), Const(self.rows, i64), (loop,), "unrolled")
-        return loop
+            body = (Loop(self.row, Const(0, i64), Const(self.rows, i64), body, "unrolled"),)
+        return body
 
 
 @dataclass(frozen=True)
@@ -196,22 +196,8 @@ class KernelBuilder:
         when the block closes; a reduction emitted meanwhile (``LoweringContext.reduce``) runs
         before those loops, over the whole tile at once, its accumulators held in a scratch tile."""
         tile = Tile(self.fresh("row") if rows > 1 else None, rows, self.fresh("lane"), lanes, padded)
-        self.tile = tile
-        for var, size in tile.loops():
-            self.ranges[var] = (0, size - 1)
-        self._blocks.append([])
-        self._scopes.append({})
-        try:
+        with self._tile_block(tile, tile.loops()):
             yield (Var(tile.row) if tile.row else None), Var(tile.lane)
-        finally:
-            body = self._blocks.pop()
-            self._scopes.pop()
-            self.tile = None
-            for var, _ in tile.loops():
-                del self.ranges[var]
-        wrapped = tile.wrap(tuple(body))
-        for stmt in (wrapped if isinstance(wrapped, tuple) else (wrapped,)):
-            self.emit(stmt)
 
     @contextmanager
     def dot_tiled(self, rows: int, lanes: int):
@@ -221,29 +207,36 @@ class KernelBuilder:
         runs before it, for every row at once, its innermost loop in vectors of ``lanes`` terms."""
         assert lanes & (lanes - 1) == 0, f"the partial sums of a dot product are added in halves, not {lanes}"
         tile = Tile(self.fresh("row") if rows > 1 else None, rows, self.fresh("lane"), lanes, sums_lanes=True)
+        with self._tile_block(tile, tile.loops()[:-1]):
+            yield Var(tile.row) if tile.row else None
+
+    @contextmanager
+    def _tile_block(self, tile: "Tile", loops: list[tuple[str, int]]):
+        """The block of ``tile``'s outputs, its ``loops`` in scope; wrapped in them when it closes."""
         self.tile = tile
-        if tile.row:
-            self.ranges[tile.row] = (0, rows - 1)
+        for var, size in loops:
+            self.ranges[var] = (0, size - 1)
         self._blocks.append([])
         self._scopes.append({})
         try:
-            yield Var(tile.row) if tile.row else None
+            yield
         finally:
             body = self._blocks.pop()
             self._scopes.pop()
             self.tile = None
-            self.ranges.pop(tile.row, None)
-        wrapped = tile.wrap(tuple(body))
-        for stmt in (wrapped if isinstance(wrapped, tuple) else (wrapped,)):
+            for var, _ in loops:
+                del self.ranges[var]
+        for stmt in tile.wrap(tuple(body)):
             self.emit(stmt)
 
     @contextmanager
-    def tile_loops(self, tile: "Tile"):
-        """Open the loops over ``tile``'s rows and lanes again (inside a reduction, say)."""
+    def tile_loops(self, tile: "Tile", lanes: int | None = None):
+        """Open the loops over ``tile``'s rows and lanes again (inside a reduction, say); over its
+        first ``lanes`` lanes only, where given."""
         with ExitStack() as stack:
             for var, size in tile.loops():
                 if var == tile.lane:
-                    stack.enter_context(self.loop(0, size, kind="vectorized", var=var, padded_to=tile.padded))
+                    stack.enter_context(self.loop(0, lanes or size, kind="vectorized", var=var, padded_to=tile.padded))
                 else:
                     stack.enter_context(self.loop(0, size, kind="unrolled", var=var))
             yield
@@ -434,10 +427,7 @@ class LoweringContext:
             whole, rest = divmod(last, tile.lanes)
 
             def terms(variables: list[Var], first: Expr, count: int):
-                with ExitStack() as stack:
-                    for var, size in tile.loops():
-                        kind = "vectorized" if var == tile.lane else "unrolled"
-                        stack.enter_context(builder.loop(0, count if var == tile.lane else size, kind=kind, var=var))
+                with builder.tile_loops(tile, count):
                     current = Load(scratch, tile.position(), init.dtype)
                     term = E.add(first, Var(tile.lane))
                     builder.emit(Store(scratch, tile.position(), update(current, variables + [term]), reassociable=True))
