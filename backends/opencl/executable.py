@@ -37,7 +37,6 @@ from graphc.kernel.ir import Program
 from graphc.residency import StateSlot, host_value
 
 from ..executable import Inputs, RunResult, bind_inputs
-from ..llvm.executable import _written_before_last_check
 from ..profile import KernelTiming, Profile
 from .devices import Runtime
 from .groups import GROUPS_PER_COMPUTE_UNIT
@@ -307,3 +306,18 @@ def _launch_size(cl, kernel, runtime: Runtime, launch) -> tuple[tuple[int, int],
             groups_across * -(-launch.rows // (rows * 2)) >= enough_groups:
         rows *= 2
     return (groups_across * columns, -(-launch.rows // rows) * rows), (columns, rows)
+
+
+def _written_before_last_check(program: Program) -> list[str]:
+    """The states that kernels up to the last index-checking kernel write into directly: those
+    a failing step could have changed before it stopped."""
+    checking = [i for i, kernel in enumerate(program.kernels) if kernel.has_checks]
+    if not checking:
+        return []
+    states = []
+    for kernel in program.kernels[:checking[-1] + 1]:
+        for name in kernel.outputs:
+            buffer = program.buffers[name]
+            if buffer.place == "state":
+                states.append(buffer.source)
+    return list(dict.fromkeys(states))
