@@ -56,6 +56,19 @@ def test_compiles_once_per_signature_and_again_for_a_new_batch_size():
     assert step.cache_info().signatures == 2
 
 
+def test_an_sgd_step_with_momentum_runs_one_program_from_its_first_call():
+    model = make_mlp()
+    step = graphc.compile(classifier_step(model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9)))
+    x, y = batch()
+    for _ in range(3):
+        step(x, y)
+    # The first call traces before the momentum buffers exist and the second once they do, but
+    # without dampening the first update is the later ones' (zeros times the momentum, plus the
+    # gradient): the same graph, one program.
+    (traced,) = step._cache.values()
+    assert step.cache_info().compiles == 2 and traced[0].executable is traced[1].executable
+
+
 def test_switching_train_and_eval_retraces():
     graphc.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))

@@ -52,12 +52,16 @@ class SGD(Optimizer):
         """The parameter's momentum buffer, updated with ``grad``.
 
         PyTorch starts the buffer as a copy of the first gradient (undamped); here
-        the buffer is created as concrete zeros and that first step is a copy into
-        it, so a traced first step is the same computation with a state write-back.
+        the buffer is created as concrete zeros, so a traced first step is the same
+        computation with a state write-back.  Without dampening the first step is the
+        update of every later one (0 * momentum + grad is the gradient), so a compiled
+        training step's first and later calls trace the same graph and share one
+        program; with dampening it is a copy.
         """
         state = self.state[p]
         buf = state.get("momentum_buffer")
         if buf is None:
             buf = state["momentum_buffer"] = state_tensor(np.zeros(p.shape, p.dtype.numpy))
-            return buf.copy_(grad)
+            if dampening != 0:
+                return buf.copy_(grad)
         return buf.mul_(momentum).add_(grad, alpha=1 - dampening)
