@@ -64,8 +64,11 @@ MIN_GEMM_CHANNELS = 4
 # products stored back image by image across the tiles' lanes.
 WHOLE_TILE_COLUMNS = 16
 MIN_COLUMN_USE = 0.85
-# A weight gradient with fewer output channels than this (a register tile's lanes on AVX2) puts
-# the channels in its rows and the taps in its lanes.  A conv2d with fewer, unstrided, whose
+# A weight gradient with at most this many output channels (a register tile's lanes on AVX2,
+# half of AVX-512's) puts the channels in its rows and the taps in its lanes: its result is then
+# stored in order, where with the channels in its lanes it would be stored transposed, lane by
+# lane (the same run time on LeNet's 16-channel layer, and a tenth of LeNet's LLVM time to compile
+# that kernel's scattered stores).  A conv2d with fewer, unstrided, whose
 # output rows fill a tile's columns (WHOLE_TILE_COLUMNS), keeps its direct lowering too: it runs
 # in register tiles of its own, the channels as rows and an output row as the lanes, reading the
 # input where it lies.  An unfold would write and read every input value kh*kw times to serve as
@@ -191,9 +194,9 @@ def _conv2d_weight_grad(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy
     """gw[O, C*kh*kw] as the transpose of unfold(x) [C*kh*kw, N*L] @ gy [N*L, O].  The columns are
     unfolded again, taps first, rather than kept from the forward pass (a whole unfolded input per
     convolution, alive from the forward pass to the backward); the right operand is a block
-    transpose of the output gradient, a row of O channels per pixel.  With fewer than
+    transpose of the output gradient, a row of O channels per pixel.  With at most
     NARROW_CHANNELS output channels, rows that narrow would fill a fraction of a register tile:
-    there gw = gy [O, N*L] @ unfold(x, taps last) [N*L, C*kh*kw], its rows the taps."""
+    there gw = gy [O, N*L] @ unfold(x, taps last) [N*L, C*kh*kw], its rows the channels."""
     if node.attrs["groups"] != 1:
         return False
     b = rewriter.builder
@@ -201,7 +204,7 @@ def _conv2d_weight_grad(rewriter: Rewriter, node: Node, read_only_by: ReadOnlyBy
     x, gy = rewriter.values(node.inputs)
     batch, out_channels, ho, wo = gy.shape
     window = _window(node, node.attrs["kernel_size"])
-    if out_channels < NARROW_CHANNELS and not _is_identity_window(window):
+    if out_channels <= NARROW_CHANNELS and not _is_identity_window(window):
         taps_last = b.unfold(x, layout="taps_last", **window)              # [N, L, C*kh*kw]
         by_pixel = b.reshape(taps_last, shape=(batch * ho * wo, taps_last.shape[2]))
         by_channel = b.reshape(b.permute(b.reshape(gy, shape=(batch, out_channels, ho * wo)), dims=(1, 0, 2)),

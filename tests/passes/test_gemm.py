@@ -41,10 +41,11 @@ def test_few_channels_and_groups_keep_the_direct_convolution():
     assert ops(gemm(graph)) == ["conv2d", "conv2d"]
 
 
-@pytest.mark.parametrize("channels,layout,shape", [(16, "taps_first", (27, 2, 16)), (5, "taps_last", (2, 16, 27))])
+@pytest.mark.parametrize("channels,layout,shape", [(17, "taps_first", (27, 2, 16)), (16, "taps_last", (2, 16, 27)),
+                                                    (5, "taps_last", (2, 16, 27))])
 def test_a_weight_gradient_contracts_the_whole_batch_at_once(channels, layout, shape):
-    """Taps first, the product's rows are the taps and its lanes the output channels; with fewer
-    channels than a tile's lanes, the rows are the channels and the lanes the taps."""
+    """Taps first, the product's rows are the taps and its lanes the output channels; with no more
+    channels than an AVX2 tile's lanes, the rows are the channels and the lanes the taps."""
     graph = parse_graph(f"""graph g(%x: f32[2,3,8,8] data, %gy: f32[2,{channels},4,4] data) {{
       %gw = conv2d_weight_grad(%x, %gy) {{stride=[2,2], padding=[1,1], dilation=[1,1], groups=1, kernel_size=[3,3]}} : f32[{channels},3,3,3]
       return %gw
