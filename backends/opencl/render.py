@@ -942,6 +942,9 @@ def _fits_int(program: Program) -> bool:
 # -- which vectorized loops become OpenCL vector code ------------------------------------------
 
 VECTOR_WIDTHS = (2, 3, 4, 8, 16)
+# Lanes of the widest vectorized loop rendered as vector code, chunk by chunk (each chunk is code of
+# its own: a row of 6272 lanes made a kernel of a megabyte for PoCL to compile).
+MAX_LANES = 64
 VECTOR_OPS = ("add", "sub", "mul", "div", "max", "min")
 # Unary ops on vectors, and their OpenCL functions (exact, or correctly rounded as the scalar ones).
 VECTOR_FUNCTIONS = {"sqrt": "sqrt", "abs": "fabs", "trunc": "trunc"}
@@ -1112,7 +1115,8 @@ def _vectorizable(loop: Loop, sums: bool = False) -> bool:
     """Whether ``loop``'s iterations run as lanes of vector code (``sums``: its iterations' terms
     added to vectors of partial sums, any number of them, its assignments' terms as lanes; at least
     one load read whole, or the lanes cost more than they save)."""
-    if not (isinstance(loop.start, Const) and isinstance(loop.stop, Const)) or _width(loop) < 2:
+    if not (isinstance(loop.start, Const) and isinstance(loop.stop, Const)) or _width(loop) < 2 or \
+            (_width(loop) > MAX_LANES and not sums):
         return False
     varying = {loop.var}
     if sums:
