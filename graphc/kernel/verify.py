@@ -10,7 +10,8 @@ Checked for every kernel:
 - bounds: every load and store index lies in [0, size) for every value the
   loops around it allow (interval arithmetic over the loop ranges, so a
   data-dependent index must be clamped); a ``Check`` guards the values the
-  clamp changed;
+  clamp changed; a scratch row also for the lanes a padded loop may compute
+  past its stop (``Loop.padded_to``);
 - the in-place contract: a kernel that writes a buffer it also reads (the
   memory plan's in-place buffers share bytes) stores each element at the
   element it reads, so a store never runs ahead of a read of the same element.
@@ -61,6 +62,7 @@ class _KernelChecker:
         self.program, self.kernel, self.overlaps = program, kernel, overlaps
         self.types: dict[str, object] = {}
         self.ranges: dict[str, tuple] = {}
+        self.padding: dict[str, tuple] = {}      # padded loops' variables over all the lanes computed
         self.sizes = {name: b.numel for name, b in program.buffers.items()}
         self.dtypes = {name: b.dtype for name, b in program.buffers.items()}
         self.stores: dict[str, list] = {}
@@ -116,10 +118,13 @@ class _KernelChecker:
                     self.fail(f"loop {stmt.var} has a bound of type {bound.dtype}")
             enclosing = self.ranges.get(stmt.var)
             self.ranges[stmt.var] = (bounds(stmt.start, self.ranges)[0], bounds(stmt.stop, self.ranges)[1] - 1)
+            if stmt.padded_to:                       # the lanes a backend may compute past the stop
+                self.padding[stmt.var] = (self.ranges[stmt.var][0], self.ranges[stmt.var][0] + stmt.padded_to - 1)
             outside = dict(self.types)
             self.types[stmt.var] = i64
             self.block(stmt.body)
             self.types = outside
+            self.padding.pop(stmt.var, None)
             if enclosing is None:
                 del self.ranges[stmt.var]
             else:
@@ -137,6 +142,12 @@ class _KernelChecker:
         lo, hi = bounds(index, self.ranges)
         if lo < 0 or hi >= self.sizes[buffer]:
             self.fail(f"%{buffer}[{format_expr(index)}] may reach [{lo}, {hi}], outside [0, {self.sizes[buffer]})")
+        if self.padding and buffer not in self.program.buffers:
+            # A scratch row is read and written in a padded loop's extra lanes too (Loop.padded_to).
+            lo, hi = bounds(index, {**self.ranges, **self.padding})
+            if lo < 0 or hi >= self.sizes[buffer]:
+                self.fail(f"%{buffer}[{format_expr(index)}] may reach [{lo}, {hi}] in a padded loop's lanes, "
+                          f"outside [0, {self.sizes[buffer]})")
 
     def expr(self, e):
         if isinstance(e, Const):

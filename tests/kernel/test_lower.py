@@ -14,7 +14,7 @@ from graphc.backends.llvm.threads import pool
 from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32, i64
 from graphc.kernel import lower_program, print_program
-from graphc.kernel.ir import Buffer, Const, Kernel, Load, Loop, Program, Store, Var
+from graphc.kernel.ir import Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var
 from graphc.kernel.schedule import outer_loop, split
 from graphc.kernel.verify import KernelVerifyError, verify_program
 from graphc.passes.memory import plan_memory
@@ -63,6 +63,19 @@ def test_the_verifier_rejects_an_access_outside_its_buffer():
     verify_program(_program([_loop([Store("out", i, Load("a", i, f32))])]))
     with pytest.raises(KernelVerifyError, match=r"%out\[i\] may reach \[0, 8\], outside \[0, 8\)"):
         verify_program(_program([_loop([Store("out", i, Load("a", i, f32))], stop=9)]))
+
+
+def test_the_verifier_checks_a_padded_loops_scratch_rows_for_every_lane_computed():
+    # A loop of 6 lanes padded to 8 may compute lanes 6 and 7 into its scratch row (not into %out).
+    i = Var("i")
+
+    def padded(scratch_size):
+        body = Loop("i", Const(0, i64), Const(6, i64), (Store("row", i, Load("a", i, f32)),
+                                                       Store("out", i, Load("row", i, f32))), "vectorized", 8)
+        return _program([Local("row", f32, scratch_size), body])
+    verify_program(padded(8))
+    with pytest.raises(KernelVerifyError, match=r"%row\[i\] may reach \[0, 7\] in a padded loop's lanes"):
+        verify_program(padded(6))
 
 
 def test_the_verifier_rejects_a_use_outside_its_loop():
