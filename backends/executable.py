@@ -17,6 +17,7 @@ import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir.graph import Graph, Node
+from graphc.kernel.ir import Program
 
 from .profile import Profile
 
@@ -56,3 +57,20 @@ def bind_inputs(graph: Graph, inputs: Inputs) -> dict[Node, np.ndarray]:
                              f"got an array of shape {list(array.shape)} and dtype {array.dtype}")
         env[node] = array
     return env
+
+
+def written_before_last_check(program: Program, kernels: Sequence) -> list[str]:
+    """The states that ``kernels`` (the program's, in run order: Kernels, or what a backend keeps
+    of them, each with its ``outputs`` and ``has_checks``) write into directly up to the last one
+    that checks data-dependent indices: those a failing step could have changed before it
+    stopped, so they are saved before a step and put back when it fails."""
+    checking = [i for i, kernel in enumerate(kernels) if kernel.has_checks]
+    if not checking:
+        return []
+    states = []
+    for kernel in kernels[:checking[-1] + 1]:
+        for name in kernel.outputs:
+            buffer = program.buffers[name]
+            if buffer.place == "state":
+                states.append(buffer.source)
+    return list(dict.fromkeys(states))

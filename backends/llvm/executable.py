@@ -26,7 +26,7 @@ from graphc.errors import OutOfRangeError
 from graphc.ir.graph import Graph
 from graphc.kernel.ir import Kernel, Program
 
-from ..executable import Inputs, RunResult, bind_inputs
+from ..executable import Inputs, RunResult, bind_inputs, written_before_last_check
 from ..profile import KernelTiming, Profile
 from .render import input_order, kernel_function_name
 
@@ -50,7 +50,7 @@ class KernelEntry:
     node: str
     what: str
     outputs: tuple[str, ...]
-    checks: bool                  # whether it checks data-dependent indices (and so may fail)
+    has_checks: bool              # whether it checks data-dependent indices (and so may fail)
 
     @staticmethod
     def of(kernel: Kernel) -> "KernelEntry":
@@ -84,7 +84,7 @@ class LLVMExecutable:
         self._expected = [(name, program.buffers[name].shape, np.dtype(program.buffers[name].dtype.numpy),
                            name in program.written) for name in program.inputs]
         self._written = list(program.written)
-        self._at_risk = _written_before_last_check(program, kernels)
+        self._at_risk = written_before_last_check(program, kernels)
         # A state returned as it was when the step began, though the step writes it: copied first.
         self._returned_old = {name for name in program.outputs
                               if program.buffers[name].place == "input" and name in self._written}
@@ -206,18 +206,3 @@ class LLVMExecutable:
     def kernels(self) -> list:
         """The program's kernels (kernel IR; ``graphc.kernel.print_kernel`` prints one)."""
         return list(self.program.kernels)
-
-
-def _written_before_last_check(program: Program, kernels: list[KernelEntry]) -> list[str]:
-    """The states that kernels up to the last index-checking kernel write into directly: those
-    a failing step could have changed before it stopped."""
-    checking = [i for i, kernel in enumerate(kernels) if kernel.checks]
-    if not checking:
-        return []
-    states = []
-    for kernel in kernels[:checking[-1] + 1]:
-        for name in kernel.outputs:
-            buffer = program.buffers[name]
-            if buffer.place == "state":
-                states.append(buffer.source)
-    return list(dict.fromkeys(states))

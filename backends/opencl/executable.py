@@ -36,7 +36,7 @@ from graphc.ir.types import format_bytes
 from graphc.kernel.ir import Program
 from graphc.residency import StateSlot, host_value
 
-from ..executable import Inputs, RunResult, bind_inputs
+from ..executable import Inputs, RunResult, bind_inputs, written_before_last_check
 from ..profile import KernelTiming, Profile
 from .devices import Runtime
 from .groups import GROUPS_PER_COMPUTE_UNIT
@@ -100,7 +100,7 @@ class OpenCLExecutable:
                 if buffer.nbytes:
                     cl.enqueue_copy(runtime.queue, self._constants[name], np.ascontiguousarray(buffer.data))
         self._written = set(program.written)
-        self._at_risk = _written_before_last_check(program)
+        self._at_risk = written_before_last_check(program, program.kernels)
         self._returned_old = [name for name in dict.fromkeys(program.outputs)
                               if program.buffers[name].place == "input" and name in self._written]
         self._spare = {}                      # name -> a device buffer for a state's copy (backups, old values)
@@ -307,17 +307,3 @@ def _launch_size(cl, kernel, runtime: Runtime, launch) -> tuple[tuple[int, int],
         rows *= 2
     return (groups_across * columns, -(-launch.rows // rows) * rows), (columns, rows)
 
-
-def _written_before_last_check(program: Program) -> list[str]:
-    """The states that kernels up to the last index-checking kernel write into directly: those
-    a failing step could have changed before it stopped."""
-    checking = [i for i, kernel in enumerate(program.kernels) if kernel.has_checks]
-    if not checking:
-        return []
-    states = []
-    for kernel in program.kernels[:checking[-1] + 1]:
-        for name in kernel.outputs:
-            buffer = program.buffers[name]
-            if buffer.place == "state":
-                states.append(buffer.source)
-    return list(dict.fromkeys(states))
