@@ -129,7 +129,7 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
             _dot_blocks(ctx, anchor.shape, tiling.tile, target.lanes(anchor.dtype), store_at)
         else:
             _nest(ctx, [anchor.shape[axis] for axis in order], [], tiling.tile, store_at,
-                  _right_operand_spills(anchor), target.lanes(anchor.dtype))
+                  tiling.columns_outer, target.lanes(anchor.dtype))
     else:
         _nest(ctx, shape, [], None, lambda index: _store_outputs(ctx, outputs, stored, index))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
@@ -141,18 +141,23 @@ def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[In
           columns_outer: bool = False, vector: int = 1):
     """Loops over the elements of ``shape``, calling ``store_at`` at each; with a ``tile`` (rows,
     lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane
-    (in vectors of ``vector`` lanes), the tiles of a column outermost where ``columns_outer``."""
+    (in vectors of ``vector`` lanes), the tiles of a column outermost where ``columns_outer`` (whole
+    column tiles, the rows left over a last block in each column)."""
     if len(dims) == len(shape):
         store_at(_element(shape, dims))
         return
     if tile is not None and tile[0] > 1 and len(dims) == len(shape) - 2:
         rows, lanes = tile
-        blocks, (column_tiles, rest) = shape[-2] // rows, divmod(shape[-1], lanes)
-        if columns_outer and blocks > 1 and column_tiles > 1 and not rest:
+        blocks, column_tiles = shape[-2] // rows, shape[-1] // lanes
+        if columns_outer:
             # Each column tile's panel of the right operand (K x lanes) serves every block of
             # rows while it is in cache: the right operand is read once, not once per block.
-            with ctx.builder.loop(0, column_tiles) as column_tile, ctx.builder.loop(0, blocks) as block:
-                _tile(ctx, shape, dims, E.mul(block, rows), E.mul(column_tile, lanes), rows, lanes, vector, store_at)
+            with ctx.builder.loop(0, column_tiles) as column_tile:
+                with ctx.builder.loop(0, blocks) as block:
+                    _tile(ctx, shape, dims, E.mul(block, rows), E.mul(column_tile, lanes), rows, lanes, vector, store_at)
+                if shape[-2] % rows:
+                    _tile(ctx, shape, dims, E.index(blocks * rows), E.mul(column_tile, lanes), shape[-2] % rows,
+                          lanes, vector, store_at)
             return
         with ctx.builder.loop(0, blocks) as block:
             _column_tiles(ctx, shape, dims, E.mul(block, rows), tile, vector, store_at)
@@ -196,11 +201,15 @@ def _dot_blocks(ctx, shape, block: tuple[int, int], lanes: int, store_at) -> Non
 RIGHT_OPERAND_CACHE_BYTES = 512 * 1024
 
 
-def _right_operand_spills(anchor: Node) -> bool:
-    if anchor.op != "matmul":
-        return False
+def _columns_outer(anchor: Node, rows: int, lanes: int) -> bool:
+    """Whether a matmul's tiles run column tile by column tile: its right operand spills out of
+    cache (RIGHT_OPERAND_CACHE_BYTES) and its columns are whole tiles, several of them, beside
+    several blocks of ``rows`` rows.  Then a last block of the rows left over runs in each column
+    (where the tiles of the rows outermost take the largest row count that divides the rows)."""
     right = anchor.inputs[1].type
-    return right.numel * right.dtype.itemsize > RIGHT_OPERAND_CACHE_BYTES
+    m, n = anchor.shape[-2:]
+    return (right.numel * right.dtype.itemsize > RIGHT_OPERAND_CACHE_BYTES and n % lanes == 0
+            and n // lanes > 1 and m // rows > 1)
 
 
 def _column_tiles(ctx, shape, dims, first_row, tile, vector: int, store_at) -> None:
@@ -221,7 +230,7 @@ def _tile(ctx, shape, dims, first_row, first_column, rows: int, width: int, vect
     """One tile: ``rows`` rows from ``first_row`` (None: the one row ``dims`` ends at) by ``width``
     columns from ``first_column``, in vectors of ``vector`` lanes."""
     with ctx.builder.tiled(rows, width, _padded_width(width, vector)) as (row, lane):
-        row_dims = [] if first_row is None else [E.add(first_row, row)]
+        row_dims = [] if first_row is None else [first_row if row is None else E.add(first_row, row)]
         store_at(_element(shape, dims + row_dims + [E.add(first_column, lane)]))
 
 
@@ -359,6 +368,7 @@ class Tiling:
     path: list[Node]
     order: tuple[int, ...]
     dot_products: bool = False        # tile: (rows, columns) of outputs, each a sum in vectors
+    columns_outer: bool = False       # a matmul's column tiles outermost (_columns_outer)
 
 
 def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
@@ -384,6 +394,8 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
         path = _movement_path(node, anchor, tuple(shape))
         if path is not None and anchor.op == "matmul":
             most_rows, lanes = target.tile(anchor.dtype)
+            if _columns_outer(anchor, most_rows, lanes):
+                return Tiling(anchor, (most_rows, lanes), path, tuple(range(anchor.type.rank)), columns_outer=True)
             rows = max(r for r in range(1, most_rows + 1) if anchor.shape[-2] % r == 0)
             return Tiling(anchor, (rows, lanes), path, tuple(range(anchor.type.rank)))
         if path is not None and (width := _row_length(anchor.shape[-1])) is not None:

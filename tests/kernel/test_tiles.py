@@ -31,8 +31,10 @@ from graphc.passes.manager import PassManager, default_pipeline
 from graphc.passes.memory import plan_memory
 
 # (batch of the left operand or None, M, K, N), shared right operand when batched
+# The last one's right operand outgrows the cache, so its tiles run column by column, the rows left
+# over a block of their own in each column (31 rows: 14 + 14 + 3 on AVX-512, 6 x 5 + 1 on AVX2).
 SHAPES = [(None, 1, 1, 1), (None, 5, 3, 7), (None, 13, 9, 33), (None, 28, 17, 70), (None, 32, 64, 16),
-          (None, 14, 5, 100), (3, 6, 11, 40), (2, 49, 27, 17)]
+          (None, 14, 5, 100), (3, 6, 11, 40), (2, 49, 27, 17), (None, 31, 600, 256)]
 
 
 def _matmul_cases():
@@ -132,6 +134,19 @@ def test_matmul_tiles_agree_with_numpy_on_awkward_sizes():
 
 def test_a_product_stored_transposed_and_reshaped_through_an_epilogue():
     assert max(_moved_product_errors()) < 1e-5
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
+def test_a_product_too_large_for_the_cache_runs_column_by_column_with_a_block_of_the_rows_left(target):
+    matmul = graphc.compile(lambda a, b: a @ b, backend="reference")
+    a, b = graphc.randn(31, 600), graphc.randn(600, 256)              # b: 600 KB
+    matmul(a, b)
+    program = lower_program(matmul.graph(a, b), matmul.memory_plan(a, b), target=target)
+    verify_program(program)
+    (kernel,) = program.kernels
+    rows, lanes = target.tile(f32)
+    scratch = sorted(s.size for s in walk_statements(kernel.body) if isinstance(s, Local))
+    assert scratch == sorted([rows * lanes, 31 % rows * lanes])       # every block whole, then the rest
 
 
 def test_convolutions_as_products_agree_with_numpy_on_awkward_sizes():
