@@ -63,7 +63,6 @@ class LLVMExecutable:
 
     def __init__(self, graph: Graph, layout: Program, kernels: list[KernelEntry], engine, addresses: dict[str, int],
                  parallel_for: int, source):
-        program = layout
         self.graph = graph
         self.source = source                      # the whole program, and its code on request
         self._layout = layout
@@ -73,24 +72,24 @@ class LLVMExecutable:
         self._buffers = BUFFERS(addresses["graphc_buffers"])
         self._kernels = [KERNEL(addresses[kernel_function_name(k)]) for k in kernels]
         self._parallel_for = parallel_for
-        self._arena = aligned_bytes(max(program.arena_bytes, 1))
+        self._arena = aligned_bytes(max(layout.arena_bytes, 1))
         self._status = np.zeros(2, np.int64)
         self._lock = threading.Lock()
-        order = input_order(program)
-        self._constants = [program.buffers[name].data for name in order[len(program.inputs):]]
+        order = input_order(layout)
+        self._constants = [layout.buffers[name].data for name in order[len(layout.inputs):]]
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
-        self._bound: list[np.ndarray | None] = [None] * len(program.inputs)
+        self._bound: list[np.ndarray | None] = [None] * len(layout.inputs)
         # Each input's name, shape, dtype and whether the step writes it, in the order bound.
-        self._expected = [(name, program.buffers[name].shape, np.dtype(program.buffers[name].dtype.numpy),
-                           name in program.written) for name in program.inputs]
-        self._written = list(program.written)
-        self._at_risk = written_before_last_check(program, kernels)
+        self._expected = [(name, layout.buffers[name].shape, np.dtype(layout.buffers[name].dtype.numpy),
+                           name in layout.written) for name in layout.inputs]
+        self._written = list(layout.written)
+        self._at_risk = written_before_last_check(layout, kernels)
         # A state returned as it was when the step began, though the step writes it: copied first.
-        self._returned_old = {name for name in program.outputs
-                              if program.buffers[name].place == "input" and name in self._written}
-        self._outputs = [self._output(name) for name in program.outputs]
+        self._returned_old = {name for name in layout.outputs
+                              if layout.buffers[name].place == "input" and name in self._written}
+        self._outputs = [self._output(name) for name in layout.outputs]
         self._arena_address, self._status_address = self._arena.ctypes.data, self._status.ctypes.data
-        for j, data in enumerate(self._constants, start=len(program.inputs)):
+        for j, data in enumerate(self._constants, start=len(layout.inputs)):
             self._pointers[j] = data.ctypes.data
 
     @property

@@ -375,7 +375,8 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
     """How a kernel's outputs are computed in tiles, or None (the outputs one by one).
 
     A matmul's output goes in register tiles of ``target``'s shape (fewer rows where that many
-    do not divide the row count), also when the kernel stores it reshaped (a convolution's
+    do not divide the row count, unless the tiles run column by column: then the rows left over
+    are a block of their own), also when the kernel stores it reshaped (a convolution's
     [N, O, H*W] product as [N, O, H, W]) or transposed.  A conv2d's too, its output channels as
     the rows and an output row as the lanes: each input value loaded serves every channel of
     the tile.  A product of dot products (few rows by a transposed right operand) goes in
@@ -396,11 +397,10 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
             most_rows, lanes = target.tile(anchor.dtype)
             if _columns_outer(anchor, most_rows, lanes):
                 return Tiling(anchor, (most_rows, lanes), path, tuple(range(anchor.type.rank)), columns_outer=True)
-            rows = max(r for r in range(1, most_rows + 1) if anchor.shape[-2] % r == 0)
+            rows = _largest_divisor(anchor.shape[-2], most_rows)
             return Tiling(anchor, (rows, lanes), path, tuple(range(anchor.type.rank)))
         if path is not None and (width := _row_length(anchor.shape[-1])) is not None:
-            most_rows = target.rows_of(width, anchor.dtype)
-            rows = max(r for r in range(1, most_rows + 1) if anchor.shape[1] % r == 0)
+            rows = _largest_divisor(anchor.shape[1], target.rows_of(width, anchor.dtype))
             return Tiling(anchor, (rows, width), path, (0, 2, 1, 3))
     if not anchors or any(n.op not in _ROW_ANCHORS or n.shape != anchors[0].shape for n in anchors):
         return None
@@ -425,8 +425,13 @@ def _dot_block(anchor: Node, target: VectorTarget) -> tuple[int, int]:
     each) as the registers hold beside a vector of each row of the left operand and one of the
     right, the rows a divisor of the product's."""
     m, n = anchor.shape
-    rows = max(r for r in range(1, min(m, target.registers // 2) + 1) if m % r == 0)
+    rows = _largest_divisor(m, target.registers // 2)
     return rows, max(1, min(n, (target.registers - rows - 2) // rows))
+
+
+def _largest_divisor(count: int, most: int) -> int:
+    """The most rows, up to ``most``, that blocks of ``count`` rows divide into evenly."""
+    return max(r for r in range(1, min(count, most) + 1) if count % r == 0)
 
 
 def _movement_path(node: Node, anchor: Node, shape) -> list[Node] | None:

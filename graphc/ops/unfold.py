@@ -57,6 +57,13 @@ def _taps(attrs: dict) -> int:
     return kh * kw
 
 
+def _layout(attrs: dict) -> str:
+    """The axes of the columns in ``attrs``' layout (LAYOUTS), or a ShapeMismatch naming the layouts."""
+    if attrs["layout"] not in LAYOUTS:
+        raise ShapeMismatch(f"layout must be one of {', '.join(LAYOUTS)}, got {attrs['layout']!r}")
+    return LAYOUTS[attrs["layout"]]
+
+
 def _unfold_shape(types, attrs):
     (x,) = types
     if x.rank != 4:
@@ -64,17 +71,13 @@ def _unfold_shape(types, attrs):
     _check_window(attrs)
     n, c, h, w = x.shape
     ho, wo = _conv_output_hw((h, w), attrs["kernel_size"], attrs)
-    if attrs["layout"] not in LAYOUTS:
-        raise ShapeMismatch(f"layout must be one of {', '.join(LAYOUTS)}, got {attrs['layout']!r}")
     sizes = {"N": n, "T": c * _taps(attrs), "L": ho * wo}
-    return TensorType(tuple(sizes[axis] for axis in LAYOUTS[attrs["layout"]]), x.dtype)
+    return TensorType(tuple(sizes[axis] for axis in _layout(attrs)), x.dtype)
 
 
 def _fold_shape(types, attrs):
     (x,) = types
-    if attrs["layout"] not in LAYOUTS:
-        raise ShapeMismatch(f"layout must be one of {', '.join(LAYOUTS)}, got {attrs['layout']!r}")
-    layout = LAYOUTS[attrs["layout"]]
+    layout = _layout(attrs)
     if x.rank != 3:
         raise ShapeMismatch(f"input must be 3-D [{', '.join(_AXIS_NAMES[axis] for axis in layout)}], got rank {x.rank}")
     _check_window(attrs)
