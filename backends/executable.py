@@ -24,7 +24,7 @@ from .profile import Profile
 Inputs = Union[Mapping[str, np.ndarray], Sequence[np.ndarray]]   # by input name, or in input order
 
 
-@dataclass
+@dataclass(slots=True)
 class RunResult:
     outputs: list[np.ndarray]
     writes: dict[str, np.ndarray]     # state input name -> its new value

@@ -40,12 +40,19 @@ LINEAR_SHAPES = [  # (M, K, N) = (batch, in features, out features) of the model
 # -- inside a measuring process ----------------------------------------------------------------
 
 def _best(run, repeats: int) -> float:
+    """Seconds per call of ``run``: the best of ``repeats`` samples, each enough calls in a row to
+    last a millisecond (one call of a small product lasts a few microseconds: timed alone, its
+    figure would be the timer's and the warm-up's as much as the product's)."""
     run()
+    start = time.perf_counter()
+    run()
+    calls = max(1, int(1e-3 / max(time.perf_counter() - start, 1e-7)))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+        for _ in range(calls):
+            run()
+        times.append((time.perf_counter() - start) / calls)
     return min(times)
 
 

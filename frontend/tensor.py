@@ -74,7 +74,8 @@ class Tensor:
     # -- construction ----------------------------------------------------------------
     def _init(self, value, node, requires_grad, trace=None):
         self._base: Tensor | None = None    # the tensor whose storage .data aliases
-        self._value = value                 # the host array (None while symbolic)
+        self._array = value                 # the host array (None while symbolic): see _value
+        self._device = None                 # a DeviceCopy where a compiled step keeps the value
         self._node = node                   # symbolic value, or the autograd tape's node
         self._trace = trace                 # the TraceContext a symbolic tensor belongs to
         self._tape = None                   # the autograd Tape of a recorded eager tensor

@@ -33,7 +33,7 @@ import json
 import warnings
 from collections import Counter, namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -102,19 +102,24 @@ class CompiledStep:
         return self.optimized.graph
 
     def guards_hold(self) -> bool:
-        return all(read() == expected for read, expected in self.guards)
+        for read, expected in self.guards:
+            if read() != expected:
+                return False
+        return True
 
-    def input_arrays(self, args: list) -> dict[str, np.ndarray]:
-        """The graph's inputs by name: the call's tensors and the live state they read."""
+    @functools.cached_property
+    def _input_sources(self) -> list[tuple[int | None, Tensor | None]]:
+        """Where each graph input's value comes from, in input order (the passes keep the inputs:
+        names, order, types): the position of the call's argument, or the live tensor it reads."""
+        return [(self.data_positions[node.name], None) if node.name in self.data_positions
+                else (None, self.bound[node.name]) for node in self.traced.inputs]
+
+    def input_arrays(self, args: list) -> list[np.ndarray]:
+        """The graph's inputs in order: the call's tensors and the live state they read."""
         for hook in self.prepare_hooks:
             hook()
-        arrays = {}
-        for node in self.traced.inputs:            # the passes keep the inputs (names, order, types)
-            if node.name in self.data_positions:
-                arrays[node.name] = args[self.data_positions[node.name]]._value
-            else:
-                arrays[node.name] = self.bound[node.name]._value
-        return arrays
+        return [args[position]._value if tensor is None else tensor._value
+                for position, tensor in self._input_sources]
 
     def run_resident(self, args: list):
         """Run on a backend that keeps state on its device: the tensors hand it their device
@@ -130,12 +135,17 @@ class CompiledStep:
                 tensor._device = slots[name].device
 
     @functools.cached_property
+    def copied_outputs(self) -> bool:
+        return any(self.copy_outputs)
+
+    @functools.cached_property
     def resident(self) -> bool:
         """Whether the executable keeps state on its device (asked once: a Protocol's isinstance
         check costs tens of microseconds, as much as the rest of a small step's call)."""
         return isinstance(self.executable, ResidentExecutable)
 
-    def run(self, args: list) -> Any:
+    def run(self, args: Sequence) -> Any:
+        # Each line here is paid on every call; a small product's whole call is a few microseconds.
         for check in self.input_checks:
             check.check(args[self.data_positions[check.input_name]]._value)
         try:
@@ -149,11 +159,16 @@ class CompiledStep:
         for name, tensor in self.writes:
             if name in result.writes and result.writes[name] is not tensor._value:   # not updated in place
                 np.copyto(tensor._value, result.writes[name])
-        for effect in self.pending_effects:
-            effect.redo()
-        self.pending_effects.clear()
-        outputs = [Tensor._wrap(a.copy() if fresh else a) for a, fresh in zip(result.outputs, self.copy_outputs)]
-        return _rebuild(self.result_structure, outputs)
+        if self.pending_effects:
+            for effect in self.pending_effects:
+                effect.redo()
+            self.pending_effects.clear()
+        outputs = result.outputs
+        if self.copied_outputs:
+            outputs = [a.copy() if fresh else a for a, fresh in zip(outputs, self.copy_outputs)]
+        if type(self.result_structure) is _Output:           # one tensor returned
+            return Tensor._wrap(outputs[self.result_structure.index])
+        return _rebuild(self.result_structure, [Tensor._wrap(a) for a in outputs])
 
 
 class CompiledFunction:
@@ -176,20 +191,20 @@ class CompiledFunction:
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
-        args = self._positional(args, kwargs)
-        step, hit = self._lookup(args)
-        self._hits += hit
-        if hit:
-            return step.run(list(args))
+        if kwargs:
+            args = self._positional(args, kwargs)
+        for step in self._cache.get(_signature(args), ()):     # _lookup's hit, spelled out: it is every call
+            if not step.guards or step.guards_hold():
+                self._hits += 1
+                return step.run(args)
+        step, _ = self._lookup(args)
         with recording(step.times), phase("first run"):
-            result = step.run(list(args))
+            result = step.run(args)
         report(step.times)
         return result
 
     def _positional(self, args: tuple, kwargs: dict) -> tuple:
         """Keyword arguments moved into their positions, so one call has one signature."""
-        if not kwargs:
-            return args
         from .frontend.nn.module import Module
         target = self.fn.forward if isinstance(self.fn, Module) else self.fn
         bound = inspect.signature(target).bind(*args, **kwargs)
@@ -406,14 +421,14 @@ def _signature(args) -> tuple:
     key = []
     for value in args:
         if isinstance(value, Tensor):
-            if value.is_symbolic:
-                raise TraceError("a compiled function was called with a symbolic tensor; call it outside tracing")
             # The array's own shape and dtype: Tensor.shape and .dtype build a TensorType each,
             # which cost more than the rest of a small step's call.
             array = value._array
-            key.append(("tensor", array.shape, array.dtype.str, value.requires_grad))
+            if array is None:
+                raise TraceError("a compiled function was called with a symbolic tensor; call it outside tracing")
+            key.append((array.shape, array.dtype, value.requires_grad))
         elif isinstance(value, (int, float, bool, str, type(None))):
-            key.append(("value", type(value).__name__, value))
+            key.append((type(value), value))
         else:
             raise TypeError(f"compiled functions take tensors and Python numbers/strings, not "
                             f"{type(value).__name__}")

@@ -79,15 +79,16 @@ class LLVMExecutable:
         self._constants = [layout.buffers[name].data for name in order[len(layout.inputs):]]
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
         self._bound: list[np.ndarray | None] = [None] * len(layout.inputs)
-        # Each input's name, shape, dtype and whether the step writes it, in the order bound.
-        self._expected = [(name, layout.buffers[name].shape, np.dtype(layout.buffers[name].dtype.numpy),
+        position = {name: i for i, name in enumerate(layout.inputs)}
+        # Each input's shape, dtype and whether the step writes it, in input order.
+        self._expected = [(layout.buffers[name].shape, np.dtype(layout.buffers[name].dtype.numpy),
                            name in layout.written) for name in layout.inputs]
-        self._written = list(layout.written)
-        self._at_risk = written_before_last_check(layout, kernels)
+        self._written = [(name, position[name]) for name in layout.written]
+        self._at_risk = [position[name] for name in written_before_last_check(layout, kernels)]
         # A state returned as it was when the step began, though the step writes it: copied first.
-        self._returned_old = {name for name in layout.outputs
-                              if layout.buffers[name].place == "input" and name in self._written}
-        self._outputs = [self._output(name) for name in layout.outputs]
+        self._returned_old = [position[name] for name in layout.outputs
+                              if layout.buffers[name].place == "input" and name in layout.written]
+        self._outputs = [self._output(name, position) for name in layout.outputs]
         self._arena_address, self._status_address = self._arena.ctypes.data, self._status.ctypes.data
         for j, data in enumerate(self._constants, start=len(layout.inputs)):
             self._pointers[j] = data.ctypes.data
@@ -103,80 +104,86 @@ class LLVMExecutable:
         given = arrays
         if arrays is None:
             arrays, given = self._prepared(inputs, in_place)
-        saved = {name: arrays[name].copy() for name in self._at_risk if arrays[name] is given[name]} \
-            if self._at_risk else {}
-        old = {name: arrays[name].copy() for name in self._returned_old} if self._returned_old else {}
+        saved = [(i, arrays[i].copy()) for i in self._at_risk if arrays[i] is given[i]] if self._at_risk else ()
+        old = {i: arrays[i].copy() for i in self._returned_old} if self._returned_old else None
         with self._lock:
             self._bind(arrays)
             failed = self._entry(self._pointers, self._arena_address, self._status_address, self._parallel_for)
             if failed:
-                for name, copy in saved.items():
-                    np.copyto(given[name], copy)
+                for i, copy in saved:
+                    np.copyto(given[i], copy)
                 error, value = int(self._status[0]) - 1, int(self._status[1])
                 self._status[:] = 0
                 raise OutOfRangeError(self._layout.errors[error].message(value))
-            outputs = [old[name] if name in old else (arrays[source] if view is None else view).copy()
-                       for name, source, view in self._outputs]
+            outputs = [(arrays[source] if view is None else view).copy() if old is None or source not in old
+                       else old[source] for source, view in self._outputs]
         writes = {}
-        for name in self._written:
-            if in_place and arrays[name] is not given[name]:
-                np.copyto(given[name], arrays[name])
-                arrays[name] = given[name]
-            writes[name] = arrays[name]
+        for name, i in self._written:
+            if in_place and arrays[i] is not given[i]:
+                np.copyto(given[i], arrays[i])
+                arrays[i] = given[i]
+            writes[name] = arrays[i]
         return RunResult(outputs, writes)
 
-    def _as_given(self, inputs: Inputs) -> dict[str, np.ndarray] | None:
-        """``inputs`` themselves, where they are a dict of arrays the program can run on as they
-        are (of their inputs' shapes and dtypes, C-contiguous, the written ones writeable): a
-        compiled step's every call.  An array bound last time is not asked again about its
-        layout (it cannot change while its shape stays): each question costs 0.1 us, and a
-        ResNet step has 180 inputs.  None where any is not so (``_prepared`` copies them)."""
-        if type(inputs) is not dict or len(inputs) != len(self._expected):
+    def _as_given(self, inputs: Inputs) -> list[np.ndarray] | None:
+        """``inputs`` as a list in input order, where they are arrays the program can run on as
+        they are (of their inputs' shapes and dtypes, C-contiguous, the written ones writeable):
+        a compiled step's every call.  An array bound last time is not asked again about its
+        layout (it cannot change while its shape stays): each question costs
+        0.1 us, and a ResNet step has 180 inputs.  None where any is not so (``_prepared``
+        copies them)."""
+        if type(inputs) is not list:
+            if type(inputs) is not dict:
+                return None
+            inputs = [inputs.get(name) for name in self._layout.inputs]
+        expected, bound = self._expected, self._bound
+        if len(inputs) != len(expected):
             return None
-        for (name, shape, dtype, written), bound in zip(self._expected, self._bound):
-            array = inputs.get(name)
-            if type(array) is not np.ndarray or array.shape != shape or array.dtype != dtype:
+        i = 0
+        for array in inputs:
+            shape, dtype, written = expected[i]
+            if array is not bound[i] and (type(array) is not np.ndarray or not (
+                    array.flags.c_contiguous and (array.flags.writeable or not written))):
                 return None
-            if array is not bound and not (array.flags.c_contiguous and (array.flags.writeable or not written)):
+            if array.shape != shape or array.dtype is not dtype and array.dtype != dtype:
                 return None
+            i += 1
         return inputs
 
-    def _prepared(self, inputs: Inputs, in_place: bool) -> tuple[dict, dict]:
-        """The arrays to run on, by name (copies where the given ones are not C-contiguous, and of
-        every written one unless ``in_place``), and the given ones."""
-        env = bind_inputs(self.graph, inputs)
-        arrays = {node.name: array for node, array in env.items()}
-        given = dict(arrays)
-        for name in self._written:
-            if not in_place or not arrays[name].flags.c_contiguous or not arrays[name].flags.writeable:
-                arrays[name] = np.array(arrays[name], order="C")
-        for name, array in arrays.items():
+    def _prepared(self, inputs: Inputs, in_place: bool) -> tuple[list, list]:
+        """The arrays to run on, in input order (copies where the given ones are not C-contiguous,
+        and of every written one unless ``in_place``), and the given ones."""
+        given = list(bind_inputs(self.graph, inputs).values())
+        arrays = list(given)
+        for _, i in self._written:
+            if not in_place or not arrays[i].flags.c_contiguous or not arrays[i].flags.writeable:
+                arrays[i] = np.array(arrays[i], order="C")
+        for i, array in enumerate(arrays):
             if not array.flags.c_contiguous:
-                arrays[name] = np.ascontiguousarray(array)
+                arrays[i] = np.ascontiguousarray(array)
         return arrays, given
 
-    def _bind(self, arrays: dict[str, np.ndarray]) -> None:
+    def _bind(self, arrays: list[np.ndarray]) -> None:
         # The constants' addresses are bound once, in __init__; only the inputs' change, and of
         # them only those given as other arrays than last time (the parameters are the same
         # from step to step): asking an array its address costs one to two microseconds, a
         # LeNet's inference 12 of its 58.  Each bound array is held, so its address stays its own.
         bound = self._bound
-        for i, name in enumerate(self._layout.inputs):
-            array = arrays[name]
+        for i, array in enumerate(arrays):
             if array is not bound[i]:
                 self._pointers[i] = array.__array_interface__["data"][0]
                 bound[i] = array
 
-    def _output(self, name: str) -> tuple[str, str, np.ndarray | None]:
-        """Where returned value ``name`` is read after a run: the input or state array it is in (by
-        name), or its array, fixed once (a view of the arena, a constant)."""
+    def _output(self, name: str, position: dict[str, int]) -> tuple[int | None, np.ndarray | None]:
+        """Where returned value ``name`` is read after a run: the input or state array it is in (its
+        input position), or its array, fixed once (a view of the arena, a constant)."""
         buffer = self._layout.buffers[name]
         if buffer.place == "arena":
             raw = self._arena[buffer.offset:buffer.offset + buffer.nbytes]
-            return name, name, raw.view(buffer.dtype.numpy).reshape(buffer.shape)
+            return None, raw.view(buffer.dtype.numpy).reshape(buffer.shape)
         if buffer.place == "constant":
-            return name, name, buffer.data
-        return name, (buffer.source if buffer.place == "state" else name), None
+            return None, buffer.data
+        return position[buffer.source if buffer.place == "state" else name], None
 
     # -- describing itself --------------------------------------------------------------------
     def profile(self, inputs: Inputs, runs: int = 3) -> Profile:
@@ -184,8 +191,7 @@ class LLVMExecutable:
 
         The state is copied first: profiling a training step does not update the model.
         """
-        env = bind_inputs(self.graph, inputs)
-        arrays = {node.name: np.array(array, order="C") for node, array in env.items()}
+        arrays = [np.array(array, order="C") for array in bind_inputs(self.graph, inputs).values()]
         best = [float("inf")] * len(self._kernels)
         table = (ctypes.c_void_p * max(1, len(self._layout.buffers)))()
         with self._lock:
