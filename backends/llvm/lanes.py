@@ -255,28 +255,42 @@ class LaneLoop:
         a row of a strided or upsampled image) as one load of the span they cover, shuffled
         into the lanes; None where the offsets are not constants or spread too far."""
         separated = self.separated(e.index)
-        mask = ([], [True] * self.lanes) if e.mask is None else self.mask_parts(e.mask)
-        if separated is None or mask is None:
+        if separated is None:
             return None
-        (invariant, offsets), (conditions, live) = separated, mask
+        conditions, live, varying = ([], [True] * self.lanes, []) if e.mask is None else self.mask_parts(e.mask)
+        invariant, offsets = separated
         live = [a and b for a, b in zip(live, self.padding(e.buffer) or live)]
         read = [offset for offset, keep in zip(offsets, live) if keep]
         type_ = vector_of(memory_type(e.dtype), self.lanes)
         if not read:
             return ir.Constant(type_, None)
         low, span = min(read), max(read) - min(read) + 1
-        if span > MAX_SPAN * self.lanes:
+        if span > MAX_SPAN * self.lanes or (varying and len(set(read)) < len(read)):
             return None
         b, r = self.b, self.r
         # Every element of the span lies between two that some lane reads, so all are in the buffer
         # (where the lane-invariant part of the mask holds: elsewhere nothing is read).
         base = b.add(r.expr(invariant), ir.Constant(I64, low))
         address, wide_type = r.element_address(e.buffer, base, e.dtype), vector_of(type_.element, span)
+        wide_mask = None
         if conditions:
             condition = r.expr(conditions[0])
             for more in conditions[1:]:
                 condition = b.and_(condition, r.expr(more))
-            wide = self.masked_load(address, wide_type, self.splat(condition, span), e.dtype.itemsize)
+            wide_mask = self.splat(condition, span)
+        if varying:
+            # Each element of the span is read by one lane at most: it is read where that lane's
+            # mask holds (a padded window row: the taps past either edge are not read).
+            lane_mask = self.vector(varying[0])
+            for more in varying[1:]:
+                lane_mask = b.and_(lane_mask, self.vector(more))
+            reader = {offset - low: k for k, (offset, keep) in enumerate(zip(offsets, live)) if keep}
+            none_read = ir.Constant(vector_of(I1, self.lanes), None)
+            spread = b.shuffle_vector(lane_mask, none_read, ir.Constant(
+                vector_of(I32, span), [reader.get(j, self.lanes) for j in range(span)]))
+            wide_mask = spread if wide_mask is None else b.and_(wide_mask, spread)
+        if wide_mask is not None:
+            wide = self.masked_load(address, wide_type, wide_mask, e.dtype.itemsize)
         else:
             wide = b.load(address, typ=wide_type, align=e.dtype.itemsize)
         picks = [offset - low if keep else 0 for offset, keep in zip(offsets, live)]
@@ -295,8 +309,8 @@ class LaneLoop:
         return self.b.call(intrinsic, [address, ir.Constant(I32, align), mask, ir.Constant(type_, None)])
 
     def mask_parts(self, mask):
-        """A mask as the conjunction of lane-invariant conditions and a constant per lane (None
-        where some term is neither)."""
+        """A mask as the conjunction of lane-invariant conditions, a constant per lane, and the
+        terms that are neither (a padded window's column test, its tap not a constant)."""
         terms, stack = [], [mask]
         while stack:
             term = stack.pop()
@@ -304,16 +318,17 @@ class LaneLoop:
                 stack += [term.a, term.b]
             else:
                 terms.append(term)
-        conditions, live = [], [True] * self.lanes
+        conditions, live, varying = [], [True] * self.lanes, []
         for term in terms:
             if not self.dependent(term):
                 conditions.append(term)
                 continue
             values = self.lane_values(term)
             if values is None:
-                return None
-            live = [a and bool(v) for a, v in zip(live, values)]
-        return conditions, live
+                varying.append(term)
+            else:
+                live = [a and bool(v) for a, v in zip(live, values)]
+        return conditions, live, varying
 
     def separated(self, e):
         """Integer ``e`` as a lane-invariant expression plus a constant per lane, where it is."""
@@ -343,10 +358,12 @@ class LaneLoop:
     def _constant_in_lane(self, e, lane: int):
         if isinstance(e, Const):
             return e.value
+        if isinstance(e, Var) and e.name == self.var:
+            return lane
         if isinstance(e, (Var, Ref)) and isinstance(self.r.values.get(e.name), ir.Constant):
             return self.r.values[e.name].constant         # an unrolled loop's variable
         if isinstance(e, Var):
-            return lane if e.name == self.var else None
+            return None
         if isinstance(e, Ref):
             return self._constant_in_lane(self.deferred[e.name], lane) if e.name in self.deferred else None
         if isinstance(e, Binary):

@@ -288,6 +288,7 @@ class _KernelRenderer:
                 for i in range(stmt.start.value, stmt.stop.value):
                     self.values[stmt.var] = ir.Constant(I64, i)
                     self.statements(stmt.body)
+                self.values.pop(stmt.var, None)   # a loop of the same variable later is another
             elif renders_as_vectors(stmt):
                 LaneLoop(self, stmt).render(stmt.body)
             else:

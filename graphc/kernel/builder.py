@@ -17,6 +17,7 @@ from typing import Callable
 from ..ir.dtypes import DType, i64
 from ..ir.graph import Node
 from . import expr as E
+from .indices import loop_stride
 from .intervals import bounds, within
 from .ir import Accumulator, Assign, Local, Check, Const, Expr, Let, Load, Loop, OutOfRange, Ref, Stmt, Store, Var
 
@@ -50,12 +51,38 @@ class Tile:
         return E.add(E.mul(Var(self.row), self.row_length), Var(self.lane)) if self.row else Var(self.lane)
 
     def wrap(self, body: tuple) -> tuple:
-        """``body`` in the loops over the tile's outputs (a tile of dot products: its rows only)."""
+        """``body`` in the loops over the tile's outputs (a tile of dot products: its rows only).
+        A tile stored transposed (each store's rows neighbours in memory, its lanes far apart)
+        is stored lane by lane, each lane's rows as one vector: stored row by row, a tile of 32
+        lanes whose rows are 4 KiB apart writes 32 lines of one cache set for every row (a 12-way
+        L1 keeps 12), and the DCGAN's 128-channel weight gradient took 2.2 ms, where lane by lane
+        it takes 1.6."""
+        if self.row and not self.sums_lanes and _stored_transposed(body, self.row, self.lane):
+            rows = Loop(self.row, Const(0, i64), Const(self.rows, i64), body, "vectorized")
+            return (Loop(self.lane, Const(0, i64), Const(self.lanes, i64), (rows,), "serial"),)
         if not self.sums_lanes:
             body = (Loop(self.lane, Const(0, i64), Const(self.lanes, i64), body, "vectorized", self.padded),)
         if self.row:
             body = (Loop(self.row, Const(0, i64), Const(self.rows, i64), body, "unrolled"),)
         return body
+
+
+# Stores whose lanes lie further apart than this many elements are a transposed tile's.
+FAR_APART = 4
+
+
+def _stored_transposed(body: tuple, row: str, lane: str) -> bool:
+    """Whether every store of a tile's ``body`` writes its rows side by side and its lanes far
+    apart (a product stored transposed, as a weight gradient is)."""
+    lets = {stmt.name for stmt in body if isinstance(stmt, Let)}
+    stores = [stmt for stmt in body if isinstance(stmt, Store)]
+    if not stores or len(stores) + len(lets) != len(body):
+        return False
+    for store in stores:
+        across = loop_stride(store.index, lane, lets)
+        if loop_stride(store.index, row, lets) != 1 or (across is not None and abs(across) <= FAR_APART):
+            return False
+    return True
 
 
 @dataclass(frozen=True)

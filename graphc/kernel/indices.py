@@ -22,12 +22,13 @@ it cannot prove it leaves as it was, so a kernel's results never change.
 from __future__ import annotations
 
 from dataclasses import replace
+from math import gcd
 
 from ..ir.dtypes import bool_, i64
 from . import expr as E
 from .intervals import Interval, bounds
-from .ir import (Accumulator, Assign, Binary, Cast, Check, Const, Expr, Kernel, Let, Load, Local, Loop, Select,
-                 Store, Unary)
+from .ir import (Accumulator, Assign, Binary, Cast, Check, Const, Expr, Kernel, Let, Load, Local, Loop, Ref, Select,
+                 Store, Unary, Var)
 
 # For each integer comparison, from the bounds of its operands: (always true, never true).
 _COMPARISONS = {
@@ -140,7 +141,7 @@ class _Simplifier:
             inner = numerator.b.value                     # e / a / b is e / (a * b) for e >= 0
             return self.divided("div", numerator.a, inner * divisor) or \
                 E.div(numerator.a, inner * divisor)
-        terms, constant = _terms(numerator)
+        terms, constant = index_terms(numerator)
         quotient: Terms = {}
         rest: Terms = {}
         for term, coefficient in terms.items():
@@ -159,23 +160,71 @@ class _Simplifier:
             # reduction step, shared by every row, rather than once per row).
             part = self.divided(op, remainder, divisor) or E.binary(op, remainder, divisor)
             return E.add(_sum(quotient, quotient_constant), part) if op == "div" else part
+        return self.divided_in_steps(op, terms, constant, divisor)
+
+    def divided_in_steps(self, op: str, terms: Terms, constant: int, divisor: int) -> Expr | None:
+        """``e = k*q + r`` with ``k`` a factor of the divisor ``d = k*m`` (the coefficients of some
+        terms multiples of it) and ``0 <= r < k``, ``q >= 0``: ``e / d`` is ``q / m`` and ``e % d`` is
+        ``(q % m) * k + r``.  A transpose's flat index ``(p*128 + c) / 6272`` with ``c < 128`` is
+        ``p / 49``: one division per row rather than one per lane."""
+        for step in sorted({gcd(c, divisor) for c in terms.values()} - {1, divisor}, reverse=True):
+            quotient = {term: c // step for term, c in terms.items() if c % step == 0}
+            rest = {term: c for term, c in terms.items() if c % step}
+            quotient_constant, rest_constant = divmod(constant, step)
+            remainder = _sum(rest, rest_constant)
+            low, high = bounds(remainder, self.ranges)
+            scaled = _sum(quotient, quotient_constant)
+            if low < 0 or high >= step or bounds(scaled, self.ranges)[0] < 0:
+                continue
+            part = self.divided(op, scaled, divisor // step) or E.binary(op, scaled, divisor // step)
+            return part if op == "div" else E.add(E.mul(part, step), remainder)
         return None
 
 
-def _terms(e: Expr, scale: int = 1, into: Terms | None = None) -> tuple[Terms, int]:
+def loop_stride(index: Expr, var: str, lets: frozenset[str] | set[str] = frozenset()) -> int | None:
+    """How far ``index`` moves from one iteration of loop ``var`` to the next: a constant, or
+    None where it does not move by a constant (a division of the variable, or a let in ``lets``:
+    those the loop's body defines)."""
+    terms, _ = index_terms(index)
+    stride = 0
+    for term, coefficient in terms.items():
+        if isinstance(term, Var) and term.name == var:
+            stride += coefficient
+        elif _mentions(term, var, lets):
+            return None
+    return stride
+
+
+def _mentions(e: Expr, var: str, lets) -> bool:
+    if isinstance(e, Var):
+        return e.name == var
+    if isinstance(e, Ref):
+        return e.name in lets
+    if isinstance(e, Load):
+        return _mentions(e.index, var, lets) or (e.mask is not None and _mentions(e.mask, var, lets))
+    if isinstance(e, (Unary, Cast)):
+        return _mentions(e.x, var, lets)
+    if isinstance(e, Binary):
+        return _mentions(e.a, var, lets) or _mentions(e.b, var, lets)
+    if isinstance(e, Select):
+        return _mentions(e.cond, var, lets) or _mentions(e.a, var, lets) or _mentions(e.b, var, lets)
+    return False
+
+
+def index_terms(e: Expr, scale: int = 1, into: Terms | None = None) -> tuple[Terms, int]:
     """``e`` as ``sum(coefficient * term) + constant``."""
     terms = {} if into is None else into
     constant = 0
     if isinstance(e, Const):
         return terms, scale * e.value
     if isinstance(e, Binary) and e.op in ("add", "sub"):
-        _, left = _terms(e.a, scale, terms)
-        _, right = _terms(e.b, scale if e.op == "add" else -scale, terms)
+        _, left = index_terms(e.a, scale, terms)
+        _, right = index_terms(e.b, scale if e.op == "add" else -scale, terms)
         return terms, left + right
     if isinstance(e, Binary) and e.op == "mul" and isinstance(e.b, Const):
-        return _terms(e.a, scale * e.b.value, terms)
+        return index_terms(e.a, scale * e.b.value, terms)
     if isinstance(e, Binary) and e.op == "mul" and isinstance(e.a, Const):
-        return _terms(e.b, scale * e.a.value, terms)
+        return index_terms(e.b, scale * e.a.value, terms)
     terms[e] = terms.get(e, 0) + scale
     return terms, constant
 

@@ -45,6 +45,18 @@ def test_a_division_of_a_division_is_one_division():
         "i1 * 8 + i2 / 8"
 
 
+def test_a_transposes_flat_index_divides_once_per_row():
+    """(p*128 + c) / 6272 with c < 128 is p / 49: the divisor's factor 128 comes out of the terms
+    whose coefficients it divides, and the rest never reaches it."""
+    p, c = Var("p"), Var("c")
+    loops = [("p", 0, 1568), ("c", 0, 128)]
+    flat = E.add(E.mul(p, 128), c)
+    assert format_expr(_simplified_index(E.div(flat, 6272), loops)) == "p / 49"
+    assert format_expr(_simplified_index(E.rem(flat, 6272), loops)) == "p % 49 * 128 + c"
+    kernel = _kernel(E.div(flat, 6272), [("p", 0, 1568), ("c", 0, 129)])   # c may reach 128
+    assert simplify_indices(kernel) is kernel
+
+
 def test_what_cannot_be_proved_is_left_as_it_was():
     flat = E.add(E.mul(i2, 64), i3)
     # i3 may reach 64: only the multiples of 64 come out of the division.

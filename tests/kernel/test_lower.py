@@ -14,7 +14,7 @@ from graphc.backends.llvm.threads import pool
 from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32, i64
 from graphc.kernel import lower_program, print_program
-from graphc.kernel.ir import Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var
+from graphc.kernel.ir import Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var, walk_statements
 from graphc.kernel.schedule import outer_loop, split
 from graphc.kernel.verify import KernelVerifyError, verify_program
 from graphc.passes.memory import plan_memory
@@ -99,3 +99,23 @@ def test_splitting_a_loop_keeps_what_the_kernel_computes():
     executable = LLVMExecutable(graph, program, kernels, engine, addresses, pool().parallel_for, None)
     values = np.arange(70, dtype=np.float32).reshape(10, 7)
     np.testing.assert_array_equal(executable.run({"x": values}).outputs[0], values * 2)
+
+
+def _innermost_loops(kernel):
+    return [s for s in walk_statements(kernel.body) if isinstance(s, Loop) and not any(isinstance(t, Loop) for t in s.body)]
+
+
+def test_a_transpose_runs_as_scalar_code_and_a_copy_in_vectors():
+    """A copy reading every lane far from the last (a transpose) builds each vector lane by lane,
+    slower than the scalar loop: it is not vectorized.  Reads a few elements apart (a stride-2
+    row) or side by side still are, and so is a transpose that computes something."""
+    x = graphc.randn(40, 48)
+    kinds = {}
+    for fn in (lambda x: x.permute(1, 0).contiguous(), lambda x: x.permute(1, 0) * 2.0, lambda x: x[:, ::2].contiguous()):
+        compiled = graphc.compile(fn, backend="reference")
+        compiled(x)
+        program = lower_program(compiled.graph(x), compiled.memory_plan(x))
+        verify_program(program)
+        (kernel,) = program.kernels
+        kinds[kernel.what] = [loop.kind for loop in _innermost_loops(kernel)]
+    assert kinds == {"permute": ["serial"], "elementwise: permute mul": ["vectorized"], "slice": ["vectorized"]}

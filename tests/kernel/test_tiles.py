@@ -52,6 +52,8 @@ CONV_CASES = [
     ("conv2d", [(1, 7, 5, 5), (17, 7, 1, 1)], {}),
     ("conv2d_weight_grad", [(2, 3, 9, 7), (2, 5, 5, 4)], {"kernel_size": (3, 2), "stride": (2, 2), "padding": (1, 1)}),
     ("conv2d_weight_grad", [(3, 4, 6, 6), (3, 18, 6, 6)], {"kernel_size": (1, 1)}),
+    # 32 channels of 4 x 4 x 4 = 64 taps: the product [64, 32] is stored transposed, lane by lane.
+    ("conv2d_weight_grad", [(2, 4, 6, 6), (2, 32, 3, 3)], {"kernel_size": (4, 4), "stride": (2, 2), "padding": (1, 1)}),
     ("conv_transpose2d", [(2, 6, 4, 5), (6, 3, 4, 4)], {"stride": (2, 2), "padding": (1, 1)}),
     ("conv_transpose2d", [(1, 4, 3, 3), (4, 5, 3, 2)], {"stride": (2, 1), "output_padding": (1, 0), "dilation": (1, 2)}),
 ]
@@ -147,6 +149,23 @@ def test_a_product_too_large_for_the_cache_runs_column_by_column_with_a_block_of
     rows, lanes = target.tile(f32)
     scratch = sorted(s.size for s in walk_statements(kernel.body) if isinstance(s, Local))
     assert scratch == sorted([rows * lanes, 31 % rows * lanes])       # every block whole, then the rest
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
+def test_a_product_stored_transposed_stores_each_lane_as_a_vector_of_its_rows(target):
+    """A weight gradient's tile lands transposed: its lanes (output channels) 64 taps apart, its
+    rows side by side.  Its stores loop over the lanes, each lane's rows one vector."""
+    op, shapes, attrs = CONV_CASES[5]
+    b = GraphBuilder(op)
+    b.output(b.op(op, *(b.input(f"x{i}", TensorType(s, f32)) for i, s in enumerate(shapes)), **attrs))
+    graph = PassManager(default_pipeline(training=False)).run(b.build())
+    program = lower_program(graph, plan_memory(graph), target=target)
+    verify_program(program)
+    product = next(k for k in program.kernels if "matmul" in k.what)
+    lanes = target.tile(f32)[1]                      # 32 channels: one tile's lanes or two
+    stores = [loop for loop in walk_statements(product.body) if isinstance(loop, Loop) and loop.kind == "serial"
+              and len(loop.body) == 1 and isinstance(loop.body[0], Loop) and loop.body[0].kind == "vectorized"]
+    assert stores and all(loop.stop.value == lanes and 64 % loop.body[0].stop.value == 0 for loop in stores)
 
 
 def test_convolutions_as_products_agree_with_numpy_on_awkward_sizes():
