@@ -117,6 +117,20 @@ def test_the_cache_keeps_to_its_size_least_recently_used_first(cache_dir):
     assert cache.load("test", f"{0:064x}") is None
 
 
+def test_a_process_checks_the_size_at_its_first_store_then_after_each_sixteenth_of_the_limit(cache_dir, monkeypatch):
+    """Each check reads every entry's size (a third of a second on a full cache): not at every store."""
+    checks = []
+    monkeypatch.setattr(cache, "evict", lambda limit: checks.append(limit))
+    monkeypatch.setattr(cache, "_unchecked_bytes", None)
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "0.5")            # checks every 32 KiB stored
+    for i in range(40):
+        cache.store("test", f"{i:064x}", bytes(1000))
+    assert len(checks) == 2 and checks[0] == 2 ** 19           # the first store, and after 32 KiB
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "0")
+    cache.store("test", f"{40:064x}", bytes(1000))
+    assert len(checks) == 3                                     # a limit of nothing: every store
+
+
 def test_the_command_shows_sizes_entries_and_hits_and_clears(cache_dir, capsys):
     _first_step()
     _first_step()
