@@ -114,7 +114,7 @@ class CompiledStep:
         return [(self.data_positions[node.name], None) if node.name in self.data_positions
                 else (None, self.bound[node.name]) for node in self.traced.inputs]
 
-    def input_arrays(self, args: list) -> list[np.ndarray]:
+    def input_arrays(self, args: Sequence) -> list[np.ndarray]:
         """The graph's inputs in order: the call's tensors and the live state they read."""
         for hook in self.prepare_hooks:
             hook()

@@ -75,11 +75,13 @@ def check_returned_state_is_its_old_value(build_executable) -> None:
     from graphc.passes.memory import plan_memory
     b = GraphBuilder("returns_old_state")
     x, w = b.input("x", "f32[3]"), b.input("w", "f32[3]", tag="param")
-    b.output(b.neg(x), w)
-    b.write(w, x)
+    new = b.mul(x, 2.0)
+    b.output(b.neg(x), w, new)                            # the state before the step, and after it
+    b.write(w, new)
     graph = b.build()
     xs, ws = np.array([1, 2, 3], np.float32), np.array([7, 8, 9], np.float32)
     result = build_executable(graph, plan_memory(graph)).run({"x": xs, "w": ws}, in_place=True)
     np.testing.assert_array_equal(result.outputs[0], [-1, -2, -3])
     np.testing.assert_array_equal(result.outputs[1], [7, 8, 9])
-    np.testing.assert_array_equal(ws, [1, 2, 3])          # and the state was updated in place
+    np.testing.assert_array_equal(result.outputs[2], [2, 4, 6])
+    np.testing.assert_array_equal(ws, [2, 4, 6])          # and the state was updated in place

@@ -85,10 +85,9 @@ class LLVMExecutable:
                            name in layout.written) for name in layout.inputs]
         self._written = [(name, position[name]) for name in layout.written]
         self._at_risk = [position[name] for name in written_before_last_check(layout, kernels)]
-        # A state returned as it was when the step began, though the step writes it: copied first.
-        self._returned_old = [position[name] for name in layout.outputs
-                              if layout.buffers[name].place == "input" and name in layout.written]
         self._outputs = [self._output(name, position) for name in layout.outputs]
+        # The states returned as they were when the step began, though the step writes them: copied first.
+        self._returned_old = sorted({source for source, _, returns_old in self._outputs if returns_old})
         self._arena_address, self._status_address = self._arena.ctypes.data, self._status.ctypes.data
         for j, data in enumerate(self._constants, start=len(layout.inputs)):
             self._pointers[j] = data.ctypes.data
@@ -115,8 +114,8 @@ class LLVMExecutable:
                 error, value = int(self._status[0]) - 1, int(self._status[1])
                 self._status[:] = 0
                 raise OutOfRangeError(self._layout.errors[error].message(value))
-            outputs = [(arrays[source] if view is None else view).copy() if old is None or source not in old
-                       else old[source] for source, view in self._outputs]
+            outputs = [old[source] if returns_old else (arrays[source] if view is None else view).copy()
+                       for source, view, returns_old in self._outputs]
         writes = {}
         for name, i in self._written:
             if in_place and arrays[i] is not given[i]:
@@ -174,16 +173,19 @@ class LLVMExecutable:
                 self._pointers[i] = array.__array_interface__["data"][0]
                 bound[i] = array
 
-    def _output(self, name: str, position: dict[str, int]) -> tuple[int | None, np.ndarray | None]:
+    def _output(self, name: str, position: dict[str, int]) -> tuple[int | None, np.ndarray | None, bool]:
         """Where returned value ``name`` is read after a run: the input or state array it is in (its
-        input position), or its array, fixed once (a view of the arena, a constant)."""
+        input position), or its array, fixed once (a view of the arena, a constant); and whether
+        it is a state as it was before the step wrote it (copied before the run)."""
         buffer = self._layout.buffers[name]
         if buffer.place == "arena":
             raw = self._arena[buffer.offset:buffer.offset + buffer.nbytes]
-            return None, raw.view(buffer.dtype.numpy).reshape(buffer.shape)
+            return None, raw.view(buffer.dtype.numpy).reshape(buffer.shape), False
         if buffer.place == "constant":
-            return None, buffer.data
-        return position[buffer.source if buffer.place == "state" else name], None
+            return None, buffer.data, False
+        if buffer.place == "state":
+            return position[buffer.source], None, False
+        return position[name], None, name in self._layout.written
 
     # -- describing itself --------------------------------------------------------------------
     def profile(self, inputs: Inputs, runs: int = 3) -> Profile:
