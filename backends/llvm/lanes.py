@@ -54,6 +54,29 @@ def renders_as_vectors(loop: Loop) -> bool:
             and all(isinstance(stmt, (Let, Store)) for stmt in loop.body))
 
 
+def padded_lanes(loop: Loop, trip: int, r) -> int:
+    """The lanes a vectorized loop of ``trip`` lanes is computed in, where the kernel IR leaves it
+    to the backend: the next power of two where that fits one vector register and ``trip`` would
+    take several pieces (a stride-2 unfold's row of 7: 4 + 2 + 1, each a load, a shuffle and a
+    store), the lanes past the trip masked (llvm.masked.load and .store).  Only on AVX-512, whose
+    masked stores cost what plain ones do (AVX2's are slow on AMD), and only in a loop that
+    touches no scratch row (which has no room past the trip) and divides no integer by a value
+    (a masked lane reads zero)."""
+    padded = 1 << (trip - 1).bit_length()
+    if not r.target.cheap_masked_stores or padded * 4 > r.target.vector_bytes or bin(trip).count("1") < 2:
+        return trip
+    for stmt in loop.body:
+        if stmt.__class__ is Store and stmt.buffer in r.scratch:
+            return trip
+        for e in walk_expr(stmt.value if stmt.__class__ is Let else stmt.value):
+            if isinstance(e, Load) and e.buffer in r.scratch:
+                return trip
+            if isinstance(e, Binary) and e.op in ("div", "rem") and not e.dtype.is_float \
+                    and not isinstance(e.b, Const):
+                return trip
+    return padded
+
+
 def vector_of(scalar: ir.Type, lanes: int) -> ir.VectorType:
     return ir.VectorType(scalar, lanes)
 
@@ -81,7 +104,7 @@ class LaneLoop:
         reading and writing only the scratch rows (every other load and store masked)."""
         first, trip = self.loop.start.value, constant_trip(self.loop)
         self.stop = first + trip
-        lanes = self.loop.padded_to or trip
+        lanes = self.loop.padded_to or padded_lanes(self.loop, trip, self.r)
         for width in (1 << bit for bit in reversed(range(lanes.bit_length())) if lanes & (1 << bit)):
             self.start, self.lanes = first, width
             self._render_chunk(body)

@@ -34,7 +34,7 @@ from graphc.kernel.ir import (Accumulator, Assign, Binary, Cast, Check, Const, K
                               Ref, Select, Store, Unary, Var)
 from graphc.kernel.schedule import outer_loop
 
-from .jit import FunctionPointer
+from .jit import FunctionPointer, vector_target
 from .lanes import LaneLoop, constant_trip, renders_as_vectors
 from .types import I1, I8, I32, I64, PTR, constant_like, declare_intrinsic, like, memory_type, value_type
 
@@ -240,6 +240,7 @@ class _KernelRenderer:
         self.fast = ()                    # fast-math flags for the sum being rendered, if reassociable
         self.bases = {}
         self.scratch: set[str] = set()    # the kernel's scratch rows (Local), of all its bases
+        self.target = vector_target()     # the vector unit the code is for (GRAPHC_ISA or the host's)
         for name in dict.fromkeys((*kernel.inputs, *kernel.outputs)):
             slot = self.b.gep(table, [ir.Constant(I64, slots[name])], source_etype=PTR)
             self.bases[name] = self.b.load(slot, typ=PTR, name=f"base_{len(self.bases)}")

@@ -22,6 +22,9 @@ class VectorTarget:
     name: str
     vector_bytes: int           # one vector register
     registers: int              # vector registers the compiler may allocate
+    # Whether a store of a vector's masked lanes costs what a plain store does (AVX-512's mask
+    # registers; AVX2's vmaskmovps store is microcoded and slow on AMD's cores).
+    cheap_masked_stores: bool = False
 
     def lanes(self, dtype: DType) -> int:
         """The ``dtype`` values one vector register holds."""
@@ -40,5 +43,5 @@ class VectorTarget:
 
 
 AVX2 = VectorTarget("avx2", vector_bytes=32, registers=16)
-AVX512 = VectorTarget("avx512", vector_bytes=64, registers=32)
+AVX512 = VectorTarget("avx512", vector_bytes=64, registers=32, cheap_masked_stores=True)
 TARGETS = {target.name: target for target in (AVX2, AVX512)}

@@ -140,3 +140,30 @@ def test_the_thread_pool_survives_late_workers_and_fork():
 def test_a_returned_state_is_its_value_before_the_step_writes_it():
     from graphc.backends.llvm import build_executable
     check_returned_state_is_its_old_value(build_executable)
+
+
+def _copy_loop(lanes: int, buffer: str = "out", value=None):
+    from graphc.ir.dtypes import f32
+    from graphc.kernel.ir import Const, Load, Loop, Store, Var
+    i = Var("i")
+    value = value if value is not None else Load("x", i, f32)
+    return Loop("i", Const(0, i.dtype), Const(lanes, i.dtype), (Store(buffer, i, value),), "vectorized")
+
+
+def test_a_row_of_several_vector_pieces_is_padded_to_one_register_on_avx512_only():
+    """7 lanes are 4 + 2 + 1 vectors (a load, a shuffle and a store each in a strided window row):
+    on AVX-512 one masked vector of 8; on AVX2, whose masked stores are slow, still three pieces."""
+    from types import SimpleNamespace
+    from graphc.backends.llvm.lanes import padded_lanes
+    from graphc.ir.dtypes import i64
+    from graphc.kernel import expr as E
+    from graphc.kernel.ir import Load, Var
+    from graphc.kernel.target import AVX2, AVX512
+    avx512, avx2 = (SimpleNamespace(target=t, scratch={"row"}) for t in (AVX512, AVX2))
+    assert padded_lanes(_copy_loop(7), 7, avx512) == 8 and padded_lanes(_copy_loop(7), 7, avx2) == 7
+    assert padded_lanes(_copy_loop(12), 12, avx512) == 16
+    assert padded_lanes(_copy_loop(8), 8, avx512) == 8          # one piece already
+    assert padded_lanes(_copy_loop(24), 24, avx512) == 24       # 32 lanes are two registers
+    assert padded_lanes(_copy_loop(7, buffer="row"), 7, avx512) == 7     # a scratch row has no room past 7
+    quotient = E.div(Load("n", Var("i"), i64), Load("d", Var("i"), i64))   # a masked lane's divisor is 0
+    assert padded_lanes(_copy_loop(7, value=quotient), 7, avx512) == 7
