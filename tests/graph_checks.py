@@ -52,6 +52,6 @@ def _assert_close(what: str, got: np.ndarray, want: np.ndarray) -> None:
     finite = np.isfinite(want)
     # NaN and infinities must be the same values in the same places; the rest compares by norm.
     np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=f"{what}: non-finite values")
-    error = np.linalg.norm((got - want)[finite].astype(np.float64))
+    error = np.linalg.norm(got[finite].astype(np.float64) - want[finite].astype(np.float64))
     size = np.linalg.norm(want[finite].astype(np.float64))
     assert error <= GRAPH_TOLERANCE[want.dtype.name] * max(size, 1.0), f"{what}: relative error {error / max(size, 1.0):.2e}"
