@@ -179,7 +179,21 @@ class _Grouper:
 
         Such a node is better stored once, by the anchor's kernel, than computed
         again in each of its readers' kernels with the anchor's output stored instead.
+        So is a reshape or permute of a contraction's output that nothing else reads (a
+        convolution's weight gradient, transposed into the weight's shape, read by an
+        optimizer's two update kernels): stored by the contraction, in place, its readers read
+        it in order, where each had read the product through the transpose lane by lane.
         """
+        if classify(node) == MOVEMENT:
+            moved = node
+            while moved.op in ("reshape", "permute"):
+                source = moved.inputs[0]
+                if source.is_input or self.users[source] != [moved] or source in self.escaping:
+                    return False
+                if classify(source) == CONTRACTION:
+                    return source.type.numel == node.type.numel
+                moved = source
+            return False
         return classify(node) == ELEMENTWISE and any(
             not operand.is_input and classify(operand) in ANCHORS and operand.shape == node.shape
             and self.users[operand] == [node] and operand not in self.escaping for operand in node.inputs)

@@ -112,6 +112,27 @@ def test_a_matmul_reads_its_left_operand_through_a_transpose_and_writes_through_
     assert_same_results(graph, fused)
 
 
+def test_a_transposed_product_read_by_two_kernels_is_stored_moved_by_its_matmul():
+    """A convolution's weight gradient [taps, O] transposed into the weight's shape, read by two
+    kernels (an optimizer's moment and parameter updates): the matmul stores it in the weight's
+    shape, rather than each reader reading the product through the transpose; so both become the
+    matmul's epilogue, one kernel in all."""
+    graph = parse_graph("""graph wg(%a: f32[12,8] data, %b: f32[8,4] data, %m: f32[4,3,2,2] state) {
+      %p = matmul(%a, %b) : f32[12,4]
+      %t = permute(%p) {dims=[1,0]} : f32[4,12]
+      %g = reshape(%t) {shape=[4,3,2,2]} : f32[4,3,2,2]
+      %m2 = add(%m, %g) : f32[4,3,2,2]
+      %sq = mul(%g, %g) : f32[4,3,2,2]
+      %u = sub(%m2, %sq) : f32[4,3,2,2]
+      return %u, write(%m, %m2)
+    }""")
+    fused = fuse(graph)
+    kernels = [n for n in fused.nodes if n.op == "fused"]
+    assert [(n.attrs["kind"], body_ops(n)) for n in kernels] == \
+        [("contraction", ["matmul", "permute", "reshape", "add", "mul", "sub"])]
+    assert_same_results(graph, fused)
+
+
 def test_nothing_joins_a_matmul_through_a_transposed_operand():
     # relu(x) would be computed again each time the matmul reads an element of it.
     graph = parse_graph("""graph g(%x: f32[4,6] data, %w: f32[4,3] data) {
