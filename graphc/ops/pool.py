@@ -237,7 +237,13 @@ def _lower_avg_pool2d_grad(ctx, node, index: Index):
         divisor = E.cast(_avg_divisor(node.attrs, node.shape[2:], (row, column)), node.dtype)
         share = E.div(ctx.value(grad_output, Index.of(grad_output.shape, (n, c, row, column))), divisor)
         return E.select(E.logical_and(row_exists, column_exists), E.add(acc, share), acc)
-    return ctx.reduce(E.const(0, node.dtype), list(node.attrs["kernel_size"]), update, strided=strided(node.attrs))
+    kernel = tuple(node.attrs["kernel_size"])
+    if tuple(node.attrs["stride"]) == kernel and tuple(node.attrs["padding"]) == (0, 0):
+        # Windows side by side (a global average pool): each element lies in one window at most, at
+        # its one tap, so its gradient is that window's share, not a sum over every tap (ResNet's
+        # 8x8 pool's gradient took 0.55 ms testing 64 taps per element).
+        return update(E.const(0, node.dtype), [E.rem(y, kernel[0]), E.rem(x, kernel[1])])
+    return ctx.reduce(E.const(0, node.dtype), list(kernel), update, strided=strided(node.attrs))
 
 
 # -- max_pool2d -------------------------------------------------------------------------

@@ -27,6 +27,9 @@ AVG_CASES = [
     ((2, 1, 5, 5), dict(kernel_size=(2, 2), stride=(2, 2), ceil_mode=True, divisor_override=3)),
     ((1, 2, 5, 6), dict(kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))),
     ((1, 1, 9, 4), dict(kernel_size=(4,), stride=(3,), padding=(2,), ceil_mode=True, count_include_pad=False)),
+    # Windows side by side: a global pool, and one whose last rows and columns no window covers.
+    ((2, 3, 8, 8), dict(kernel_size=(8, 8), stride=(8, 8))),
+    ((1, 2, 7, 11), dict(kernel_size=(3, 2), stride=(3, 2))),
 ]
 # Small cases for finite differences, which run the op once per input element, twice.
 FD_MAX = [((1, 2, 5, 5), dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True)),
