@@ -193,10 +193,10 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
-        for step in self._cache.get(_signature(args), ()):     # _lookup's hit, spelled out: it is every call
-            if not step.guards or step.guards_hold():
-                self._hits += 1
-                return step.run(args)
+        step = self._cached(_signature(args))
+        if step is not None:
+            self._hits += 1
+            return step.run(args)
         step, _ = self._lookup(args)
         with recording(step.times), phase("first run"):
             result = step.run(args)
@@ -258,11 +258,18 @@ class CompiledFunction:
         return CacheInfo(self._compiles, self._hits, len(self._cache))
 
     # -- tracing -------------------------------------------------------------------------
+    def _cached(self, key: tuple) -> CompiledStep | None:
+        """The step compiled for signature ``key`` whose guards hold, if any."""
+        for step in self._cache.get(key, ()):
+            if step.guards_hold():
+                return step
+        return None
+
     def _lookup(self, args) -> tuple[CompiledStep, bool]:
         key = _signature(args)
-        for step in self._cache.get(key, []):
-            if step.guards_hold():
-                return step, True
+        step = self._cached(key)
+        if step is not None:
+            return step, True
         step = self._trace(args)
         self._cache.setdefault(key, []).append(step)
         self._times.append(step.times)

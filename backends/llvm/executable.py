@@ -42,6 +42,9 @@ def aligned_bytes(count: int) -> np.ndarray:
     return raw[start:start + count]
 
 
+_UNBOUND = object()       # what LLVMExecutable._bound holds for an input no run has bound yet
+
+
 @dataclass(frozen=True)
 class KernelEntry:
     """What running and profiling a kernel needs of it: not its loops (a program loaded from the
@@ -78,7 +81,8 @@ class LLVMExecutable:
         order = input_order(layout)
         self._constants = [layout.buffers[name].data for name in order[len(layout.inputs):]]
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
-        self._bound: list[np.ndarray | None] = [None] * len(layout.inputs)
+        # The array bound to each input by the last run (none yet: nothing a caller could pass).
+        self._bound: list[object] = [_UNBOUND] * len(layout.inputs)
         position = {name: i for i, name in enumerate(layout.inputs)}
         # Each input's shape, dtype and whether the step writes it, in input order.
         self._expected = [(layout.buffers[name].shape, np.dtype(layout.buffers[name].dtype.numpy),
@@ -128,9 +132,9 @@ class LLVMExecutable:
         """``inputs`` as a list in input order, where they are arrays the program can run on as
         they are (of their inputs' shapes and dtypes, C-contiguous, the written ones writeable):
         a compiled step's every call.  An array bound last time is not asked again about its
-        layout (it cannot change while its shape stays): each question costs
-        0.1 us, and a ResNet step has 180 inputs.  None where any is not so (``_prepared``
-        copies them)."""
+        layout (it cannot change while its shape stays): each question costs 0.1 us, and a
+        ResNet step has 180 inputs.  None where any is not so (``_prepared`` copies them, or
+        says which input is missing or wrong)."""
         if type(inputs) is not list:
             if type(inputs) is not dict:
                 return None

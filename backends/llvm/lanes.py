@@ -22,7 +22,7 @@ import operator
 
 import llvmlite.ir as ir
 
-from graphc.ir.dtypes import bool_
+from graphc.ir.dtypes import bool_, f32
 from graphc.kernel.expr import fold_integer
 from graphc.kernel.ir import Binary, Cast, Const, Let, Load, Loop, Ref, Select, Store, Unary, Var, walk_expr
 
@@ -56,19 +56,20 @@ def renders_as_vectors(loop: Loop) -> bool:
 
 def padded_lanes(loop: Loop, trip: int, r) -> int:
     """The lanes a vectorized loop of ``trip`` lanes is computed in, where the kernel IR leaves it
-    to the backend: the next power of two where that fits one vector register and ``trip`` would
-    take several pieces (a stride-2 unfold's row of 7: 4 + 2 + 1, each a load, a shuffle and a
-    store), the lanes past the trip masked (llvm.masked.load and .store).  Only on AVX-512, whose
+    to the backend: the next power of two where that is at most one register of f32 lanes (16 on
+    AVX-512, whatever the loop's types) and ``trip`` would take several pieces (a stride-2
+    unfold's row of 7: 4 + 2 + 1, each a load, a shuffle and a store), the lanes past the trip
+    masked (llvm.masked.load and .store).  Only on AVX-512, whose
     masked stores cost what plain ones do (AVX2's are slow on AMD), and only in a loop that
     touches no scratch row (which has no room past the trip) and divides no integer by a value
     (a masked lane reads zero)."""
     padded = 1 << (trip - 1).bit_length()
-    if not r.target.cheap_masked_stores or padded * 4 > r.target.vector_bytes or bin(trip).count("1") < 2:
+    if not r.target.cheap_masked_stores or padded > r.target.lanes(f32) or bin(trip).count("1") < 2:
         return trip
     for stmt in loop.body:
-        if stmt.__class__ is Store and stmt.buffer in r.scratch:
+        if isinstance(stmt, Store) and stmt.buffer in r.scratch:
             return trip
-        for e in walk_expr(stmt.value if stmt.__class__ is Let else stmt.value):
+        for e in walk_expr(stmt.value):
             if isinstance(e, Load) and e.buffer in r.scratch:
                 return trip
             if isinstance(e, Binary) and e.op in ("div", "rem") and not e.dtype.is_float \

@@ -17,7 +17,7 @@ from typing import Callable
 from ..ir.dtypes import DType, i64
 from ..ir.graph import Node
 from . import expr as E
-from .indices import loop_stride
+from .indices import lanes_far_apart, loop_stride
 from .intervals import bounds, within
 from .ir import Accumulator, Assign, Local, Check, Const, Expr, Let, Load, Loop, OutOfRange, Ref, Stmt, Store, Var
 
@@ -67,10 +67,6 @@ class Tile:
         return body
 
 
-# Stores whose lanes lie further apart than this many elements are a transposed tile's.
-FAR_APART = 4
-
-
 def _stored_transposed(body: tuple, row: str, lane: str) -> bool:
     """Whether every store of a tile's ``body`` writes its rows side by side and its lanes far
     apart (a product stored transposed, as a weight gradient is)."""
@@ -78,11 +74,8 @@ def _stored_transposed(body: tuple, row: str, lane: str) -> bool:
     stores = [stmt for stmt in body if isinstance(stmt, Store)]
     if not stores or len(stores) + len(lets) != len(body):
         return False
-    for store in stores:
-        across = loop_stride(store.index, lane, lets)
-        if loop_stride(store.index, row, lets) != 1 or (across is not None and abs(across) <= FAR_APART):
-            return False
-    return True
+    return all(loop_stride(store.index, row, lets) == 1 and lanes_far_apart(store.index, lane, lets)
+               for store in stores)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..ir.dtypes import bool_, i64
 from . import expr as E
 from .intervals import Interval, bounds
 from .ir import (Accumulator, Assign, Binary, Cast, Check, Const, Expr, Kernel, Let, Load, Local, Loop, Ref, Select,
-                 Store, Unary, Var)
+                 Store, Unary, Var, walk_expr)
 
 # For each integer comparison, from the bounds of its operands: (always true, never true).
 _COMPARISONS = {
@@ -181,6 +181,18 @@ class _Simplifier:
         return None
 
 
+# Lanes of a vectorized loop that access elements further apart than this are accessed one by
+# one (a backend gathers nearer ones as one span: graphc.backends.llvm.lanes.MAX_SPAN).
+FAR_APART = 4
+
+
+def lanes_far_apart(index: Expr, var: str, lets: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Whether the lanes of loop ``var`` access ``index`` more than FAR_APART elements apart, or
+    not a constant distance apart (see ``loop_stride``)."""
+    stride = loop_stride(index, var, lets)
+    return stride is None or abs(stride) > FAR_APART
+
+
 def loop_stride(index: Expr, var: str, lets: frozenset[str] | set[str] = frozenset()) -> int | None:
     """How far ``index`` moves from one iteration of loop ``var`` to the next: a constant, or
     None where it does not move by a constant (a division of the variable, or a let in ``lets``:
@@ -196,19 +208,7 @@ def loop_stride(index: Expr, var: str, lets: frozenset[str] | set[str] = frozens
 
 
 def _mentions(e: Expr, var: str, lets) -> bool:
-    if isinstance(e, Var):
-        return e.name == var
-    if isinstance(e, Ref):
-        return e.name in lets
-    if isinstance(e, Load):
-        return _mentions(e.index, var, lets) or (e.mask is not None and _mentions(e.mask, var, lets))
-    if isinstance(e, (Unary, Cast)):
-        return _mentions(e.x, var, lets)
-    if isinstance(e, Binary):
-        return _mentions(e.a, var, lets) or _mentions(e.b, var, lets)
-    if isinstance(e, Select):
-        return _mentions(e.cond, var, lets) or _mentions(e.a, var, lets) or _mentions(e.b, var, lets)
-    return False
+    return any(isinstance(x, Var) and x.name == var or isinstance(x, Ref) and x.name in lets for x in walk_expr(e))
 
 
 def index_terms(e: Expr, scale: int = 1, into: Terms | None = None) -> tuple[Terms, int]:

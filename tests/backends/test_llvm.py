@@ -167,3 +167,18 @@ def test_a_row_of_several_vector_pieces_is_padded_to_one_register_on_avx512_only
     assert padded_lanes(_copy_loop(7, buffer="row"), 7, avx512) == 7     # a scratch row has no room past 7
     quotient = E.div(Load("n", Var("i"), i64), Load("d", Var("i"), i64))   # a masked lane's divisor is 0
     assert padded_lanes(_copy_loop(7, value=quotient), 7, avx512) == 7
+
+
+def test_an_input_missing_from_a_first_in_place_run_is_named():
+    """No array is bound yet on a first run: a missing input is reported, not taken as bound."""
+    import numpy as np
+    from graphc.backends.llvm import build_executable
+    from graphc.errors import ShapeError
+    from graphc.ir import GraphBuilder
+    from graphc.passes.memory import plan_memory
+    b = GraphBuilder("sum")
+    b.output(b.add(b.input("x", "f32[3]"), b.input("y", "f32[3]")))
+    graph = b.build()
+    executable = build_executable(graph, plan_memory(graph))
+    with pytest.raises(ShapeError, match=r"no value given for input\(s\) %y"):
+        executable.run({"x": np.ones(3, np.float32)}, in_place=True)
