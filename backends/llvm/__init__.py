@@ -30,10 +30,10 @@ from graphc.kernel.ir import Kernel, Loop, Program, walk_statements
 from graphc.kernel.serialize import StoredProgramError, decode, encode, program_from_data
 
 from .. import cache
-from .executable import KernelEntry, LLVMExecutable
+from .executable import KernelEntry, LLVMExecutable, function_names
 from .jit import (ENTRY_PIPELINE, LOOP_PIPELINE, PIPELINE, compile_jobs, host, kernel_pipeline, load_objects,
                   optimized_module, vector_target)
-from .render import body_key, kernel_function_name, render_entry_module, render_kernel_module, render_program
+from .render import body_key, render_entry_module, render_kernel_module, render_program
 from .threads import pool
 from .worker import LLVM_OPTIONS, WorkerProcess, WorkQueue, compile_parts
 
@@ -250,7 +250,7 @@ def _load(graph: Graph, source: ProgramSource, objects: list[bytes], layout: Pro
     if layout is None:
         layout = source.program
         kernels = [KernelEntry.of(kernel) for kernel in layout.kernels]
-    names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in kernels)]
+    names = function_names(kernels)
     with timing.phase("loading"):
         try:
             engine, addresses = load_objects(objects, names)

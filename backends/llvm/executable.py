@@ -1,8 +1,9 @@
 """A program compiled by LLVM: one native call runs the whole step over a planned arena.
 
 ``LLVMExecutable.run`` binds the inputs (graph inputs, then stored constants)
-as an array of pointers and calls ``graphc_entry`` once through ctypes, which
-releases the GIL while the step runs on the thread pool.  The arena is
+as an array of pointers and calls ``graphc_run`` once through ctypes, which
+releases the GIL while the step runs on the thread pool (``graphc_entry`` on the
+pointer array, arena, status and thread pool, stored in the program at load).  The arena is
 allocated once, 64-byte aligned, and reused by every call.
 
 State: with ``in_place=True`` (what ``graphc.compile`` uses) write-back
@@ -16,6 +17,7 @@ arrays are copied first and the caller's are never touched.
 from __future__ import annotations
 
 import ctypes
+import operator
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +32,8 @@ from ..executable import Inputs, RunResult, bind_inputs, written_before_last_che
 from ..profile import KernelTiming, Profile
 from .render import input_order, kernel_function_name
 
-ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+RUN = ctypes.CFUNCTYPE(ctypes.c_int32)
+ARGUMENTS_ADDRESS = ctypes.CFUNCTYPE(ctypes.c_void_p)
 BUFFERS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 KERNEL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 ALIGNMENT = 64
@@ -40,6 +43,11 @@ def aligned_bytes(count: int) -> np.ndarray:
     raw = np.zeros(count + ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start:start + count]
+
+
+def function_names(kernels) -> list[str]:
+    """The functions an executable of ``kernels`` (Kernels or KernelEntries) calls, by name."""
+    return ["graphc_run", "graphc_arguments_address", "graphc_buffers", *(kernel_function_name(k) for k in kernels)]
 
 
 _UNBOUND = object()       # what LLVMExecutable._bound holds for an input no run has bound yet
@@ -71,7 +79,7 @@ class LLVMExecutable:
         self._layout = layout
         self._kernel_entries = kernels
         self._engine = engine                     # keeps the machine code alive
-        self._entry = ENTRY(addresses["graphc_entry"])
+        self._run = RUN(addresses["graphc_run"])
         self._buffers = BUFFERS(addresses["graphc_buffers"])
         self._kernels = [KERNEL(addresses[kernel_function_name(k)]) for k in kernels]
         self._parallel_for = parallel_for
@@ -83,6 +91,7 @@ class LLVMExecutable:
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
         # The array bound to each input by the last run (none yet: nothing a caller could pass).
         self._bound: list[object] = [_UNBOUND] * len(layout.inputs)
+        self._last_bound: list[object] | None = None     # a copy of it, which _as_given hands back
         position = {name: i for i, name in enumerate(layout.inputs)}
         # Each input's shape, dtype and whether the step writes it, in input order.
         self._expected = [(layout.buffers[name].shape, np.dtype(layout.buffers[name].dtype.numpy),
@@ -92,7 +101,11 @@ class LLVMExecutable:
         self._outputs = [self._output(name, position) for name in layout.outputs]
         # The states returned as they were when the step began, though the step writes them: copied first.
         self._returned_old = sorted({source for source, _, returns_old in self._outputs if returns_old})
-        self._arena_address, self._status_address = self._arena.ctypes.data, self._status.ctypes.data
+        # Where every result is read from a fixed array (the arena, a constant), those arrays.
+        self._output_views = ([view for _, view, _ in self._outputs]
+                              if all(view is not None for _, view, _ in self._outputs) else None)
+        arguments = (ctypes.c_void_p * 4).from_address(ARGUMENTS_ADDRESS(addresses["graphc_arguments_address"])())
+        arguments[:] = [ctypes.addressof(self._pointers), self._arena.ctypes.data, self._status.ctypes.data, parallel_for]
         for j, data in enumerate(self._constants, start=len(layout.inputs)):
             self._pointers[j] = data.ctypes.data
 
@@ -103,6 +116,7 @@ class LLVMExecutable:
 
     # -- running --------------------------------------------------------------------------
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult:
+        # Each line here is paid on every call of a compiled step, whose whole Python is 2-3 us.
         arrays = self._as_given(inputs) if in_place else None
         given = arrays
         if arrays is None:
@@ -110,16 +124,15 @@ class LLVMExecutable:
         saved = [(i, arrays[i].copy()) for i in self._at_risk if arrays[i] is given[i]] if self._at_risk else ()
         old = {i: arrays[i].copy() for i in self._returned_old} if self._returned_old else None
         with self._lock:
-            self._bind(arrays)
-            failed = self._entry(self._pointers, self._arena_address, self._status_address, self._parallel_for)
-            if failed:
-                for i, copy in saved:
-                    np.copyto(given[i], copy)
-                error, value = int(self._status[0]) - 1, int(self._status[1])
-                self._status[:] = 0
-                raise OutOfRangeError(self._layout.errors[error].message(value))
-            outputs = [old[source] if returns_old else (arrays[source] if view is None else view).copy()
-                       for source, view, returns_old in self._outputs]
+            if arrays is not self._last_bound:
+                self._bind(arrays)
+            if self._run():
+                self._failed(saved, given)
+            if self._output_views is not None:
+                outputs = list(map(np.ndarray.copy, self._output_views))
+            else:
+                outputs = [old[source] if returns_old else (arrays[source] if view is None else view).copy()
+                           for source, view, returns_old in self._outputs]
         writes = {}
         for name, i in self._written:
             if in_place and arrays[i] is not given[i]:
@@ -128,13 +141,26 @@ class LLVMExecutable:
             writes[name] = arrays[i]
         return RunResult(outputs, writes)
 
+    def _failed(self, saved: list, given: list) -> None:
+        """Puts back the state the program wrote before a kernel's check failed, and says why."""
+        for i, copy in saved:
+            np.copyto(given[i], copy)
+        error, value = int(self._status[0]) - 1, int(self._status[1])
+        self._status[:] = 0
+        raise OutOfRangeError(self._layout.errors[error].message(value))
+
     def _as_given(self, inputs: Inputs) -> list[np.ndarray] | None:
         """``inputs`` as a list in input order, where they are arrays the program can run on as
         they are (of their inputs' shapes and dtypes, C-contiguous, the written ones writeable):
-        a compiled step's every call.  An array bound last time is not asked again about its
-        layout (it cannot change while its shape stays): each question costs 0.1 us, and a
-        ResNet step has 180 inputs.  None where any is not so (``_prepared`` copies them, or
-        says which input is missing or wrong)."""
+        a compiled step's every call.  None where any is not so (``_prepared`` copies them, or
+        says which input is missing or wrong).
+
+        Where every array is the one bound last time (a step's every call but its first, when
+        the caller's arrays stay the same), this is the bound list itself, which tells ``run``
+        there is nothing to bind, and no array is asked about its layout again: an array bound
+        is held, so it cannot be resized, and its shape and dtype are the ones checked when it
+        was bound (the call's data arrays are checked each call by the compiled function's
+        signature).  Asking costs 0.1 us an input, and a ResNet step has 180 inputs."""
         if type(inputs) is not list:
             if type(inputs) is not dict:
                 return None
@@ -142,15 +168,15 @@ class LLVMExecutable:
         expected, bound = self._expected, self._bound
         if len(inputs) != len(expected):
             return None
-        i = 0
-        for array in inputs:
+        if all(map(operator.is_, inputs, bound)):
+            return self._last_bound
+        for i, array in enumerate(inputs):
             shape, dtype, written = expected[i]
             if array is not bound[i] and (type(array) is not np.ndarray or not (
                     array.flags.c_contiguous and (array.flags.writeable or not written))):
                 return None
             if array.shape != shape or array.dtype is not dtype and array.dtype != dtype:
                 return None
-            i += 1
         return inputs
 
     def _prepared(self, inputs: Inputs, in_place: bool) -> tuple[list, list]:
@@ -176,6 +202,7 @@ class LLVMExecutable:
             if array is not bound[i]:
                 self._pointers[i] = array.__array_interface__["data"][0]
                 bound[i] = array
+        self._last_bound = list(bound)
 
     def _output(self, name: str, position: dict[str, int]) -> tuple[int | None, np.ndarray | None, bool]:
         """Where returned value ``name`` is read after a run: the input or state array it is in (its

@@ -182,3 +182,23 @@ def test_an_input_missing_from_a_first_in_place_run_is_named():
     executable = build_executable(graph, plan_memory(graph))
     with pytest.raises(ShapeError, match=r"no value given for input\(s\) %y"):
         executable.run({"x": np.ones(3, np.float32)}, in_place=True)
+
+
+def test_two_loads_of_one_program_each_run_on_their_own_arrays():
+    """graphc_run reads the arguments stored in its own loaded copy of the program: a second
+    executable of the same object code (from the compile cache) has its own arena and inputs,
+    and an executable given other arrays than last time binds them."""
+    from graphc.backends.llvm import build_executable
+    from graphc.ir import GraphBuilder
+    from graphc.passes.memory import plan_memory
+    b = GraphBuilder("scaled")
+    x, y = b.input("x", "f32[5]"), b.input("y", "f32[5]")
+    b.output(b.mul(b.add(x, y), 2.0))
+    graph = b.build()
+    first, second = (build_executable(graph, plan_memory(graph)) for _ in range(2))
+    ones, twos, threes = (np.full(5, v, np.float32) for v in (1, 2, 3))
+    for inputs, executable, expected in [([ones, twos], first, 6), ([threes, threes], second, 12),
+                                         ([ones, twos], first, 6), ([twos, twos], first, 8),
+                                         ([ones, twos], first, 6), ([threes, ones], second, 8)]:
+        out = executable.run(inputs, in_place=True).outputs[0]
+        np.testing.assert_array_equal(out, np.full(5, expected, np.float32))

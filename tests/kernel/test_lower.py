@@ -8,8 +8,7 @@ import graphc
 import graphc.optim as optim
 import models
 from graphc.backends.llvm import compile_program, load_objects
-from graphc.backends.llvm.executable import KernelEntry, LLVMExecutable
-from graphc.backends.llvm.render import kernel_function_name
+from graphc.backends.llvm.executable import KernelEntry, LLVMExecutable, function_names
 from graphc.backends.llvm.threads import pool
 from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32, i64
@@ -93,8 +92,7 @@ def test_splitting_a_loop_keeps_what_the_kernel_computes():
     # 70 elements in blocks of 16: four blocks, the last one short.
     program.kernels[0] = replace(kernel, body=(*kernel.body[:-1], split(outer_loop(kernel), 16)))
     verify_program(program)
-    names = ["graphc_entry", "graphc_buffers", *(kernel_function_name(k) for k in program.kernels)]
-    engine, addresses = load_objects(compile_program(program, pool().threads), names)
+    engine, addresses = load_objects(compile_program(program, pool().threads), function_names(program.kernels))
     kernels = [KernelEntry.of(k) for k in program.kernels]
     executable = LLVMExecutable(graph, program, kernels, engine, addresses, pool().parallel_for, None)
     values = np.arange(70, dtype=np.float32).reshape(10, 7)
