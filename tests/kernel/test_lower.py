@@ -12,9 +12,10 @@ from graphc.backends.llvm.executable import KernelEntry, LLVMExecutable, functio
 from graphc.backends.llvm.threads import pool
 from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32, i64
+from graphc.kernel import expr as E
 from graphc.kernel import lower_program, print_program
 from graphc.kernel.ir import Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var, walk_statements
-from graphc.kernel.schedule import outer_loop, split
+from graphc.kernel.schedule import VECTOR_BLOCK, in_vector_blocks, outer_loop, split
 from graphc.kernel.verify import KernelVerifyError, verify_program
 from graphc.passes.memory import plan_memory
 from training_steps import classifier_step, dcgan_step
@@ -117,3 +118,37 @@ def test_a_transpose_runs_as_scalar_code_and_a_copy_in_vectors():
         (kernel,) = program.kernels
         kinds[kernel.what] = [loop.kind for loop in _innermost_loops(kernel)]
     assert kinds == {"permute": ["serial"], "elementwise: permute mul": ["vectorized"], "slice": ["vectorized"]}
+
+
+def test_an_elementwise_loop_of_many_buffers_runs_in_vector_blocks():
+    """A flat elementwise loop is split into blocks of VECTOR_BLOCK vectorized lanes: LLVM's own
+    vectorizer checks every pair of buffers for overlap at run time and leaves a loop of a dozen
+    inputs (a fused Adam update) scalar.  The blocks compute what the flat loop did."""
+    xs = [graphc.randn(4, 40) for _ in range(12)]
+
+    def many(*xs):
+        return sum((x * float(i) + 1.5 for i, x in enumerate(xs)), xs[0]).abs().sqrt()
+    compiled = graphc.compile(many, backend="reference")
+    compiled(*xs)
+    program = lower_program(compiled.graph(*xs), compiled.memory_plan(*xs))
+    verify_program(program)
+    (kernel,) = program.kernels
+    assert len(kernel.inputs) == 12
+    (blocks,) = [s for s in kernel.body if isinstance(s, Loop)]
+    (lanes,) = blocks.body
+    assert (blocks.stop.value, lanes.kind, lanes.stop.value) == (160 // VECTOR_BLOCK, "vectorized", VECTOR_BLOCK)
+    expected = np.sqrt(np.abs(sum((x.numpy() * float(i) + 1.5 for i, x in enumerate(xs)), xs[0].numpy())))
+    np.testing.assert_allclose(graphc.compile(many)(*xs).numpy(), expected, rtol=1e-6)
+
+
+def test_a_loop_whose_lanes_could_overlap_is_not_split_into_vector_blocks():
+    """Only a loop storing each output's element at its own iteration, and reading an output
+    only there, is split: not a scatter, not a loop reading an element another lane stores, not
+    one whose trip count is not a multiple of the block (its last block would need masks)."""
+    i = Var("i")
+    flat = [Store("out", i, Load("a", i, f32))]
+    scatter = [Store("out", E.sub(63, i), Load("a", i, f32))]
+    shifted = [Store("out", i, E.add(Load("a", i, f32), Load("out", E.rem(E.add(i, 1), 64), f32)))]
+    assert in_vector_blocks(_loop(flat, stop=64)) is not None
+    for body, stop in ((flat, 8 * VECTOR_BLOCK + 8), (scatter, 64), (shifted, 64)):
+        assert in_vector_blocks(_loop(body, stop=stop)) is None
