@@ -7,11 +7,11 @@ Three tables:
 
 - **peak**: the machine's multiply-add peak, measured here: a JIT-compiled loop of
   independent FMAs on the widest vectors the CPU has (AVX-512 or AVX2), on each thread.
-- **sgemm**: a 1024x1024x1024 product and the example models' Linear layers (batch 32):
-  graphc (``graphc.compile(lambda a, b: a @ b)``, the LLVM backend) against numpy's
-  matmul (OpenBLAS), each in a process of its own with the same thread count; beside it
-  graphc's native kernel alone (``profile``), without the few microseconds of Python a
-  compiled call spends, which weigh on the smallest products.
+- **sgemm**: a 1024x1024x1024 product and the example models' Linear layers (batch 32), and
+  the largest one's input gradient: graphc (``graphc.compile(lambda a, b: a @ b)``, the LLVM
+  backend) against numpy's matmul (OpenBLAS), each in a process of its own with the same
+  thread count; beside it graphc's native kernel alone (``profile``), without the few
+  microseconds of Python a compiled call spends, which weigh on the smallest products.
 - **conv**: every distinct convolution of the ResNet and DCGAN training steps (batch
   32), forward and both gradients, compiled as one-op graphs through the default
   passes (so as the training step runs them: unfold + register-tiled matmul),
@@ -39,7 +39,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LINEAR_SHAPES = [  # (M, K, N) = (batch, in features, out features) of the models' Linear layers
-    (32, 400, 120), (32, 120, 84), (32, 6272, 10), (32, 100, 1024), (32, 1024, 6272), (32, 6272, 1)]
+    (32, 400, 120), (32, 120, 84), (32, 6272, 10), (32, 100, 1024), (32, 1024, 6272), (32, 6272, 1),
+    # and the largest one's input gradient in the DCGAN's step: dy [32, 6272] @ W [6272, 1024]
+    (32, 6272, 1024)]
 
 
 # -- inside a measuring process ----------------------------------------------------------------

@@ -129,7 +129,7 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
             _dot_blocks(ctx, anchor.shape, tiling.tile, target.lanes(anchor.dtype), store_at)
         else:
             _nest(ctx, [anchor.shape[axis] for axis in order], [], tiling.tile, store_at,
-                  tiling.columns_outer, target.lanes(anchor.dtype))
+                  tiling.columns_outer, target.lanes(anchor.dtype), tiling.sum_block)
     else:
         _nest(ctx, shape, [], None, lambda index: _store_outputs(ctx, outputs, stored, index))
     inputs = tuple(dict.fromkeys(b for b in operands.values() if b is not None))
@@ -138,17 +138,23 @@ def _lower_kernel(name: str, node: Node, outputs: list[Node], operands: dict[Nod
 
 
 def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[Index], None],
-          columns_outer: bool = False, vector: int = 1):
+          columns_outer: bool = False, vector: int = 1, sum_block: int | None = None):
     """Loops over the elements of ``shape``, calling ``store_at`` at each; with a ``tile`` (rows,
     lanes), the last axis (and the one before it, where rows > 1) in tiles computed lane by lane
     (in vectors of ``vector`` lanes), the tiles of a column outermost where ``columns_outer`` (whole
-    column tiles, the rows left over a last block in each column)."""
+    column tiles, the rows left over a last block in each column; with a ``sum_block``, one tall
+    tile per column, its rows in register blocks of ``rows``: see _sum_block)."""
     if len(dims) == len(shape):
         store_at(_element(shape, dims))
         return
     if tile is not None and tile[0] > 1 and len(dims) == len(shape) - 2:
         rows, lanes = tile
         blocks, column_tiles = shape[-2] // rows, shape[-1] // lanes
+        if sum_block:
+            with ctx.builder.loop(0, column_tiles) as column_tile:
+                _tile(ctx, shape, dims, E.index(0), E.mul(column_tile, lanes), shape[-2], lanes, vector, store_at,
+                      register_rows=rows, sum_block=sum_block)
+            return
         if columns_outer:
             # Each column tile's panel of the right operand (K x lanes) serves every block of
             # rows while it is in cache: the right operand is read once, not once per block.
@@ -166,7 +172,7 @@ def _nest(ctx, shape, dims, tile: tuple[int, int] | None, store_at: Callable[[In
         _column_tiles(ctx, shape, dims, None, tile, vector, store_at)
         return
     with ctx.builder.loop(0, shape[len(dims)]) as var:
-        _nest(ctx, shape, dims + [var], tile, store_at, columns_outer, vector)
+        _nest(ctx, shape, dims + [var], tile, store_at, columns_outer, vector, sum_block)
 
 
 def _dot_blocks(ctx, shape, block: tuple[int, int], lanes: int, store_at) -> None:
@@ -212,6 +218,29 @@ def _columns_outer(anchor: Node, rows: int, lanes: int) -> bool:
             and n // lanes > 1 and m // rows > 1)
 
 
+# A column tile's panel of the right operand (K x lanes) larger than this does not stay in L2
+# while each block of rows reads it in turn: a product of few rows then runs one tall tile per
+# column, its sum in blocks of terms whose panel does (_sum_block).
+PANEL_CACHE_BYTES = 256 * 1024
+# The most register blocks of rows a tall tile holds (its scratch tile, the accumulators
+# the block of rows running does not hold, stays in L1).
+MAX_TALL_BLOCKS = 4
+# The terms of a tall tile's sum block: as many as keep its panel in L1 and its loop long
+# enough that loading and storing the block's accumulators costs little.
+SUM_BLOCK = 256
+
+
+def _sum_block(anchor: Node, rows: int, lanes: int) -> int | None:
+    """The terms a matmul's tall tiles sum at a time, or None where its tiles run block of rows by
+    block of rows: a tall tile pays where each column's panel of the right operand spills L2
+    (PANEL_CACHE_BYTES) and the rows take several register blocks, but not too many
+    (MAX_TALL_BLOCKS).  A divisor of K near SUM_BLOCK where there is one, so no block is short."""
+    m, k = anchor.inputs[0].shape[-2:]
+    if k * lanes * anchor.dtype.itemsize <= PANEL_CACHE_BYTES or not 1 < -(-m // rows) <= MAX_TALL_BLOCKS:
+        return None
+    return next((d for d in range(SUM_BLOCK, SUM_BLOCK // 2, -1) if k % d == 0), SUM_BLOCK)
+
+
 def _column_tiles(ctx, shape, dims, first_row, tile, vector: int, store_at) -> None:
     """The tiles of one block of rows (or of one row, ``first_row`` None): as many whole tiles
     of ``lanes`` columns as fit, then one narrower tile of the columns left over."""
@@ -226,10 +255,11 @@ def _column_tiles(ctx, shape, dims, first_row, tile, vector: int, store_at) -> N
         _tile(ctx, shape, dims, first_row, E.index(full * lanes), rows, rest, vector, store_at)
 
 
-def _tile(ctx, shape, dims, first_row, first_column, rows: int, width: int, vector: int, store_at) -> None:
+def _tile(ctx, shape, dims, first_row, first_column, rows: int, width: int, vector: int, store_at,
+          register_rows: int | None = None, sum_block: int | None = None) -> None:
     """One tile: ``rows`` rows from ``first_row`` (None: the one row ``dims`` ends at) by ``width``
-    columns from ``first_column``, in vectors of ``vector`` lanes."""
-    with ctx.builder.tiled(rows, width, _padded_width(width, vector)) as (row, lane):
+    columns from ``first_column``, in vectors of ``vector`` lanes (a tall tile: see Tile)."""
+    with ctx.builder.tiled(rows, width, _padded_width(width, vector), register_rows, sum_block) as (row, lane):
         row_dims = [] if first_row is None else [first_row if row is None else E.add(first_row, row)]
         store_at(_element(shape, dims + row_dims + [E.add(first_column, lane)]))
 
@@ -369,6 +399,7 @@ class Tiling:
     order: tuple[int, ...]
     dot_products: bool = False        # tile: (rows, columns) of outputs, each a sum in vectors
     columns_outer: bool = False       # a matmul's column tiles outermost (_columns_outer)
+    sum_block: int | None = None      # a tall tile per column, its sum in blocks of terms (_sum_block)
 
 
 def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
@@ -396,7 +427,8 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
         if path is not None and anchor.op == "matmul":
             most_rows, lanes = target.tile(anchor.dtype)
             if _columns_outer(anchor, most_rows, lanes):
-                return Tiling(anchor, (most_rows, lanes), path, tuple(range(anchor.type.rank)), columns_outer=True)
+                return Tiling(anchor, (most_rows, lanes), path, tuple(range(anchor.type.rank)), columns_outer=True,
+                              sum_block=_sum_block(anchor, most_rows, lanes))
             rows = _largest_divisor(anchor.shape[-2], most_rows)
             return Tiling(anchor, (rows, lanes), path, tuple(range(anchor.type.rank)))
         if path is not None and (width := _row_length(anchor.shape[-1])) is not None:

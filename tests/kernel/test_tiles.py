@@ -24,6 +24,7 @@ from graphc.ir.dtypes import f32
 from graphc.ir.types import TensorType
 from graphc.kernel import lower_program
 from graphc.kernel.ir import Local, Loop, walk_statements
+from graphc.kernel.lower import SUM_BLOCK
 from graphc.kernel.target import AVX2, AVX512
 from graphc.kernel.verify import verify_program
 from graphc.ops.registry import run_reference
@@ -31,10 +32,12 @@ from graphc.passes.manager import PassManager, default_pipeline
 from graphc.passes.memory import plan_memory
 
 # (batch of the left operand or None, M, K, N), shared right operand when batched
-# The last one's right operand outgrows the cache, so its tiles run column by column, the rows left
-# over a block of their own in each column (31 rows: 14 + 14 + 3 on AVX-512, 6 x 5 + 1 on AVX2).
+# The last two's right operands outgrow the cache, so their tiles run column by column, the rows
+# left over a block of their own in each column (31 rows: 14 + 14 + 3 on AVX-512, 6 x 5 + 1 on
+# AVX2); the last one's columns are long panels too (K = 4099, prime), so on AVX-512 each column
+# is one tall tile of 33 rows, its sum in blocks of terms (the last block short).
 SHAPES = [(None, 1, 1, 1), (None, 5, 3, 7), (None, 13, 9, 33), (None, 28, 17, 70), (None, 32, 64, 16),
-          (None, 14, 5, 100), (3, 6, 11, 40), (2, 49, 27, 17), (None, 31, 600, 256)]
+          (None, 14, 5, 100), (3, 6, 11, 40), (2, 49, 27, 17), (None, 31, 600, 256), (None, 33, 4099, 64)]
 
 
 def _matmul_cases():
@@ -149,6 +152,29 @@ def test_a_product_too_large_for_the_cache_runs_column_by_column_with_a_block_of
     rows, lanes = target.tile(f32)
     scratch = sorted(s.size for s in walk_statements(kernel.body) if isinstance(s, Local))
     assert scratch == sorted([rows * lanes, 31 % rows * lanes])       # every block whole, then the rest
+
+
+@pytest.mark.parametrize("target, m, k", [(AVX2, 20, 4099), (AVX512, 33, 4099), (AVX512, 30, 6272)],
+                         ids=["avx2", "avx512", "avx512-k-divisible"])
+def test_a_product_with_long_column_panels_runs_a_tall_tile_per_column_in_blocks_of_terms(target, m, k):
+    """Few rows by a right operand whose column panels (K x lanes) spill L2: each column is one tile
+    of all the rows, its sum a block of terms at a time, register block of rows after register block
+    (the DCGAN generator's 32 x 6272 x 1024 input gradient), rather than a tile per block of rows
+    each reading the whole panel.  Each output's terms are still added in order."""
+    matmul = graphc.compile(lambda a, b: a @ b, backend="reference")
+    a, b = graphc.randn(m, k), graphc.randn(k, 64)
+    matmul(a, b)
+    program = lower_program(matmul.graph(a, b), matmul.memory_plan(a, b), target=target)
+    verify_program(program)
+    (kernel,) = program.kernels
+    rows, lanes = target.tile(f32)
+    assert [s.size for s in walk_statements(kernel.body) if isinstance(s, Local)] == [m * lanes]
+    (blocks,) = [loop for loop in walk_statements(kernel.body) if isinstance(loop, Loop) and loop.body
+                 and all(isinstance(s, Loop) and s.kind == "serial" for s in loop.body)]
+    # The divisor of K nearest below SUM_BLOCK (not below half of it), else SUM_BLOCK: 4099 is prime.
+    block = next((d for d in range(SUM_BLOCK, SUM_BLOCK // 2, -1) if k % d == 0), SUM_BLOCK)
+    assert blocks.stop.value == -(-k // block)
+    assert len(blocks.body) == -(-m // rows)                  # a loop over the block's terms per block of rows
 
 
 @pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
