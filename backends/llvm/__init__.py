@@ -27,6 +27,7 @@ from graphc.errors import BackendError
 from graphc.ir.graph import Graph
 from graphc.kernel import lower_program, print_kernel, print_program
 from graphc.kernel.ir import Kernel, Loop, Program, walk_statements
+from graphc.kernel.partial_sums import sums_in_vectors
 from graphc.kernel.serialize import StoredProgramError, decode, encode, program_from_data
 
 from .. import cache
@@ -235,6 +236,9 @@ def _unpack(data: bytes) -> list[bytes] | None:
 def build_executable(graph: Graph, plan) -> LLVMExecutable:
     with timing.phase("lowering"):
         program = lower_program(graph, plan, target=vector_target())
+        # Sums over terms side by side in rows of partial sums (a CPU's vectors; OpenCL keeps
+        # its accumulators for its work-group reductions).
+        program = dataclasses.replace(program, kernels=[sums_in_vectors(kernel) for kernel in program.kernels])
     source = ProgramSource(program, pool().threads,
                            unscheduled=lambda: lower_program(graph, plan, schedule=False, target=vector_target()))
     with timing.phase("cache key"):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .ir import Accumulator, Assign, Kernel, Let, Loop, Ref, Stmt, Var, statement_exprs, walk_expr, walk_statements
+from .ir import (Accumulator, Assign, Kernel, Let, Loop, Ref, Stmt, Var, statement_exprs, substitute_var, walk_expr,
+                 walk_statements)
 
 
 def fuse_sibling_loops(kernel: Kernel) -> Kernel:
@@ -32,8 +33,10 @@ def _fused_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
             previous = _previous_loop(block)
             if previous is not None and _fusable(block[previous], stmt, block[previous + 1:]):
                 first, declarations = block[previous], block[previous + 1:]
-                merged = Loop(first.var, first.start, first.stop,
-                              _fused_block((Let(stmt.var, Var(first.var)), *first.body, *stmt.body)), first.kind,
+                # The second's variable renamed the first's (not bound to it by a let: what reads
+                # an index sees the loop's own variable, as partial_sums does).
+                second = substitute_var(stmt.body, stmt.var, Var(first.var))
+                merged = Loop(first.var, first.start, first.stop, _fused_block((*first.body, *second)), first.kind,
                               first.padded_to)
                 block[previous:] = [*declarations, merged]
                 continue

@@ -15,7 +15,7 @@ that to compute each value once per element).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
@@ -298,6 +298,44 @@ def walk_expr(expr: Expr):
         yield from walk_expr(expr.b)
     elif isinstance(expr, Cast):
         yield from walk_expr(expr.x)
+
+
+def substitute_var(body: tuple, var: str, value: "Expr") -> tuple:
+    """``body`` with loop variable ``var`` read as ``value`` (a loop renamed, split, fused)."""
+    memo: dict[int, tuple] = {}                # by identity: the lowering shares subtrees
+
+    def sub(e):
+        if id(e) not in memo:
+            memo[id(e)] = (e, _substituted_expr(e, var, value, sub))
+        return memo[id(e)][1]
+
+    def statement(stmt):
+        if isinstance(stmt, (Let, Assign)):
+            return replace(stmt, value=sub(stmt.value))
+        if isinstance(stmt, Accumulator):
+            return replace(stmt, init=sub(stmt.init))
+        if isinstance(stmt, Store):
+            return replace(stmt, index=sub(stmt.index), value=sub(stmt.value))
+        if isinstance(stmt, Check):
+            return replace(stmt, cond=sub(stmt.cond), value=sub(stmt.value))
+        if isinstance(stmt, Loop):
+            return replace(stmt, start=sub(stmt.start), stop=sub(stmt.stop), body=tuple(map(statement, stmt.body)))
+        return stmt                                   # a Local
+    return tuple(map(statement, body))
+
+
+def _substituted_expr(e, var: str, value, sub):
+    if isinstance(e, Var):
+        return value if e.name == var else e
+    if isinstance(e, Load):
+        return replace(e, index=sub(e.index), mask=None if e.mask is None else sub(e.mask))
+    if isinstance(e, (Unary, Cast)):
+        return replace(e, x=sub(e.x))
+    if isinstance(e, Binary):
+        return replace(e, a=sub(e.a), b=sub(e.b))
+    if isinstance(e, Select):
+        return replace(e, cond=sub(e.cond), a=sub(e.a), b=sub(e.b))
+    return e
 
 
 def statement_exprs(stmt: Stmt):

@@ -21,7 +21,7 @@ from . import expr as E
 from .fuse_loops import fuse_sibling_loops
 from .builder import KernelBuilder
 from .indices import lanes_far_apart, simplify_indices
-from .ir import Binary, Cast, Const, Kernel, Let, Load, Loop, Ref, Select, Stmt, Store, Unary, Var, walk_expr
+from .ir import Const, Kernel, Let, Load, Loop, Ref, Stmt, Store, Var, substitute_var, walk_expr
 
 # Below this many estimated operations a kernel runs on the calling thread alone:
 # waking the pool costs about as much as this much work.
@@ -75,36 +75,9 @@ def in_vector_blocks(loop: Loop) -> Loop | None:
                 return None
     block, lane = loop.var + "_block", loop.var + "_lane"
     position = E.add(E.add(E.mul(Var(block), VECTOR_BLOCK), Var(lane)), loop.start.value)
-    body = _substituted(loop.body, loop.var, position)
+    body = substitute_var(loop.body, loop.var, position)
     lanes = Loop(lane, Const(0, loop.start.dtype), Const(VECTOR_BLOCK, loop.start.dtype), body, "serial")
     return Loop(block, Const(0, loop.start.dtype), Const(trip // VECTOR_BLOCK, loop.start.dtype), (lanes,), loop.kind)
-
-
-def _substituted(body: tuple, var: str, value) -> tuple:
-    """Lets and stores ``body`` with loop variable ``var`` read as ``value``."""
-    memo: dict[int, object] = {}                # by identity: the lowering shares subtrees
-
-    def sub(e):
-        if id(e) not in memo:
-            memo[id(e)] = (e, _substituted_expr(e, var, value, sub))
-        return memo[id(e)][1]
-
-    return tuple(replace(stmt, value=sub(stmt.value)) if isinstance(stmt, Let) else
-                 replace(stmt, index=sub(stmt.index), value=sub(stmt.value)) for stmt in body)
-
-
-def _substituted_expr(e, var: str, value, sub):
-    if isinstance(e, Var):
-        return value if e.name == var else e
-    if isinstance(e, Load):
-        return replace(e, index=sub(e.index), mask=None if e.mask is None else sub(e.mask))
-    if isinstance(e, (Unary, Cast)):
-        return replace(e, x=sub(e.x))
-    if isinstance(e, Binary):
-        return replace(e, a=sub(e.a), b=sub(e.b))
-    if isinstance(e, Select):
-        return replace(e, cond=sub(e.cond), a=sub(e.a), b=sub(e.b))
-    return e
 
 
 def _copies_far_apart(loop: Loop) -> bool:
