@@ -6,7 +6,10 @@ graph's inputs (numpy arrays, by name or in order) and returns a
 state.  ``run(..., in_place=True)`` may instead update the state arrays it was
 given (and then returns those very arrays as the new values): a compiled
 training step then never copies its parameters; a failing run still leaves
-them as they were.  ``profile`` times every kernel.
+them as they were.  ``outputs_of`` is ``run``'s returned values alone, for a
+program that writes no state: the hot path of a compiled function of its
+arguments, which a backend may take with less around it.  ``profile`` times
+every kernel.
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ class Executable(Protocol):
     graph: Graph
 
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult: ...
+
+    def outputs_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
 
     def profile(self, inputs: Inputs, runs: int = 3) -> Profile: ...
 

@@ -77,6 +77,9 @@ class ReferenceExecutable:
             return run_graph(self.graph, inputs)
         return run_in_arena(self.graph, self.plan, inputs)
 
+    def outputs_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.run(inputs).outputs
+
     def kernels(self) -> list[Node]:
         """The graph's kernel nodes in run order (the reference backend interprets them)."""
         return list(kernel_outputs(self.graph))

@@ -209,3 +209,22 @@ def test_every_compiled_graph_dumps_into_a_folder_of_its_own(tmp_path):
     for folder in folders:
         names = {p.name for p in (tmp_path / folder).iterdir()}
         assert "00-input.gir" in names and any(name.endswith("-simplify.gir") for name in names)
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+def test_a_function_of_its_arguments_returns_a_result_of_its_own_every_call(backend):
+    """A compiled function that writes no state takes the executable's ``outputs_of`` (its calls'
+    hot path): each call's result is its own (the next call, on the same arrays or others, leaves
+    it as it was), and an index out of range in a kernel still fails naming the op and line."""
+    f = graphc.compile(lambda x, i: graphc.nn.functional.one_hot(i, 3).float() @ x + 1.0, backend=backend)
+    x, other = graphc.randn(3, 2), graphc.randn(3, 2)
+    i = graphc.tensor(np.array([0, 2, 1, 2]))
+    first = f(x, i)
+    kept = first.numpy().copy()
+    np.testing.assert_allclose(kept, x.numpy()[[0, 2, 1, 2]] + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(f(other, i).numpy(), other.numpy()[[0, 2, 1, 2]] + 1.0, rtol=1e-6)
+    f(x, i)
+    np.testing.assert_array_equal(first.numpy(), kept)
+    with pytest.raises(graphc.OutOfRangeError, match=r"one_hot: class value 5 is out of range \[0, 3\) .*test_compile\.py"):
+        f(x, graphc.tensor(np.array([0, 5, 1, 2])))
+    np.testing.assert_allclose(f(x, i).numpy(), kept, rtol=1e-6)

@@ -116,23 +116,13 @@ class LLVMExecutable:
 
     # -- running --------------------------------------------------------------------------
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult:
-        # Each line here is paid on every call of a compiled step, whose whole Python is 2-3 us.
         arrays = self._as_given(inputs) if in_place else None
         given = arrays
         if arrays is None:
             arrays, given = self._prepared(inputs, in_place)
         saved = [(i, arrays[i].copy()) for i in self._at_risk if arrays[i] is given[i]] if self._at_risk else ()
         old = {i: arrays[i].copy() for i in self._returned_old} if self._returned_old else None
-        with self._lock:
-            if arrays is not self._last_bound:
-                self._bind(arrays)
-            if self._run():
-                self._failed(saved, given)
-            if self._output_views is not None:
-                outputs = list(map(np.ndarray.copy, self._output_views))
-            else:
-                outputs = [old[source] if returns_old else (arrays[source] if view is None else view).copy()
-                           for source, view, returns_old in self._outputs]
+        outputs = self._outputs_of_a_run(arrays, saved, given, old)
         writes = {}
         for name, i in self._written:
             if in_place and arrays[i] is not given[i]:
@@ -140,6 +130,26 @@ class LLVMExecutable:
                 arrays[i] = given[i]
             writes[name] = arrays[i]
         return RunResult(outputs, writes)
+
+    def outputs_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """``run(inputs, in_place=True).outputs``, where the program writes no state with nothing
+        else around the run: each line here is paid on every call of a compiled function of its
+        arguments, whose whole Python is about 2 us (32x6272x1, 8 us in all: 0.7 us less)."""
+        arrays = None if self._written else self._as_given(inputs)
+        if arrays is None:
+            return self.run(inputs, in_place=True).outputs      # copies, or says what is wrong
+        return self._outputs_of_a_run(arrays, (), arrays, None)
+
+    def _outputs_of_a_run(self, arrays: list, saved, given: list, old: dict | None) -> list[np.ndarray]:
+        with self._lock:
+            if arrays is not self._last_bound:
+                self._bind(arrays)
+            if self._run():
+                self._failed(saved, given)
+            if self._output_views is not None:
+                return list(map(np.ndarray.copy, self._output_views))
+            return [old[source] if returns_old else (arrays[source] if view is None else view).copy()
+                    for source, view, returns_old in self._outputs]
 
     def _failed(self, saved: list, given: list) -> None:
         """Puts back the state the program wrote before a kernel's check failed, and says why."""
