@@ -37,7 +37,7 @@ class Tile:
     # of each one's sum, added up when the sum is done (``LoweringContext.reduce``).
     sums_lanes: bool = False
     # A tall tile (a product's whole column of rows): its sum runs ``sum_block`` terms at a time,
-    # each block of terms for ``register_rows`` rows after another (see LoweringContext.reduce).
+    # each block of terms for ``register_rows`` rows after another (LoweringContext._sum_in_blocks).
     register_rows: int | None = None
     sum_block: int | None = None
 
@@ -442,7 +442,6 @@ class LoweringContext:
 
             nest(0, [])
         return Load(scratch, tile.position(), init.dtype)
-
 
     def _sum_in_blocks(self, tile: Tile, scratch: str, terms: int, dtype, update, sums: bool) -> None:
         """A tall tile's sums over ``terms``: ``tile.sum_block`` terms at a time, for each block of
