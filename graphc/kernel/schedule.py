@@ -21,7 +21,8 @@ from . import expr as E
 from .fuse_loops import fuse_sibling_loops
 from .builder import KernelBuilder
 from .indices import lanes_far_apart, simplify_indices
-from .ir import Const, Kernel, Let, Load, Loop, Ref, Stmt, Store, Var, substitute_var, walk_expr
+from .ir import (Binary, Const, Kernel, Let, Load, Loop, Ref, Stmt, Store, Var, statement_exprs, substitute_var,
+                 walk_expr)
 
 # Below this many estimated operations a kernel runs on the calling thread alone:
 # waking the pool costs about as much as this much work.
@@ -44,6 +45,12 @@ def default_schedule(kernel: Kernel) -> Kernel:
     if work((outer,)) >= PARALLEL_WORK and _trip_count(outer) > 1:
         outer = mark(outer, "parallel")
     innermost = _innermost_output_loop(outer)
+    divisor = _lane_divisor(innermost) if innermost is not outer else None
+    if divisor is not None:
+        outer = _replace_loop(outer, innermost.var, lambda loop: _split_at(loop, divisor))
+        kernel = simplify_indices(replace(kernel, body=(*prelude, outer)))
+        outer = kernel.body[-1]
+        innermost = _innermost_output_loop(outer)
     if innermost is not outer and not any(isinstance(stmt, Loop) for stmt in innermost.body) \
             and not _copies_far_apart(innermost):
         outer = _replace_loop(outer, innermost.var, lambda loop: mark(loop, "vectorized"))
@@ -78,6 +85,35 @@ def in_vector_blocks(loop: Loop) -> Loop | None:
     body = substitute_var(loop.body, loop.var, position)
     lanes = Loop(lane, Const(0, loop.start.dtype), Const(VECTOR_BLOCK, loop.start.dtype), body, "serial")
     return Loop(block, Const(0, loop.start.dtype), Const(trip // VECTOR_BLOCK, loop.start.dtype), (lanes,), loop.kind)
+
+
+# The fewest lanes a loop split at its indices' divisor keeps (_lane_divisor).
+MIN_SPLIT_LANES = 8
+
+
+def _lane_divisor(loop: Loop) -> int | None:
+    """The divisor ``d`` the indices of an output loop divide its variable by (``i / d``, ``i % d``:
+    a row of a permuted tensor, its axes merged), where ``d`` divides the trip count: split at it
+    (``_split_at``), the loop's lanes run over ``i % d`` and the divisions fold away.  The DCGAN's
+    BatchNorm gradients stored channel-major read [32, 128, 49] through a loop of 1568 lanes, a
+    division and a remainder per lane."""
+    if not (isinstance(loop.start, Const) and loop.start.value == 0 and isinstance(loop.stop, Const)) \
+            or not all(isinstance(stmt, (Let, Store)) for stmt in loop.body):
+        return None
+    trip = loop.stop.value
+    divisors = {e.b.value for stmt in loop.body for x in statement_exprs(stmt) for e in walk_expr(x)
+                if isinstance(e, Binary) and e.op in ("div", "rem") and e.a == Var(loop.var) and isinstance(e.b, Const)}
+    fitting = [d for d in divisors if MIN_SPLIT_LANES <= d < trip and trip % d == 0]
+    return max(fitting, default=None)
+
+
+def _split_at(loop: Loop, divisor: int) -> Loop:
+    """``loop`` (from 0) as a loop over ``i / divisor`` around a loop over ``i % divisor``."""
+    quotient, remainder = loop.var + "_q", loop.var + "_r"
+    body = substitute_var(loop.body, loop.var, E.add(E.mul(Var(quotient), divisor), Var(remainder)))
+    dtype = loop.stop.dtype
+    inner = Loop(remainder, Const(0, dtype), Const(divisor, dtype), body, "serial")
+    return Loop(quotient, Const(0, dtype), Const(loop.stop.value // divisor, dtype), (inner,), loop.kind)
 
 
 def _copies_far_apart(loop: Loop) -> bool:

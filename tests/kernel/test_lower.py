@@ -14,7 +14,8 @@ from graphc.ir import GraphBuilder
 from graphc.ir.dtypes import f32, i64
 from graphc.kernel import expr as E
 from graphc.kernel import lower_program, print_program
-from graphc.kernel.ir import Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var, walk_statements
+from graphc.kernel.ir import (Binary, Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var, statement_exprs,
+                              walk_expr, walk_statements)
 from graphc.kernel.schedule import VECTOR_BLOCK, in_vector_blocks, outer_loop, split
 from graphc.kernel.verify import KernelVerifyError, verify_program
 from graphc.passes.memory import plan_memory
@@ -152,3 +153,25 @@ def test_a_loop_whose_lanes_could_overlap_is_not_split_into_vector_blocks():
     assert in_vector_blocks(_loop(flat, stop=64)) is not None
     for body, stop in ((flat, 8 * VECTOR_BLOCK + 8), (scatter, 64), (shifted, 64)):
         assert in_vector_blocks(_loop(body, stop=stop)) is None
+
+
+def test_a_row_of_merged_axes_runs_split_at_its_divisor_without_a_division_per_lane():
+    """An output row whose lanes merge axes of a permuted operand (a BatchNorm gradient stored
+    channel-major: [N, C, H*W] read as [C, N*H*W]) divides each lane's position by H*W.  The
+    schedule splits the row at that divisor, its lanes over H*W, and the divisions fold away."""
+    x = graphc.randn(4, 8, 9)
+
+    def channel_major(x):
+        return (x * 2.0 + 1.0).permute(1, 0, 2).reshape(8, 36)
+    compiled = graphc.compile(channel_major, backend="reference")
+    compiled(x)
+    program = lower_program(compiled.graph(x), compiled.memory_plan(x))
+    verify_program(program)
+    (kernel,) = program.kernels
+    (lanes,) = [loop for loop in walk_statements(kernel.body) if isinstance(loop, Loop) and loop.kind == "vectorized"]
+    assert lanes.stop.value == 9
+    divisions = [e for s in walk_statements(kernel.body) for x_ in statement_exprs(s) for e in walk_expr(x_)
+                 if isinstance(e, Binary) and e.op in ("div", "rem")]
+    assert divisions == []
+    want = (x.numpy() * 2.0 + 1.0).transpose(1, 0, 2).reshape(8, 36)
+    np.testing.assert_allclose(graphc.compile(channel_major)(x).numpy(), want, rtol=1e-6)
