@@ -39,18 +39,13 @@ def default_schedule(kernel: Kernel) -> Kernel:
         return kernel
     prelude = kernel.body[:-1]
     blocks = in_vector_blocks(outer)
-    if blocks is not None:
-        kernel = simplify_indices(replace(kernel, body=(*prelude, blocks)))
-        outer = kernel.body[-1]
+    kernel = simplify_indices(replace(kernel, body=(*prelude, blocks or _split_at_divisors(outer))))
+    outer = kernel.body[-1]
+    if blocks is None:
+        outer = _contiguous_innermost(outer)
     if work((outer,)) >= PARALLEL_WORK and _trip_count(outer) > 1:
         outer = mark(outer, "parallel")
     innermost = _innermost_output_loop(outer)
-    divisor = _lane_divisor(innermost) if innermost is not outer else None
-    if divisor is not None:
-        outer = _replace_loop(outer, innermost.var, lambda loop: _split_at(loop, divisor))
-        kernel = simplify_indices(replace(kernel, body=(*prelude, outer)))
-        outer = kernel.body[-1]
-        innermost = _innermost_output_loop(outer)
     if innermost is not outer and not any(isinstance(stmt, Loop) for stmt in innermost.body) \
             and not _copies_far_apart(innermost):
         outer = _replace_loop(outer, innermost.var, lambda loop: mark(loop, "vectorized"))
@@ -87,24 +82,46 @@ def in_vector_blocks(loop: Loop) -> Loop | None:
     return Loop(block, Const(0, loop.start.dtype), Const(trip // VECTOR_BLOCK, loop.start.dtype), (lanes,), loop.kind)
 
 
-# The fewest lanes a loop split at its indices' divisor keeps (_lane_divisor).
+# The fewest lanes a loop split at its indices' divisor keeps (_split_at_divisors), and the most
+# lanes a loop brought innermost may have (graphc.backends.llvm.lanes.MAX_LANES: one vector pass).
 MIN_SPLIT_LANES = 8
+MAX_ROW_LANES = 64
 
 
-def _lane_divisor(loop: Loop) -> int | None:
-    """The divisor ``d`` the indices of an output loop divide its variable by (``i / d``, ``i % d``:
-    a row of a permuted tensor, its axes merged), where ``d`` divides the trip count: split at it
-    (``_split_at``), the loop's lanes run over ``i % d`` and the divisions fold away.  The DCGAN's
-    BatchNorm gradients stored channel-major read [32, 128, 49] through a loop of 1568 lanes, a
-    division and a remainder per lane."""
-    if not (isinstance(loop.start, Const) and loop.start.value == 0 and isinstance(loop.stop, Const)) \
-            or not all(isinstance(stmt, (Let, Store)) for stmt in loop.body):
+def _output_chain(outer: Loop) -> list[Loop]:
+    """The output loops: ``outer`` and the loops nested alone inside it, innermost last."""
+    chain = [outer]
+    while (inner := _only_loop(chain[-1].body)) is not None:
+        chain.append(inner)
+    return chain
+
+
+def _split_at_divisors(outer: Loop) -> Loop:
+    """The output loops whose variable the indices divide by ``d`` (``i / d``, ``i % d``: a row of a
+    permuted tensor, its axes merged), where ``d`` divides the trip count, each split at it into a
+    loop over ``i / d`` around one over ``i % d`` (``_split_at``): the divisions fold away, and the
+    loop over ``i % d`` may run the lanes.  The DCGAN's BatchNorm gradients stored channel-major
+    read [32, 128, 49] through rows of 1568 lanes, a division and a remainder per lane."""
+    for var in [loop.var for loop in _output_chain(outer)]:
+        chain = _output_chain(outer)
+        body = chain[-1].body
+        if not all(isinstance(stmt, (Let, Store)) for stmt in body):
+            return outer
+        loop = next(loop for loop in chain if loop.var == var)
+        divisor = _divisor(loop, body)
+        if divisor is not None:
+            outer = _replace_loop(outer, var, lambda loop: _split_at(loop, divisor))
+    return outer
+
+
+def _divisor(loop: Loop, body: tuple) -> int | None:
+    """The largest divisor of ``loop``'s trip count (from 0) that ``body`` divides its variable by."""
+    if not (isinstance(loop.start, Const) and loop.start.value == 0 and isinstance(loop.stop, Const)):
         return None
     trip = loop.stop.value
-    divisors = {e.b.value for stmt in loop.body for x in statement_exprs(stmt) for e in walk_expr(x)
+    divisors = {e.b.value for stmt in body for x in statement_exprs(stmt) for e in walk_expr(x)
                 if isinstance(e, Binary) and e.op in ("div", "rem") and e.a == Var(loop.var) and isinstance(e.b, Const)}
-    fitting = [d for d in divisors if MIN_SPLIT_LANES <= d < trip and trip % d == 0]
-    return max(fitting, default=None)
+    return max((d for d in divisors if MIN_SPLIT_LANES <= d < trip and trip % d == 0), default=None)
 
 
 def _split_at(loop: Loop, divisor: int) -> Loop:
@@ -114,6 +131,52 @@ def _split_at(loop: Loop, divisor: int) -> Loop:
     dtype = loop.stop.dtype
     inner = Loop(remainder, Const(0, dtype), Const(divisor, dtype), body, "serial")
     return Loop(quotient, Const(0, dtype), Const(loop.stop.value // divisor, dtype), (inner,), loop.kind)
+
+
+def _contiguous_innermost(outer: Loop) -> Loop:
+    """The output loops with the one along which the most accesses lie side by side innermost,
+    where the innermost reads or writes two or more lane by lane (a transpose that computes: a
+    BatchNorm gradient stored channel-major for the weight gradient, its operands read across
+    channels 49 elements apart).  The lanes then read each operand as vectors, and store the one
+    result lane by lane."""
+    chain = _output_chain(outer)
+    body = chain[-1].body
+    if len(chain) < 2 or not all(isinstance(stmt, (Let, Store)) for stmt in body):
+        return outer
+    lets = {stmt.name for stmt in body if isinstance(stmt, Let)}
+    accesses = [e.index for stmt in body for x in statement_exprs(stmt) for e in walk_expr(x) if isinstance(e, Load)]
+    accesses += [stmt.index for stmt in body if isinstance(stmt, Store)]
+
+    def lane_by_lane(var: str) -> int:
+        return sum(1 for index in accesses if lanes_far_apart(index, var, lets))
+    current = lane_by_lane(chain[-1].var)
+    candidates = [loop for loop in chain[:-1] if _row_lanes(loop) is not None]
+    best = min(candidates, key=lambda loop: lane_by_lane(loop.var), default=None)
+    if current < 2 or best is None or lane_by_lane(best.var) >= current:
+        return outer
+    lanes = _row_lanes(best)
+    if lanes < best.stop.value:               # the part of it one vector pass runs innermost
+        split = _split_at(replace(best, body=()), lanes)
+        (inner,) = split.body
+        body = substitute_var(body, best.var, E.add(E.mul(Var(split.var), lanes), Var(inner.var)))
+        order = [replace(split, body=()) if loop is best else loop for loop in chain] + [inner]
+    else:
+        order = [loop for loop in chain if loop is not best] + [best]
+    nest = replace(order[-1], body=body)
+    for loop in reversed(order[:-1]):
+        nest = replace(loop, body=(nest,))
+    return nest
+
+
+def _row_lanes(loop: Loop) -> int | None:
+    """The lanes of ``loop`` (from 0) one vector pass may run: all of them, up to MAX_ROW_LANES,
+    else the largest divisor of its trip count that is no more (and no less than MIN_SPLIT_LANES)."""
+    if not (isinstance(loop.start, Const) and loop.start.value == 0 and isinstance(loop.stop, Const)):
+        return None
+    trip = loop.stop.value
+    if trip <= MAX_ROW_LANES:
+        return trip if trip >= MIN_SPLIT_LANES else None
+    return next((d for d in range(MAX_ROW_LANES, MIN_SPLIT_LANES - 1, -1) if trip % d == 0), None)
 
 
 def _copies_far_apart(loop: Loop) -> bool:

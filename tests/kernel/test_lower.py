@@ -16,6 +16,7 @@ from graphc.kernel import expr as E
 from graphc.kernel import lower_program, print_program
 from graphc.kernel.ir import (Binary, Buffer, Const, Kernel, Load, Local, Loop, Program, Store, Var, statement_exprs,
                               walk_expr, walk_statements)
+from graphc.kernel.indices import loop_stride
 from graphc.kernel.schedule import VECTOR_BLOCK, in_vector_blocks, outer_loop, split
 from graphc.kernel.verify import KernelVerifyError, verify_program
 from graphc.passes.memory import plan_memory
@@ -175,3 +176,25 @@ def test_a_row_of_merged_axes_runs_split_at_its_divisor_without_a_division_per_l
     assert divisions == []
     want = (x.numpy() * 2.0 + 1.0).transpose(1, 0, 2).reshape(8, 36)
     np.testing.assert_allclose(graphc.compile(channel_major)(x).numpy(), want, rtol=1e-6)
+
+
+def test_a_transpose_that_computes_runs_its_lanes_along_the_operands_it_reads():
+    """Output rows across channels (a BatchNorm gradient stored [N*H*W, C] for the weight
+    gradient) read each operand lane by lane, 49 elements apart.  The schedule brings the loop
+    along which the operands lie side by side innermost (split at a vector's worth: 98 = 2 x 49),
+    so each operand is read as vectors and only the result is stored lane by lane."""
+    x, y = graphc.randn(4, 16, 98), graphc.randn(4, 16, 98)
+
+    def pixels_by_channel(x, y):
+        return (x * y + 1.0).permute(0, 2, 1).reshape(392, 16)
+    compiled = graphc.compile(pixels_by_channel, backend="reference")
+    compiled(x, y)
+    program = lower_program(compiled.graph(x, y), compiled.memory_plan(x, y))
+    verify_program(program)
+    (kernel,) = program.kernels
+    (lanes,) = [loop for loop in walk_statements(kernel.body) if isinstance(loop, Loop) and loop.kind == "vectorized"]
+    assert lanes.stop.value == 49
+    loads = [e for s in lanes.body for x_ in statement_exprs(s) for e in walk_expr(x_) if isinstance(e, Load)]
+    assert len(loads) == 2 and all(loop_stride(load.index, lanes.var) == 1 for load in loads)
+    want = (x.numpy() * y.numpy() + 1.0).transpose(0, 2, 1).reshape(392, 16)
+    np.testing.assert_allclose(graphc.compile(pixels_by_channel)(x, y).numpy(), want, rtol=1e-6)
