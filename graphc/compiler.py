@@ -130,8 +130,7 @@ class CompiledStep:
         """Whether the graph's inputs are the call's tensor arguments, in order (a function of
         its arguments alone, not of any model state): where the call has no other arguments,
         the inputs are its arguments' values."""
-        return [position for position, _ in self._input_sources] == list(range(len(self._input_sources))) \
-            and len(self.data_positions) == len(self._input_sources)
+        return [position for position, _ in self._input_sources] == list(range(len(self._input_sources)))
 
     def run_resident(self, args: list):
         """Run on a backend that keeps state on its device: the tensors hand it their device
@@ -162,7 +161,7 @@ class CompiledStep:
         on a device, no checks or hooks, a result that is no input): a compiled function of its
         arguments, whose calls take ``Executable.outputs_of``."""
         return (not self.resident and not self.writes and not self.input_checks and not self.prepare_hooks
-                and type(self.result_structure) is _Output and not any(self.copy_outputs))
+                and type(self.result_structure) is _Output and not self.copied_outputs)
 
     def run(self, args: Sequence) -> Any:
         # Each line here is paid on every call; a small product's whole call is a few microseconds.
@@ -218,10 +217,10 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
-        for step in self._cache.get(_signature(args), ()):      # _cached, spelled out: it is hot
-            if not step.guards or step.guards_hold():
-                self._hits += 1
-                return step.run(args)
+        step = self._cached(_signature(args))
+        if step is not None:
+            self._hits += 1
+            return step.run(args)
         step, _ = self._lookup(args)
         with recording(step.times), phase("first run"):
             result = step.run(args)
@@ -286,7 +285,7 @@ class CompiledFunction:
     def _cached(self, key: tuple) -> CompiledStep | None:
         """The step compiled for signature ``key`` whose guards hold, if any."""
         for step in self._cache.get(key, ()):
-            if step.guards_hold():
+            if not step.guards or step.guards_hold():
                 return step
         return None
 

@@ -91,7 +91,9 @@ class LLVMExecutable:
         self._pointers = (ctypes.c_void_p * max(1, len(order)))()
         # The array bound to each input by the last run (none yet: nothing a caller could pass).
         self._bound: list[object] = [_UNBOUND] * len(layout.inputs)
-        self._last_bound: list[object] | None = None     # a copy of it, which _as_given hands back
+        # A copy of it, new at each bind, which _as_given hands back where the arrays are the bound
+        # ones: a run holding an older copy (another thread bound since) binds its arrays again.
+        self._last_bound: list[object] | None = None
         position = {name: i for i, name in enumerate(layout.inputs)}
         # Each input's shape, dtype and whether the step writes it, in input order.
         self._expected = [(layout.buffers[name].shape, np.dtype(layout.buffers[name].dtype.numpy),

@@ -62,9 +62,9 @@ def in_vector_blocks(loop: Loop) -> Loop | None:
     that the buffers overlap, where LLVM's own vectorizer checks every pair of buffers a loop
     writes and reads at run time, and gives up past a few: a ResNet's fused Adam update of 12
     parameters (84 buffers) ran as scalar code, 1.1 ms of its step on one thread."""
-    if not (isinstance(loop.start, Const) and isinstance(loop.stop, Const)):
+    if not (isinstance(loop.start, Const) and loop.start.value == 0 and isinstance(loop.stop, Const)):
         return None
-    trip = loop.stop.value - loop.start.value
+    trip = loop.stop.value
     if trip < 2 * VECTOR_BLOCK or trip % VECTOR_BLOCK or not all(isinstance(s, (Let, Store)) for s in loop.body):
         return None
     own = Var(loop.var)
@@ -75,11 +75,7 @@ def in_vector_blocks(loop: Loop) -> Loop | None:
         for e in walk_expr(stmt.value):
             if isinstance(e, Load) and e.buffer in stored and e.index != own:
                 return None
-    block, lane = loop.var + "_block", loop.var + "_lane"
-    position = E.add(E.add(E.mul(Var(block), VECTOR_BLOCK), Var(lane)), loop.start.value)
-    body = substitute_var(loop.body, loop.var, position)
-    lanes = Loop(lane, Const(0, loop.start.dtype), Const(VECTOR_BLOCK, loop.start.dtype), body, "serial")
-    return Loop(block, Const(0, loop.start.dtype), Const(trip // VECTOR_BLOCK, loop.start.dtype), (lanes,), loop.kind)
+    return _split_at(loop, VECTOR_BLOCK)
 
 
 # The fewest lanes a loop split at its indices' divisor keeps (_split_at_divisors), and the most
