@@ -6,9 +6,9 @@ graph's inputs (numpy arrays, by name or in order) and returns a
 state.  ``run(..., in_place=True)`` may instead update the state arrays it was
 given (and then returns those very arrays as the new values): a compiled
 training step then never copies its parameters; a failing run still leaves
-them as they were.  ``outputs_of`` is ``run``'s returned values alone, for a
-program that writes no state: the hot path of a compiled function of its
-arguments, which a backend may take with less around it.  ``profile`` times
+them as they were.  ``output_of`` is one of ``run``'s returned values alone,
+for a program that writes no state: the hot path of a compiled function of
+its arguments, which a backend may take with less around it.  ``profile`` times
 every kernel.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Executable(Protocol):
 
     def run(self, inputs: Inputs, in_place: bool = False) -> RunResult: ...
 
-    def outputs_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
+    def output_of(self, inputs: list[np.ndarray], index: int) -> np.ndarray: ...
 
     def profile(self, inputs: Inputs, runs: int = 3) -> Profile: ...
 

@@ -77,8 +77,8 @@ class ReferenceExecutable:
             return run_graph(self.graph, inputs)
         return run_in_arena(self.graph, self.plan, inputs)
 
-    def outputs_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self.run(inputs).outputs
+    def output_of(self, inputs: list[np.ndarray], index: int) -> np.ndarray:
+        return self.run(inputs).outputs[index]
 
     def kernels(self) -> list[Node]:
         """The graph's kernel nodes in run order (the reference backend interprets them)."""

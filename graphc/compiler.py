@@ -120,17 +120,18 @@ class CompiledStep:
         """The graph's inputs in order: the call's tensors and the live state they read."""
         for hook in self.prepare_hooks:
             hook()
-        if self._inputs_are_the_arguments and len(args) == len(self._input_sources):
-            return list(map(_TENSOR_VALUE, args))          # no Python loop: a call is a few us
+        if len(args) == self._arguments_read:
+            return list(map(_TENSOR_VALUE, args))          # no Python loop
         return [args[position]._value if tensor is None else tensor._value
                 for position, tensor in self._input_sources]
 
     @functools.cached_property
-    def _inputs_are_the_arguments(self) -> bool:
-        """Whether the graph's inputs are the call's tensor arguments, in order (a function of
-        its arguments alone, not of any model state): where the call has no other arguments,
-        the inputs are its arguments' values."""
-        return [position for position, _ in self._input_sources] == list(range(len(self._input_sources)))
+    def _arguments_read(self) -> int | None:
+        """Where the graph's inputs are the call's arguments' tensors in order (a function of its
+        arguments alone, not of any model state), how many: a call with that many arguments has
+        no others, and its inputs are its arguments' values.  None where the graph reads others."""
+        positions = [position for position, _ in self._input_sources]
+        return len(positions) if positions == list(range(len(positions))) else None
 
     def run_resident(self, args: list):
         """Run on a backend that keeps state on its device: the tensors hand it their device
@@ -159,17 +160,28 @@ class CompiledStep:
     def _returns_only(self) -> bool:
         """Whether a call does nothing but compute its one returned tensor (no state written or kept
         on a device, no checks or hooks, a result that is no input): a compiled function of its
-        arguments, whose calls take ``Executable.outputs_of``."""
+        arguments, or a model's inference, whose calls take ``call_returning``."""
         return (not self.resident and not self.writes and not self.input_checks and not self.prepare_hooks
                 and type(self.result_structure) is _Output and not self.copied_outputs)
 
+    @functools.cached_property
+    def call(self) -> Callable[[Sequence], Any]:
+        """What a call that finds this step in the cache runs: ``run``, or ``call_returning``."""
+        return self.call_returning if self._returns_only else self.run
+
+    def call_returning(self, args: Sequence) -> Tensor:
+        """``run`` for a step that only returns a tensor: its inputs straight to
+        ``Executable.output_of``.  Each line here is paid on every call; the whole of a small
+        product's call is about 2 us of Python."""
+        if self.pending_effects:
+            return self.run(args)
+        arrays = list(map(_TENSOR_VALUE, args)) if len(args) == self._arguments_read else self.input_arrays(args)
+        try:
+            return Tensor._wrap(self.executable.output_of(arrays, self.result_structure.index))
+        except IndexError as error:      # an index out of range in the graph
+            raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
+
     def run(self, args: Sequence) -> Any:
-        # Each line here is paid on every call; a small product's whole call is a few microseconds.
-        if self._returns_only and not self.pending_effects:
-            try:
-                return Tensor._wrap(self.executable.outputs_of(self.input_arrays(args))[self.result_structure.index])
-            except IndexError as error:
-                raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
         for check in self.input_checks:
             check.check(args[self.data_positions[check.input_name]]._value)
         try:
@@ -220,7 +232,7 @@ class CompiledFunction:
         step = self._cached(_signature(args))
         if step is not None:
             self._hits += 1
-            return step.run(args)
+            return step.call(args)
         step, _ = self._lookup(args)
         with recording(step.times), phase("first run"):
             result = step.run(args)

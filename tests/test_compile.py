@@ -213,7 +213,7 @@ def test_every_compiled_graph_dumps_into_a_folder_of_its_own(tmp_path):
 
 @pytest.mark.parametrize("backend", ["llvm", "reference"])
 def test_a_function_of_its_arguments_returns_a_result_of_its_own_every_call(backend):
-    """A compiled function that writes no state takes the executable's ``outputs_of`` (its calls'
+    """A compiled function that writes no state takes the executable's ``output_of`` (its calls'
     hot path): each call's result is its own (the next call, on the same arrays or others, leaves
     it as it was), and an index out of range in a kernel still fails naming the op and line."""
     f = graphc.compile(lambda x, i: graphc.nn.functional.one_hot(i, 3).float() @ x + 1.0, backend=backend)

@@ -127,8 +127,8 @@ class OpenCLExecutable:
             writes[name] = target
         return RunResult(result.outputs, writes)
 
-    def outputs_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self.run(inputs, in_place=True).outputs
+    def output_of(self, inputs: list[np.ndarray], index: int) -> np.ndarray:
+        return self.run(inputs, in_place=True).outputs[index]
 
     def run_resident(self, data: Mapping[str, np.ndarray], state: Mapping[str, StateSlot]) -> RunResult:
         """One step: ``data`` uploaded, ``state`` bound where it lives (uploaded where the host holds it)
