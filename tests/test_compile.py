@@ -228,3 +228,27 @@ def test_a_function_of_its_arguments_returns_a_result_of_its_own_every_call(back
     with pytest.raises(graphc.OutOfRangeError, match=r"one_hot: class value 5 is out of range \[0, 3\) .*test_compile\.py"):
         f(x, graphc.tensor(np.array([0, 5, 1, 2])))
     np.testing.assert_allclose(f(x, i).numpy(), kept, rtol=1e-6)
+
+
+def test_a_function_of_its_arguments_called_from_two_threads_runs_each_call_on_its_own_arrays():
+    """One executable serves both threads: a call whose arrays are not the ones bound binds them
+    under the lock, so neither thread's result is computed from the other's arrays."""
+    import threading
+    f = graphc.compile(lambda x, w: x @ w)
+    w = graphc.randn(96, 1)
+    inputs = [graphc.randn(32, 96) for _ in range(2)]
+    f(inputs[0], w)
+    expected = [x.numpy() @ w.numpy() for x in inputs]
+    wrong = []
+
+    def calls(k):
+        for _ in range(300):
+            result = f(inputs[k], w).numpy()
+            if not np.allclose(result, expected[k], rtol=1e-5, atol=1e-5):
+                wrong.append(k)
+    threads = [threading.Thread(target=calls, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
