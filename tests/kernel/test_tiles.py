@@ -73,8 +73,9 @@ DIRECT_CONV_CASES = [
 
 # x @ W^T with few rows, and products of one column: each output a dot product of two rows read
 # along K, in vectors (graphc.ops.linalg.computes_dot_products).  (M, K, N): K with and without
-# terms left over a vector, N with and without columns left over a block, M of 1 and prime.
-DOT_SHAPES = [(4, 400, 120), (3, 70, 13), (1, 200, 30), (8, 64, 9), (32, 100, 1), (5, 67, 1)]
+# terms left over a vector, N with and without columns left over a block, M of 1 and prime, and
+# M in blocks of fewer rows than DOT_STREAMS (12: two of 6).
+DOT_SHAPES = [(4, 400, 120), (3, 70, 13), (1, 200, 30), (8, 64, 9), (32, 100, 1), (5, 67, 1), (12, 70, 1)]
 
 
 def _dot_errors() -> list[float]:
