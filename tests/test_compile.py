@@ -6,6 +6,7 @@ import graphc
 import graphc.nn as nn
 import graphc.nn.functional as F
 import graphc.optim as optim
+from graphc.backends import opencl
 from graphc.errors import TraceError
 from training_steps import classifier_step, dcgan_step
 
@@ -252,3 +253,28 @@ def test_a_function_of_its_arguments_called_from_two_threads_runs_each_call_on_i
     for thread in threads:
         thread.join()
     assert not wrong
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference", *(("opencl",) if opencl.available() else ())])
+def test_a_batch_of_none_compiles_and_runs_as_eager_does(backend):
+    """A batch of no images through a Linear layer, a convolution and a pooling, and a training
+    step on it: nothing to compute, sums of no terms, no weight moved (the product's tiles are
+    not chosen for an empty matrix, whose row count divides by nothing)."""
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 5))
+    forward = graphc.compile(lambda x: model(x), backend=backend)
+    assert forward(graphc.zeros(0, 3, 8, 8)).shape == (0, 5)
+    product = graphc.compile(lambda a, b: (a @ b).relu().sum(0), backend=backend)
+    np.testing.assert_array_equal(product(graphc.zeros(0, 3), graphc.ones(3, 4)).numpy(), np.zeros(4, np.float32))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        loss.backward()
+        opt.step()
+        return loss
+    assert graphc.compile(step, backend=backend)(graphc.zeros(0, 3, 8, 8), graphc.zeros(0, dtype=graphc.int64)).item() == 0
+    for old, new in zip(before, model.parameters()):
+        np.testing.assert_array_equal(new.detach().numpy(), old)

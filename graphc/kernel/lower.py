@@ -412,8 +412,11 @@ def _tiling(node: Node, shape, target: VectorTarget) -> Tiling | None:
     the rows and an output row as the lanes: each input value loaded serves every channel of
     the tile.  A product of dot products (few rows by a transposed right operand) goes in
     blocks of outputs, each a sum in vectors (``_dot_blocks``).  Other window ops' outputs go in
-    rows of whole image rows."""
+    rows of whole image rows.  A kernel with no elements to compute or none to read (a batch of
+    none) has no tiles: its loops run no iteration, and a sum over no terms is its start."""
     anchors = [n for n in _body_nodes(node) if get_op(n.op).family in ("reduction", "contraction", "window")]
+    if 0 in shape or any(0 in anchor.shape or any(0 in x.shape for x in anchor.inputs) for anchor in anchors):
+        return None
     if len(anchors) == 1 and anchors[0].op == "matmul" and _reads_dot_products(node, anchors[0]):
         (anchor,) = anchors
         path = _movement_path(node, anchor, tuple(shape))
