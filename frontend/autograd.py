@@ -203,7 +203,7 @@ def register_hook(tensor, hook) -> RemovableHandle:
 def backward(tensor, gradient=None, retain_graph: bool = False, create_graph: bool = False) -> None:
     """``tensor.backward()``: PyTorch's checks and messages, then ``run_backward``."""
     from .context import current_trace
-    from .tensor import Tensor, as_tensor
+    from .tensor import as_tensor
     if create_graph:
         raise NotImplementedError("backward(create_graph=True): higher-order gradients are not supported")
     ctx = current_trace()
@@ -212,7 +212,8 @@ def backward(tensor, gradient=None, retain_graph: bool = False, create_graph: bo
         traced_backward(ctx, tensor, gradient)
         return
     if not tensor.requires_grad:
-        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn (a tensor "
+                           "returned by a graphc.compile'd function has none: call backward() inside it)")
     if gradient is None:
         if tensor.numel() != 1:
             raise RuntimeError(f"grad can be implicitly created only for scalar outputs "

@@ -143,6 +143,20 @@ class TraceContext:
             name = f"{tag}{self._anonymous}"
         return self.builder.unique_name(name)
 
+    def dropped_gradients(self, graph: Graph) -> list[str]:
+        """Where the traced step computed gradients of real tensors (``backward()``) and no output
+        or write-back reads any of them, their names: a compiled call does not update ``.grad``,
+        so a function that calls backward() and leaves the optimizer's step outside loses them.
+        (Where some are read, an optimizer stepped; the others are a GAN's discriminator's from
+        the generator's loss, or a frozen layer's, which eager mode's next zero_grad() clears.)"""
+        from graphc.passes.simplify import live_nodes
+        computed = {key: grad for key, grad in self.grads.items()
+                    if grad is not None and grad._trace is self and key in self.lifted}
+        read = live_nodes([*graph.outputs, *(value for _, value in graph.writes)])
+        if any(grad._node in read for grad in computed.values()):
+            return []
+        return [self.lifted[key].input.name for key in computed]
+
     # -- finishing ------------------------------------------------------------------
     def data_input(self, name: str, type) -> Node:
         return self.builder.input(self.builder.unique_name(name), type, tag="data")

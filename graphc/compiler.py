@@ -323,6 +323,7 @@ class CompiledFunction:
                 name_source = functools.partial(_strip_self_prefix, objects)
                 ctx = TraceContext(name, name_source(), name_source)
                 traced = record(fn, args, ctx)
+            _warn_of_dropped_gradients(name, ctx.dropped_gradients(traced.graph))
             executable, copy_outputs, optimized = self._build(traced.graph, times)
         bound = {rec.input.name: rec.tensor for rec in ctx.lifted.values()}
         writes = [(target.name, bound[target.name]) for target, _ in traced.graph.writes]
@@ -453,6 +454,15 @@ def _outputs_to_copy(graph: Graph) -> list[bool]:
         flags.append(node.is_input or node in seen)
         seen.add(node)
     return flags
+
+
+def _warn_of_dropped_gradients(function: str, dropped: list[str]) -> None:
+    if dropped:
+        shown = ", ".join(dropped[:4]) + (f" and {len(dropped) - 4} more" if len(dropped) > 4 else "")
+        warnings.warn(f"graphc.compile: {function} computes the gradients of {shown} with backward(), but "
+                      f"nothing in it reads any (an optimizer's step()) and it does not return them; a "
+                      f"compiled call does not update .grad, so they are lost. Call the optimizer's step() "
+                      f"inside the compiled function, or return the gradients.", stacklevel=5)
 
 
 def _strip_self_prefix(objects: dict) -> dict[int, str]:

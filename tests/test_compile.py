@@ -278,3 +278,29 @@ def test_a_batch_of_none_compiles_and_runs_as_eager_does(backend):
     assert graphc.compile(step, backend=backend)(graphc.zeros(0, 3, 8, 8), graphc.zeros(0, dtype=graphc.int64)).item() == 0
     for old, new in zip(before, model.parameters()):
         np.testing.assert_array_equal(new.detach().numpy(), old)
+
+
+def test_gradients_a_compiled_function_computes_and_drops_are_warned_of():
+    """A compiled call does not update .grad: a function that calls backward() and leaves the
+    optimizer's step outside says so when it compiles, and backward() on what it returns says
+    where backward() goes.  A training step, whose step() reads the gradients (all, or some of
+    them), says nothing."""
+    import warnings
+    model = make_mlp()
+    x, y = batch()
+
+    def forward_backward(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    with pytest.warns(UserWarning, match=r"forward_backward computes the gradients of model\.0\.weight, model\.0\.bias, "
+                                         r"model\.2\.weight, model\.2\.bias with backward\(\).* does not update \.grad"):
+        graphc.compile(forward_backward)(x, y)
+    with pytest.raises(RuntimeError, match="returned by a graphc.compile'd function"):
+        graphc.compile(lambda x, y: F.cross_entropy(model(x), y))(x, y).backward()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    first_layer = optim.SGD(model[0].parameters(), lr=0.1)   # the rest's gradients unread, as a GAN's are
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graphc.compile(classifier_step(model, opt))(x, y)
+        graphc.compile(classifier_step(model, first_layer))(x, y)
