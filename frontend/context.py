@@ -3,6 +3,7 @@ and where in the user's code an op was called from."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import importlib.util
 import os
@@ -32,41 +33,82 @@ def is_grad_enabled() -> bool:
     return _get("grad_enabled", True)
 
 
-def set_grad_enabled(mode: bool) -> None:
+def _set_grad_mode(mode: bool) -> None:
     _state.grad_enabled = bool(mode)
 
 
-class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator that stops ops from recording gradients."""
+class _GradMode(contextlib.ContextDecorator):
+    """Sets grad mode for a ``with`` block or a decorated function, and restores on exit the mode it found."""
 
-    def __enter__(self):
-        self._prev = is_grad_enabled()
-        set_grad_enabled(False)
-        return self
+    def __new__(cls, *args, **kwargs):
+        # PyTorch lets no_grad, enable_grad and inference_mode decorate bare (``@no_grad``): the
+        # decorated function arrives here in place of the arguments.
+        if len(args) == 1 and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
 
-    def __exit__(self, *exc):
-        set_grad_enabled(self._prev)
+    def _mode_inside(self, outside: bool) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> None:
+        self._outside = is_grad_enabled()
+        _set_grad_mode(self._mode_inside(self._outside))
+
+    def __exit__(self, *exc) -> bool:
+        _set_grad_mode(self._outside)
+        return False
+
+    def _recreate_cm(self):
+        # ContextDecorator would enter this one instance on every call of the decorated function; a copy
+        # per call keeps each call's outside mode its own, so recursion and threads restore the right one.
+        return copy.copy(self)
+
+
+class no_grad(_GradMode):
+    """Stops ops from recording gradients: ``with no_grad():``, ``@no_grad()`` or ``@no_grad``."""
+
+    def _mode_inside(self, outside: bool) -> bool:
         return False
 
 
-class enable_grad(no_grad):
-    def __enter__(self):
-        self._prev = is_grad_enabled()
-        set_grad_enabled(True)
-        return self
+class enable_grad(_GradMode):
+    """Records gradients again, inside a ``no_grad`` block."""
+
+    def _mode_inside(self, outside: bool) -> bool:
+        return True
 
 
-class inference_mode(no_grad):
+class inference_mode(_GradMode):
     """torch.inference_mode: like no_grad (graphc has no separate inference tensors to make);
     ``inference_mode(False)`` leaves the grad mode as it is."""
 
     def __init__(self, mode: bool = True):
         self.mode = bool(mode)
 
-    def __enter__(self):
-        self._prev = is_grad_enabled()
-        set_grad_enabled(self._prev and not self.mode)
-        return self
+    def _mode_inside(self, outside: bool) -> bool:
+        return outside and not self.mode
+
+
+class set_grad_enabled(_GradMode):
+    """PyTorch's three uses of one name: a plain call sets grad mode at once; as a context manager or
+    a decorator it also restores, on exit, the mode it found."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self._outside = is_grad_enabled()
+        _set_grad_mode(self.mode)
+
+    def __enter__(self) -> None:
+        # The constructor found the outside mode before it set this one; entering again keeps that.
+        _set_grad_mode(self.mode)
+
+    def __call__(self, func):
+        # As a decorator the mode holds only inside the function, so undo the constructor's setting.
+        _set_grad_mode(self._outside)
+        return super().__call__(func)
+
+    def _recreate_cm(self):
+        return set_grad_enabled(self.mode)      # finds the caller's mode at each call, then sets its own
 
 
 # -- the active trace ---------------------------------------------------------------

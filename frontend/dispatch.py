@@ -28,6 +28,10 @@ def apply(op: str, inputs: Sequence, **attrs):
         if ctx is not None:
             nodes = [ctx.node_of(t) for t in inputs]
             ctx.builder.loc = user_location()
+            if not is_grad_enabled() and get_op(op).differentiable:
+                # Autodiff differentiates the whole trace, so under no_grad the inputs that require grad
+                # enter as constants, as eager mode leaves the op off the tape.
+                nodes = [ctx.builder.op("stop_gradient", n) if t.requires_grad else n for t, n in zip(inputs, nodes)]
             node = ctx.builder.op(op, *nodes, **attrs)
             return Tensor._symbolic(node, ctx, needs_grad and node.dtype.is_float)
         for t in inputs:

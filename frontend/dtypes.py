@@ -77,6 +77,11 @@ def promote(operands) -> DType:
     return result if result is not None else _default_float
 
 
+def can_cast(source: DType, target: DType) -> bool:
+    """torch.can_cast: a value may move within its category or up (bool to integer to float), never down."""
+    return _CATEGORY[source] <= _CATEGORY[target]
+
+
 def as_dtype(dtype) -> DType:
     """A graphc DType from a DType, a name ("float32", "f32"), a Python type or a numpy dtype."""
     if isinstance(dtype, DType):

@@ -7,7 +7,9 @@ one linear index, and an index_select (a gather) picks the elements, so
 reading ``x[idx]`` traces and differentiates.  A bool mask stands for the
 integer indices of its true elements; that makes the result's shape depend on
 the mask's values, so reading ``x[mask]`` is eager-only.  Writing
-``x[mask] = v`` keeps the shape and is a ``where``, eager and traced.
+``x[mask] = v`` keeps the shape and is a ``where``, eager and traced; so is
+writing through a basic index, the value broadcast to the region and padded
+out to the tensor's shape.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from graphc.errors import OutOfRangeError, ShapeError
 from graphc.ir.dtypes import bool_, i64
 
-from .context import current_trace, error_context
+from .context import current_trace, error_context, is_grad_enabled
 from .dispatch import apply
 
 
@@ -201,7 +203,10 @@ def _numpy_key(key):
 def setitem(t, key, value) -> None:
     from .tensor import Tensor, as_tensor, where
     value = as_tensor(value, t.dtype) if not isinstance(value, Tensor) else value.type_as_dtype(t.dtype)
-    eager_write = current_trace() is None and t._tape is None and value._tape is None and not t.requires_grad
+    # Straight into t's array only where nothing records the write: no trace, t not on the tape,
+    # and no gradient wanted through it (a value that requires grad must reach the tape too).
+    eager_write = current_trace() is None and t._tape is None and not (
+        is_grad_enabled() and (t.requires_grad or value.requires_grad))
     mask = _single_mask(key)
     if mask is not None:
         _check_mask_shape(mask, t)
@@ -226,24 +231,54 @@ def setitem(t, key, value) -> None:
 
 def _basic_setitem(t, key: list, value, eager_write: bool) -> None:
     from .tensor import as_tensor
-    starts, stops, steps, _ = _plan(t.shape, key)
+    starts, stops, steps, indexed_shape = _plan(t.shape, key)
+    # One length per axis of t: an int index keeps its axis with length 1, so the patch is
+    # t-shaped while the value broadcasts against what x[key] would read (ints gone, Nones there).
+    lengths = [len(range(s, e, st)) for s, e, st in zip(starts, stops, steps)]
+    patch = _broadcast_to_region(value, indexed_shape).reshape(lengths)
     region = tuple(slice(s, e, st) for s, e, st in zip(starts, stops, steps))
-    region_shape = tuple(len(range(s, e, st)) for s, e, st in zip(starts, stops, steps))
     if eager_write:
-        t._value[region] = np.broadcast_to(value._value, t._value[region].shape) \
-            if value.dim() <= len(region_shape) else value._value.reshape(t._value[region].shape)
+        t._value[region] = patch._value
         return
-    if any(st != 1 for st in steps):
-        raise NotImplementedError("assigning to a strided slice of a traced or grad-tracking tensor is not "
-                                  "supported")
-    try:
-        patch = value.reshape(np.broadcast_shapes(tuple(value.shape), region_shape)).expand(region_shape) \
-            if tuple(value.shape) != region_shape else value
-    except ValueError:
-        raise ShapeError(f"setitem: value of shape {list(value.shape)} does not fit the indexed region of shape "
-                         f"{list(region_shape)}" + error_context()) from None
-    pads = [p for s, e, n in zip(starts, stops, t.shape) for p in (s, n - e)]
-    placed = apply("pad", [patch], pads=pads, value=0)
+    # Recorded or traced: t becomes where(region, patch laid out over t, t), which differentiates
+    # to the value through the region and to t outside it.
     mask = np.zeros(tuple(t.shape), np.bool_)
     mask[region] = True
-    t._assign(apply("where", [as_tensor(mask), placed, t]))
+    t._assign(apply("where", [as_tensor(mask), _place(patch, starts, steps, t.shape), t]))
+
+
+def _broadcast_to_region(value, shape: tuple):
+    """``value`` broadcast to the indexed region's ``shape``, as PyTorch's ``x[key] = value`` does:
+    leading unit dims beyond the region's rank are dropped first (so ``x[0] = row[None]`` fits)."""
+    lead = max(0, value.dim() - len(shape))
+    fitted = value.reshape(value.shape[lead:]) if all(s == 1 for s in value.shape[:lead]) else value
+    try:
+        fits = np.broadcast_shapes(tuple(fitted.shape), shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"setitem: value of shape {list(value.shape)} does not fit the indexed region of shape "
+                         f"{list(shape)}" + error_context())
+    return fitted.expand(shape)
+
+
+def _place(patch, starts: list, steps: list, shape):
+    """A tensor of ``shape``, zero except at the region, where it holds ``patch``: a pad, so that
+    traced code and autograd see movement ops (the gradient of a pad is a crop of it)."""
+    for axis, step in enumerate(steps):
+        if step != 1:
+            patch = _spread(patch, axis, step)
+    pads = [p for start, size, n in zip(starts, patch.shape, shape) for p in (start, n - start - size)]
+    return apply("pad", [patch], pads=pads, value=0)
+
+
+def _spread(patch, axis: int, step: int):
+    """``patch`` with ``step - 1`` zeros between its elements along ``axis``: the layout of a slice
+    with that step, made of a pad, a reshape and a crop."""
+    length = patch.shape[axis]
+    pads = [0] * (2 * patch.dim() + 2)
+    pads[2 * axis + 3] = step - 1           # after the unit axis inserted behind ``axis``
+    gapped = apply("pad", [patch.unsqueeze(axis + 1)], pads=pads, value=0)
+    merged = gapped.reshape(*patch.shape[:axis], length * step, *patch.shape[axis + 1:])
+    return merged[(slice(None),) * axis + (slice(0, (length - 1) * step + 1),)]
+

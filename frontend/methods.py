@@ -28,7 +28,7 @@ IN_PLACE = (
 
 def _in_place(name: str):
     def method(self, *args, **kwargs):
-        return self._assign(getattr(self, name)(*args, **kwargs))
+        return self._update(name + "_", getattr(self, name)(*args, **kwargs))
     method.__name__ = name + "_"
     method.__doc__ = f"In-place x.{name}(...)."
     return method

@@ -93,12 +93,20 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
         return randn(shape, dtype=dtype, generator=generator) * std + mean
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
-    """Integers uniform in [low, high)."""
-    if high is None:
-        low, high = 0, low
+def randint(low=None, high=None, size=None, *, dtype=None, generator=None, device=None):
+    """Integers uniform in [low, high), called as PyTorch's ``randint(high, size)`` or
+    ``randint(low, high, size)``, by position or keyword; low defaults to 0."""
+    if size is None:                # randint(high, size): each argument sits one place to the left
+        low, high, size = None, low, high
+    elif high is None:              # randint(high, size=...)
+        low, high = None, low
+    if high is None or size is None:
+        raise TypeError("randint() takes (high, size) or (low, high, size)")
+    low = 0 if low is None else low
     u = rand(size, dtype=_dt.f64, generator=generator, device=device)
-    return (u * (high - low) + low).type_as_dtype(_dt.as_dtype(dtype) if dtype else _dt.i64)
+    # Truncating the non-negative offset floors it; truncating after adding a negative low would not.
+    offset = (u * (high - low)).type_as_dtype(_dt.i64)
+    return (offset + low).type_as_dtype(_dt.as_dtype(dtype) if dtype else _dt.i64)
 
 
 def randperm(n: int, generator=None, device=None):

@@ -194,6 +194,12 @@ class Tensor:
             raise RuntimeError(f"Boolean value of Tensor with {self.numel()} elements is ambiguous")
         return bool(self._value.reshape(()))
 
+    def __format__(self, spec: str) -> str:
+        # As PyTorch: a 0-d tensor formats as its number (f"{loss:.4f}"); any other only as its str.
+        if self.dim() == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __float__(self):
         return float(self.item())
 
@@ -426,7 +432,8 @@ class Tensor:
     def squeeze(self, dim=None) -> "Tensor":
         if dim is None:
             return self.reshape([s for s in self.shape if s != 1])
-        dims = {d % max(self.dim(), 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        dims = {wrap_dim(d, self.dim(), "squeeze", self.shape)
+                for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
         return self.reshape([s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def expand(self, *sizes) -> "Tensor":
@@ -485,7 +492,7 @@ class Tensor:
                                  f"of shape {list(self.shape)}" + error_context()) from None
 
     def _assign(self, result: "Tensor") -> "Tensor":
-        """Make ``result`` (same shape) this tensor's value, in place."""
+        """Make ``result`` this tensor's value, in place, cast to its dtype and expanded to its shape."""
         if self._tape is None and self.requires_grad and is_grad_enabled() and current_trace() is None:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation. "
                                "Wrap the update in `with graphc.no_grad():`" + error_context())
@@ -507,29 +514,41 @@ class Tensor:
             np.copyto(self._value, result._value)     # shared with .data aliases and numpy views
         return self
 
+    def _update(self, op: str, result: "Tensor") -> "Tensor":
+        """``result`` as this tensor's value, for the in-place op ``op`` (``add_``).
+
+        As PyTorch, an in-place op refuses a result it could only keep by casting it down a
+        category (``int_tensor.add_(1.5)``) rather than truncating it; copy_, fill_ and index
+        assignment do cast, so they call _assign directly.
+        """
+        if not _dt.can_cast(result.dtype, self.dtype):
+            raise ShapeError(f"{op}: result type {result.dtype.torch_name} can't be cast to the desired output type "
+                             f"{self.dtype.torch_name} of the tensor it updates ({self._type})" + error_context())
+        return self._assign(result)
+
     def copy_(self, src) -> "Tensor":
         src = as_tensor(src)
         self._check_same_type(src, "copy_")
         return self._assign(src)
 
     def zero_(self): return self.fill_(0)
-    def abs_(self): return self._assign(self.abs())
+    def abs_(self): return self._update("abs_", self.abs())
 
     def fill_(self, value) -> "Tensor":
         return self._assign(full_like(self, value.item() if isinstance(value, Tensor) else value))
 
-    def add_(self, other, alpha=1): return self._assign(self.add(other, alpha=alpha))
-    def sub_(self, other, alpha=1): return self._assign(self.sub(other, alpha=alpha))
-    def mul_(self, other): return self._assign(self * other)
-    def div_(self, other): return self._assign(self / other)
-    def pow_(self, other): return self._assign(self ** other)
-    def sqrt_(self): return self._assign(self.sqrt())
-    def neg_(self): return self._assign(-self)
-    def relu_(self): return self._assign(self.relu())
-    def clamp_(self, min=None, max=None): return self._assign(self.clamp(min, max))
-    def addcmul_(self, t1, t2, value=1): return self._assign(self + value * t1 * t2)
-    def addcdiv_(self, t1, t2, value=1): return self._assign(self + value * t1 / t2)
-    def maximum_(self, other): return self._assign(maximum(self, other))
+    def add_(self, other, alpha=1): return self._update("add_", self.add(other, alpha=alpha))
+    def sub_(self, other, alpha=1): return self._update("sub_", self.sub(other, alpha=alpha))
+    def mul_(self, other): return self._update("mul_", self * other)
+    def div_(self, other): return self._update("div_", self / other)
+    def pow_(self, other): return self._update("pow_", self ** other)
+    def sqrt_(self): return self._update("sqrt_", self.sqrt())
+    def neg_(self): return self._update("neg_", -self)
+    def relu_(self): return self._update("relu_", self.relu())
+    def clamp_(self, min=None, max=None): return self._update("clamp_", self.clamp(min, max))
+    def addcmul_(self, t1, t2, value=1): return self._update("addcmul_", self + value * t1 * t2)
+    def addcdiv_(self, t1, t2, value=1): return self._update("addcdiv_", self + value * t1 / t2)
+    def maximum_(self, other): return self._update("maximum_", maximum(self, other))
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> "Tensor":
         from .random import rand
@@ -574,8 +593,8 @@ class Tensor:
     def __rfloordiv__(self, other): return _integer_division("floor_divide", other, self)
     def __mod__(self, other): return _integer_division("remainder", self, other)
     def __rmod__(self, other): return _integer_division("remainder", other, self)
-    def __ifloordiv__(self, other): return self._assign(self // other)
-    def __imod__(self, other): return self._assign(self % other)
+    def __ifloordiv__(self, other): return self._update("floor_divide_", self // other)
+    def __imod__(self, other): return self._update("remainder_", self % other)
 
     def __and__(self, other): return _logical("mul", self, other)
     def __or__(self, other): return _logical("add", self, other)
@@ -632,11 +651,14 @@ class Tensor:
         return (self > 0).type_as_dtype(self.dtype) - (self < 0).type_as_dtype(self.dtype)
 
     def clamp(self, min=None, max=None):
+        # The gradient passes whole wherever min <= x <= max, bounds included, as PyTorch's: maximum and
+        # minimum alone would split it in half at a bound.  Off the selected side they still give the
+        # value, so a NaN (in x or in a bound) propagates, and a tensor bound gets its gradient.
         out = self
         if min is not None:
-            out = maximum(out, min)
+            out = where(out >= min, out, maximum(out, min))
         if max is not None:
-            out = minimum(out, max)
+            out = where(out <= max, out, minimum(out, max))
         return out
 
     clip = clamp
@@ -717,7 +739,7 @@ class Tensor:
                                                            if count - correction > 0 else math.nan)
 
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+        return _sqrt_with_zero_gradient_at_zero(self.var(dim, unbiased, keepdim, correction=correction))
 
     # The reductions take no bool: truth values are reduced as 0/1 bytes.
     def all(self, dim=None, keepdim: bool = False):
@@ -729,7 +751,7 @@ class Tensor:
     def norm(self, p=2, dim=None, keepdim: bool = False):
         if p != 2:
             raise NotImplementedError(f"norm(p={p}): only the 2-norm is supported")
-        return (self * self).sum(dim, keepdim).sqrt()
+        return _sqrt_with_zero_gradient_at_zero((self * self).sum(dim, keepdim))
 
     def gather(self, dim: int, index: "Tensor"):
         return apply("gather", [self, index], axis=dim)
@@ -752,6 +774,16 @@ def _infer_reshape(old_shape, shape, what: str) -> tuple:
         raise ShapeError(f"{what}: shape {list(shape)} is invalid for input of size {numel} "
                          f"(shape {list(old_shape)})" + error_context())
     return shape
+
+
+def _sqrt_with_zero_gradient_at_zero(x: Tensor) -> Tensor:
+    """sqrt(x), whose gradient is 0 where x == 0 instead of inf, which the chain rule turns into NaN.
+
+    PyTorch's norm and std take that gradient (x / norm, (x - mean) / std) as 0 where the
+    denominator is 0.  The inner where keeps sqrt's own gradient finite there; the outer one zeroes it.
+    """
+    zero = x == 0
+    return where(zero, 0.0, where(zero, 1.0, x).sqrt())
 
 
 def _scalar(value, dtype: DType) -> Tensor:

@@ -86,3 +86,62 @@ def test_inplace_on_a_leaf_that_requires_grad_is_refused():
     with graphc.no_grad():
         w.add_(1)
     np.testing.assert_array_equal(w.detach().numpy(), [2.0, 2.0])
+
+
+# -- grad mode: a plain call, a with block, a decorator with or without parentheses ------------------------
+
+@pytest.mark.parametrize("m", [graphc, torch], ids=["graphc", "torch"])
+def test_grad_modes_work_as_calls_blocks_and_decorators(m):
+    x = m.ones(2, requires_grad=True)
+    with m.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert m.is_grad_enabled()                  # the block restored the mode it found
+
+    @m.no_grad
+    def bare(t):
+        return t * 2
+
+    @m.set_grad_enabled(False)
+    def decorated(t):
+        return t * 2
+
+    @m.inference_mode
+    def inferred(t):
+        return t * 2
+
+    @m.no_grad()
+    def depth(n):
+        return depth(n - 1) if n else m.is_grad_enabled()
+
+    assert m.is_grad_enabled()                  # decorating changes nothing outside the function
+    assert not any(f(x).requires_grad for f in (bare, decorated, inferred)) and m.is_grad_enabled()
+    assert depth(3) is False and m.is_grad_enabled()        # each call restores its own caller's mode
+    with m.no_grad():
+        assert m.enable_grad(lambda t: t * 2)(x).requires_grad and not m.is_grad_enabled()
+    m.set_grad_enabled(False)                   # a plain call sets the mode at once
+    try:
+        assert not m.is_grad_enabled() and not (x * 2).requires_grad
+    finally:
+        m.set_grad_enabled(True)
+
+
+def test_grad_modes_inside_a_compiled_step_cut_the_gradient_as_eager_mode_does():
+    w_init = np.array([1.0, 2.0, 3.0], np.float32)
+    x_data = np.array([1.0, 1.0, 2.0], np.float32)
+
+    def step(m, w, x):
+        @m.no_grad
+        def frozen(t):
+            return (w * t).sum()
+        with m.set_grad_enabled(False):
+            scale = (w * x).sum()
+        (scale * frozen(x) * w).sum().backward()    # both factors are constants to the gradient
+        return w.grad
+
+    expected = step(torch, torch.tensor(w_init, requires_grad=True), torch.tensor(x_data)).numpy()
+    w = graphc.tensor(w_init, requires_grad=True)
+    np.testing.assert_allclose(step(graphc, w, graphc.tensor(x_data)).numpy(), expected)
+    compiled_w = graphc.tensor(w_init, requires_grad=True)
+    compiled = graphc.compile(lambda x: step(graphc, compiled_w, x))
+    np.testing.assert_allclose(compiled(graphc.tensor(x_data)).numpy(), expected)
+    assert graphc.is_grad_enabled()

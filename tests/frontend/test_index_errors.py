@@ -26,6 +26,9 @@ MISTAKES = {
                            "shape [3, 4]"]),
     "x.transpose(-3, 0)": (lambda x: x.transpose(-3, 0), ["transpose", "but got -3"]),
     "x.unsqueeze(3)": (lambda x: x.unsqueeze(3), ["unsqueeze", "range of [-3, 2], but got 3"]),
+    "x.squeeze(2)": (lambda x: x.squeeze(2),
+                     ["squeeze: dimension out of range (expected to be in range of [-2, 1], but got 2)", "shape [3, 4]"]),
+    "x.squeeze((0, -3))": (lambda x: x.squeeze((0, -3)), ["squeeze", "but got -3"]),
     "x.flatten(0, 7)": (lambda x: x.flatten(0, 7), ["flatten", "but got 7"]),
     "x.size(2)": (lambda x: x.size(2), ["size", "but got 2"]),
     "x.split(2, 5)": (lambda x: x.split(2, 5), ["split", "but got 5"]),
@@ -53,7 +56,7 @@ def test_an_index_value_out_of_range_names_its_op_and_shapes():
     assert HERE in message
 
 
-@pytest.mark.parametrize("name", ["x[10]", "x.transpose(0, 9)", "x.unsqueeze(3)"])
+@pytest.mark.parametrize("name", ["x[10]", "x.transpose(0, 9)", "x.unsqueeze(3)", "x.squeeze(2)"])
 def test_traced_mistakes_raise_the_same_error(name):
     call, words = MISTAKES[name]
     with pytest.raises(graphc.OutOfRangeError) as raised:
@@ -66,6 +69,8 @@ def test_dimensions_in_range_from_either_end_still_work():
     assert x.transpose(-1, -2).shape == (4, 3)
     assert x.unsqueeze(-3).shape == (1, 3, 4) and x.unsqueeze(2).shape == (3, 4, 1)
     assert graphc.tensor(1.0).unsqueeze(-1).shape == (1,)
+    assert x[:1].squeeze(-2).shape == (4,) and x.squeeze((1, -2)).shape == (3, 4)
+    assert graphc.tensor(1.0).squeeze(-1).shape == ()
 
 
 # -- class targets: cross_entropy and nll_loss, eager and compiled ------------------------------------------

@@ -108,6 +108,44 @@ def test_setitem_and_inplace_match_torch():
     same(gy, ty)
 
 
+def _set_slice(m):
+    x = m.arange(3)
+    x[1:] = 2.5
+    return x
+
+
+@pytest.mark.parametrize("update", [
+    lambda m: m.zeros(3).add_(m.arange(3)), lambda m: m.zeros(3).sub_(m.ones(3, dtype=m.float64)),
+    lambda m: m.arange(3, dtype=m.int32).mul_(m.arange(3)), lambda m: m.arange(3).add_(True),
+    lambda m: m.arange(3).floor_(), lambda m: m.arange(3).clamp_(0, 1), lambda m: m.arange(3).copy_(m.ones(3) * 1.5),
+    lambda m: m.arange(3).fill_(2.7), lambda m: m.arange(3).masked_fill_(m.tensor([True, False, True]), 1.5),
+    _set_slice,
+], ids=["int-into-float", "f64-into-f32", "i64-into-i32", "bool-into-int", "floor_", "clamp_", "copy_", "fill_",
+        "masked_fill_", "setitem"])
+def test_inplace_results_are_cast_within_or_up_a_category_like_torch(update):
+    same(update(graphc), update(torch))
+
+
+@pytest.mark.parametrize("update, words", [
+    (lambda x: x.add_(1.5), "add_: result type float32 can't be cast to the desired output type int64"),
+    (lambda x: x.div_(2), "div_: result type float32"),
+    (lambda x: x.sigmoid_(), "sigmoid_: result type float32"),
+    (lambda x: x.clamp_(0.5, 1.5), "clamp_: result type float32"),
+    (lambda x: x.__imul__(0.5), "mul_: result type float32"),
+    (lambda x: (x > 0).add_(1), "add_: result type int64 can't be cast to the desired output type bool"),
+])
+def test_an_inplace_op_refuses_a_result_its_dtype_would_truncate(update, words):
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type"):
+        update(torch.arange(3))
+    x = graphc.arange(3)
+    with pytest.raises(ShapeError, match=r"test_tensor\.py:\d+") as raised:
+        update(x)
+    assert words in str(raised.value)
+    assert x.tolist() == [0, 1, 2]
+    with pytest.raises(ShapeError, match="can't be cast"):
+        graphc.trace(update, graphc.arange(3))
+
+
 def test_data_alias_updates_the_tensor_in_place():
     w = graphc.ones(2, 2, requires_grad=True)
     w.data.mul_(3)
@@ -127,6 +165,28 @@ def test_numpy_bridge_and_conversions():
     assert float(graphc.tensor(2.5)) == 2.5
     with pytest.raises(NotImplementedError, match="cuda"):
         t.cuda()
+
+
+@pytest.mark.parametrize("value, spec", [(0.1235, ".4f"), (0.1235, ""), (7, "d"), (7, ">4"), (2.5, "e"), (True, "")])
+def test_a_0d_tensor_formats_as_its_number_like_torch(value, spec):
+    grad = isinstance(value, float)
+    assert f"{graphc.tensor(value, requires_grad=grad):{spec}}" == f"{torch.tensor(value, requires_grad=grad):{spec}}"
+
+
+@pytest.mark.parametrize("data", [[0.5], [[1, 2], [3, 4]]])
+def test_other_tensors_format_only_with_an_empty_spec_like_torch(data):
+    assert f"{graphc.tensor(data)}" == str(graphc.tensor(data))
+    for m in (graphc, torch):
+        with pytest.raises(TypeError, match="unsupported format string"):
+            f"{m.tensor(data):.2f}"
+
+
+def test_formatting_a_traced_tensor_is_the_trace_error_of_item():
+    def fn(x):
+        print(f"{x.sum():.2f}")
+        return x
+    with pytest.raises(TraceError, match=r"\.item\(\) needs a concrete value.*test_tensor\.py:\d+"):
+        graphc.trace(fn, graphc.ones(3))
 
 
 def test_eager_linear_algebra():

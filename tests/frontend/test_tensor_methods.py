@@ -1,11 +1,12 @@
 """Tensor methods and forms from PyTorch tutorials against PyTorch: in-place forms, new_*, mT,
-all/any on bools, advanced and bool-mask indexing, register_hook; eager and compiled."""
+all/any on bools, advanced and bool-mask indexing, assignment through indices, register_hook;
+eager and compiled."""
 import numpy as np
 import pytest
 
 import graphc
 from api_check import assert_same, check
-from graphc.errors import TraceError
+from graphc.errors import ShapeError, TraceError
 from optest import require_torch
 
 torch = require_torch()
@@ -29,6 +30,31 @@ CUBE = rng.standard_normal((2, 3, 4)).astype(np.float32)
 ])
 def test_methods(fn):
     check(fn, A, rtol=1e-6)
+
+
+# Values on the bounds 0 and 2 (and on hardtanh's -1 and 1), between and beyond them, and a NaN.
+ON_THE_BOUNDS = np.array([[-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, np.nan]], np.float32)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, x: x.clamp(0, 2), lambda m, x: x.clamp(min=0), lambda m, x: x.clamp(max=2),
+    lambda m, x: (x.clamp_min(0), x.clamp_max(2)), lambda m, x: (m.clamp(x, 0, 2), m.clip(x, max=2)),
+    lambda m, x: x.clone().clamp_(0, 2), lambda m, x: x.clamp(2, 0),
+], ids=["clamp", "min", "max", "clamp_min/max", "functions", "in-place", "min-above-max"])
+def test_clamp_passes_the_whole_gradient_on_its_bounds(fn):
+    check(fn, ON_THE_BOUNDS)
+
+
+def test_clamp_to_tensor_bounds_on_ties():
+    low = np.array([[0.0, 0.0, 0.5, 1.0, 0.0, 2.0, 0.0]], np.float32)
+    check(lambda m, x, lo, hi: m.clamp(x, lo, hi), ON_THE_BOUNDS, low, np.float32(2.0))
+
+
+def test_gradients_at_the_kinks_that_differ_from_clamps():
+    # hardtanh passes the gradient strictly inside its bounds only, relu's is 0 at 0, and
+    # maximum/minimum split it in half at ties: each as PyTorch's.
+    check(lambda m, x: (m.nn.functional.hardtanh(x), m.nn.functional.hardtanh(x, 0.0, 2.0), x.relu(),
+                        m.maximum(x, m.zeros_like(x)), m.minimum(x, m.full_like(x, 2.0))), ON_THE_BOUNDS[:, :-1])
 
 
 def test_mT_of_a_batch_and_of_a_vector():
@@ -116,6 +142,71 @@ def test_mask_of_the_wrong_shape():
     with pytest.raises(IndexError, match="shape of the mask"):
         x = graphc.zeros(3, 4)
         x[graphc.ones(4, dtype=graphc.bool)] = 1.0
+
+
+# (key, value): the value a Python scalar or the shape of a random tensor, () for a 0-d one.
+ALL = slice(None)
+BASIC_ASSIGNMENTS = [
+    ((1,), 2.5), ((slice(1, None),), 0.0), ((ALL, 2), (2, 4)), ((ALL, ALL, -1), (2, 3)),
+    ((ALL, 1), ()), ((-1, 0), (4,)), ((0, 2, 3), ()), ((1, ALL, 0), (1, 3)),
+    ((ALL, 1), (1, 1, 4)), ((..., 0), (3,)), ((0, ...), (1, 4)), ((None, 1), (3, 4)),
+    ((ALL, None, 1), (2, 1, 4)), ((slice(0, 2, 2), ALL, slice(1, 4, 2)), (3, 1)),
+    ((slice(-2, None), slice(None, None, 2)), (1, 4)), ((ALL, ALL, ALL), (2, 3, 4)), ((slice(5, None),), (4,)),
+]
+
+
+@pytest.mark.parametrize("key,value", BASIC_ASSIGNMENTS, ids=[str(case) for case in BASIC_ASSIGNMENTS])
+def test_basic_index_assignment_matches_torch(key, value):
+    """Eager, compiled, and the gradients of the tensor written into and of the value, as PyTorch."""
+    def assign(m, x, v=value):
+        y = x * 1                   # a recorded tensor under autograd, a traced one when compiled
+        y[key] = v
+        return y
+    if isinstance(value, float):
+        check(assign, CUBE[:2])
+    else:
+        check(assign, CUBE[:2], rng.standard_normal(value).astype(np.float32))
+
+
+def test_assigning_a_value_that_requires_grad_into_a_plain_tensor_reaches_its_gradient():
+    def assign(m, row):
+        y = m.zeros(3, 4)
+        y[:, 1:3] = row
+        return y
+    check(assign, A[0, :2])
+
+
+def test_in_place_operators_on_an_indexed_column():
+    def scale_columns(m, x):
+        y = x * 1
+        y[:, 1] *= 3
+        y[..., 0] -= y[:, 2]
+        return y
+    check(scale_columns, A)
+
+
+def test_assigning_to_a_row_of_a_parameter_under_no_grad():
+    def overwrite(m):
+        w = m.nn.Parameter(m.tensor(A))
+        with m.no_grad():
+            w[0] = 5.0
+            w[:, -1] = m.tensor([1.0, 2.0, 3.0])
+        return w
+    g, t = overwrite(graphc), overwrite(torch)
+    assert_same(g, t)
+    assert g.requires_grad and g.is_leaf
+
+
+@pytest.mark.parametrize("mode", ["eager", "autograd", "compiled"])
+def test_a_value_that_does_not_broadcast_to_the_region_names_both_shapes_and_the_line(mode):
+    def assign(x):
+        y = x * 1
+        y[:, 1] = graphc.ones(4)
+        return y
+    x = graphc.tensor(A, requires_grad=mode == "autograd")
+    with pytest.raises(ShapeError, match=r"setitem: value of shape \[4\] does not fit the indexed region of "
+                                         r"shape \[3\] at .*test_tensor_methods\.py:\d+"):
+        graphc.compile(assign)(x) if mode == "compiled" else assign(x)
 
 
 # -- hooks --------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """torch.* functions built from primitives (reductions, scans, sorting, selection, einsum, linear
 algebra, creation) against PyTorch: values, dtypes, shapes and gradients, eager and compiled."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,22 @@ def test_reductions_and_scans(fn):
 def test_products_and_sums_with_zeros_have_exact_gradients():
     x = np.array([[2.0, 0.0, 3.0, 0.5], [0.0, 0.0, 1.0, 4.0], [1.5, -2.0, 1.0, 7.0]], np.float32)
     check(lambda m, t: (t.prod(1), t.cumprod(1), t.prod()), x)
+
+
+def test_norm_and_std_have_zero_gradients_where_they_are_zero():
+    x = np.array([[0.0, 0.0, 0.0, 0.0], [1.5, 1.5, 1.5, 1.5], [1.0, -2.0, 0.5, 3.0]], np.float32)
+    check(lambda m, t: (t.norm(dim=1), t[:2].norm(dim=1, keepdim=True), t[0].norm(), m.norm(t[:2]), t.norm()), x)
+    check(lambda m, t: (t.std(1), t.std(1, correction=0), m.std(t[:2], 1, keepdim=True), t[:2].std(),
+                        t.var(1), t.var(1, correction=0), m.std_mean(t, 1)), x)
+
+
+def test_std_and_var_of_single_values():
+    x = np.array([[0.0], [2.0]], np.float32)
+    check(lambda m, t: (t.std(1, correction=0), t.var(1, correction=0), t.std(0, correction=0)), x)
+    # With one value per row and correction=1 PyTorch's value and gradient are NaN.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "std\\(\\)|var\\(\\): degrees of freedom", UserWarning)
+        check(lambda m, t: (t.std(1), t.var(1)), x)
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
@@ -178,9 +196,22 @@ def test_einsum_takes_a_list_of_operands():
     lambda m: m.rand(size=[3]).shape, lambda m: m.randint(0, 5, size=(2, 3)).shape, lambda m: m.randn(2, 3).dtype,
     lambda m: m.normal(0.0, 1.0, size=(2, 3)).shape, lambda m: m.normal(m.zeros(4), 2.0).shape,
     lambda m: m.normal(m.zeros(2, 1), m.ones(3)).shape, lambda m: m.normal(m.zeros(3, dtype=m.float64), 1.0).dtype,
+    lambda m: m.randint(5, (3,)).shape, lambda m: m.randint(5, size=(2, 2)).dtype,
+    lambda m: m.randint(high=5, size=[2]).shape, lambda m: m.randint(low=1, high=5, size=(3,), dtype=m.int32).dtype,
 ])
 def test_creation_forms(make):
     assert_same(make(graphc), make(torch))
+
+
+@pytest.mark.parametrize("args", [(5, (20000,)), (-3, 2, (20000,))])
+def test_randint_draws_each_integer_of_its_range_evenly(args):
+    graphc.manual_seed(0)
+    low, high = (0, args[0]) if len(args) == 2 else args[:2]
+    values, counts = np.unique(graphc.randint(*args).numpy(), return_counts=True)
+    assert values.tolist() == list(range(low, high)) and counts.min() > 0.9 * 20000 / (high - low)
+    for m in (graphc, torch):
+        with pytest.raises(TypeError):
+            m.randint(5)
 
 
 def test_normal_has_the_asked_mean_and_std():
