@@ -59,6 +59,10 @@ CONTENTS = ("Tensors, numpy arrays, int, float, str, bool, None, and dicts (str 
 MAX_NESTING = 100
 # safetensors' own limit on the JSON header at the start of a file.
 MAX_HEADER_BYTES = 100_000_000
+# How torch.save's files begin: a zip archive (PyTorch 1.6 on), or the legacy format's pickled
+# magic number (protocol 2, a 10-byte long).  As a safetensors header length either would claim
+# over 60 MB of JSON, and a safetensors header begins with "{" where a zip has its flags.
+TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
 # safetensors dtype names -> numpy dtypes; "BF16" is read as float32 (see _bf16_as_float32).
 NUMPY_DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I16": np.int16,
                 "U32": np.uint32, "I32": np.int32, "U64": np.uint64, "I64": np.int64, "F16": np.float16,
@@ -152,6 +156,12 @@ def _parse_safetensors(data: bytes, source: str) -> tuple[dict[str, np.ndarray],
         return CheckpointError(f"cannot load {source}: not a readable safetensors file ({reason}); it may be "
                                "truncated, corrupt, or not a checkpoint")
 
+    if data.startswith(TORCH_SAVE_MAGIC) and data[8:9] != b"{":
+        raise CheckpointError(
+            f"cannot load {source}: it is a PyTorch checkpoint (torch.save's zip or pickle format), which "
+            "graphc does not read (unpickling runs the file's code). Save it as safetensors in PyTorch: "
+            "safetensors.torch.save_file(model.state_dict(), 'model.safetensors'), then "
+            "model.load_state_dict(graphc.load('model.safetensors'))")
     if len(data) < 8:
         raise damaged(f"{len(data)} bytes, too short for the header's length")
     header_size, = struct.unpack("<Q", data[:8])

@@ -36,6 +36,26 @@ def test_bf16_matches_what_pytorch_saves(tmp_path):
     np.testing.assert_array_equal(load(tmp_path / "t.safetensors")["w"].numpy(), original.float().numpy())
 
 
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy pickle"])
+def test_a_pytorch_checkpoint_is_refused_saying_how_to_convert_it(tmp_path, zip_format):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 3).state_dict(), str(path), _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r"model\.pt: it is a PyTorch checkpoint .* safetensors\.torch\.save_file"):
+        load(path)
+
+
+def test_a_safetensors_header_whose_length_starts_like_a_pickle_still_loads(tmp_path):
+    """A header of 640 bytes is written b"\\x80\\x02..." (a pickle's first two bytes): only torch.save's
+    own magic number marks a PyTorch file."""
+    header = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'.ljust(0x280)   # JSON, spaces after
+    data = hostile.safetensors_bytes(header, np.float32([1.5]).tobytes())
+    assert data[:2] == b"\x80\x02"
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(data)
+    assert load(path)["w"].tolist() == [1.5]
+
+
 # -- hostile or damaged files: (file bytes, words the message must hold) ------------------------------------
 
 HOSTILE_CHECKPOINTS = {
