@@ -78,7 +78,6 @@ negative = globals()["neg"]
 def add(input, other, alpha=1): return as_tensor(input).add(other, alpha=alpha)
 def sub(input, other, alpha=1): return as_tensor(input).sub(other, alpha=alpha)
 def mul(input, other): return as_tensor(input) * other
-def div(input, other): return as_tensor(input) / other
 def pow(input, exponent): return as_tensor(input) ** exponent
 def mm(input, mat2): return matmul(input, mat2)
 def bmm(input, mat2): return matmul(input, mat2)
@@ -132,8 +131,9 @@ def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 
-def is_floating_point(t: Tensor) -> bool:
-    return t.dtype.is_float
+def is_floating_point(input: Tensor) -> bool:
+    """Whether ``input``'s dtype is a floating-point one."""
+    return input.is_floating_point()
 
 
 def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
@@ -180,6 +180,6 @@ def svd(input, full_matrices: bool = True):
 __all__ = ["cat", "concat", "concatenate", "stack", "where", "maximum", "minimum", "matmul", "mm", "bmm", "mv", "dot",
            "outer", "addmm", "addmv", "baddbmm", "einsum",
            *_elementwise_math_all, *_scans_all, *_selection_all, *_sorting_all,
-           "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "std_mean", "var_mean",
+           "add", "sub", "mul", "pow", "eq", "ne", "lt", "le", "gt", "ge", "std_mean", "var_mean",
            "is_tensor", "is_floating_point", "allclose", "equal", "det", "inverse", "svd", "negative",
            *METHOD_FUNCTIONS]

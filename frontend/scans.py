@@ -1,4 +1,4 @@
-"""Products, running sums and products, and logsumexp, built from the primitives.
+"""Products, running sums and products, differences, and logsumexp, built from the primitives.
 
 A running sum along an axis of n elements is a log-step scan (Hillis-Steele):
 after step k every element holds the sum of the 2**k elements ending at it, so
@@ -9,11 +9,12 @@ differentiate with the exact chain rule (zeros in a product included).
 """
 from __future__ import annotations
 
-from graphc.ir.dtypes import i64
+from graphc.ir.dtypes import bool_, i64
 
 from . import dtypes as _dt
 from .context import no_grad
 from .creation import full
+from .dims import wrap_dim
 from .dispatch import apply
 from .tensor import Tensor, as_tensor, where
 
@@ -62,6 +63,26 @@ def cumprod(input, dim: int, dtype=None) -> Tensor:
     return _scan(x, dim, lambda a, b: a * b, 1)
 
 
+def diff(input, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
+    """The n-th forward difference along ``dim`` (x[i+1] - x[i], n times; for bools x[i+1] != x[i],
+    PyTorch's logical_xor), after joining ``prepend`` and ``append`` to ``input`` along ``dim``."""
+    x = as_tensor(input)
+    if x.dim() == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    if n < 0:
+        raise RuntimeError(f"order must be non-negative but got {n}")
+    axis = wrap_dim(dim, x.dim(), "diff", x.shape)
+    parts = [as_tensor(t) for t in (prepend, x, append) if t is not None]
+    if len(parts) > 1:
+        dtype = _dt.promote(parts)
+        x = apply("concat", [t.type_as_dtype(dtype) for t in parts], axis=axis)
+    for _ in range(min(n, x.shape[axis])):
+        size = x.shape[axis]
+        later, earlier = _slice_axis(x, axis, 1, size), _slice_axis(x, axis, 0, size - 1)
+        x = later != earlier if x.dtype == bool_ else later - earlier
+    return x
+
+
 def prod(input, dim: int | None = None, keepdim: bool = False, dtype=None) -> Tensor:
     x = _accumulator(as_tensor(input), dtype)
     if dim is None:
@@ -98,4 +119,4 @@ def logsumexp(input, dim=None, keepdim: bool = False) -> Tensor:
     return total if keepdim else total.squeeze(x._axes(dim))
 
 
-__all__ = ["cumsum", "cumprod", "prod", "count_nonzero", "logsumexp"]
+__all__ = ["cumsum", "cumprod", "diff", "prod", "count_nonzero", "logsumexp"]

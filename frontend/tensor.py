@@ -141,6 +141,10 @@ class Tensor:
     def dtype(self) -> DType:
         return self._type.dtype
 
+    def is_floating_point(self) -> bool:
+        """Whether the dtype is a floating-point one."""
+        return self.dtype.is_float
+
     @property
     def device(self):
         from .device import device
@@ -540,7 +544,8 @@ class Tensor:
     def add_(self, other, alpha=1): return self._update("add_", self.add(other, alpha=alpha))
     def sub_(self, other, alpha=1): return self._update("sub_", self.sub(other, alpha=alpha))
     def mul_(self, other): return self._update("mul_", self * other)
-    def div_(self, other): return self._update("div_", self / other)
+    def div_(self, other, *, rounding_mode=None):
+        return self._update("div_", self.div(other, rounding_mode=rounding_mode))
     def pow_(self, other): return self._update("pow_", self ** other)
     def sqrt_(self): return self._update("sqrt_", self.sqrt())
     def neg_(self): return self._update("neg_", -self)
@@ -618,7 +623,7 @@ class Tensor:
     def __gt__(self, other): return _binary("gt", self, other)
     def __ge__(self, other): return _binary("ge", self, other)
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
-    mul, div, true_divide, pow = __mul__, __truediv__, __truediv__, __pow__
+    mul, true_divide, pow = __mul__, __truediv__, __pow__
 
     def matmul(self, other): return matmul(self, other)
     def mm(self, other): return matmul(self, other)

@@ -1,5 +1,5 @@
-"""Activation modules: ReLU, LeakyReLU, ELU, GELU, SiLU, Softplus, Hardtanh, PReLU, Sigmoid, Tanh, Softmax,
-LogSoftmax."""
+"""Activation modules: ReLU, LeakyReLU, ELU, GELU, SiLU, Softplus, Hardtanh, ReLU6, Hardswish, Mish, PReLU,
+Sigmoid, LogSigmoid, Tanh, GLU, Softmax, LogSoftmax."""
 from __future__ import annotations
 
 from . import functional as F
@@ -112,6 +112,38 @@ class Hardtanh(Module):
         return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
 
 
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class Hardswish(Module):
+    """x * relu6(x + 3) / 6."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.hardswish(input)
+
+
+class Mish(Module):
+    """x * tanh(softplus(x))."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.mish(input)
+
+
 class PReLU(Module):
     """x for x > 0, else a * x, with a learned ``a``: one shared, or one per channel (num_parameters)."""
 
@@ -139,11 +171,32 @@ class Sigmoid(Module):
         return F.sigmoid(input)
 
 
+class LogSigmoid(Module):
+    """log(sigmoid(x)), computed stably."""
+
+    def forward(self, input):
+        return F.logsigmoid(input)
+
+
 class Tanh(Module):
     """Hyperbolic tangent."""
 
     def forward(self, input):
         return F.tanh(input)
+
+
+class GLU(Module):
+    """a * sigmoid(b), a and b the halves of the input along ``dim``."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.glu(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
 
 class Softmax(Module):

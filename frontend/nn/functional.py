@@ -10,18 +10,21 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 from graphc.errors import ShapeError, TraceError
 
 from ..context import current_trace, error_context, no_grad
 from ..dispatch import apply
-from ..dtypes import as_dtype, i64
+from ..dtypes import as_dtype, i64, promote
 from ..functions import where
 from ..random import rand
 from ..tensor import Tensor, matmul
 from .special import erf
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu", "softplus", "hardtanh", "prelu",
-           "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+           "relu6", "hardswish", "mish", "logsigmoid", "glu", "normalize", "cosine_similarity", "softmax",
+           "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "dropout",
            "dropout2d", "flatten", "pad", "one_hot"]
 
@@ -128,6 +131,44 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
     return where(input <= min_val, min_val, where(input >= max_val, max_val, input))
 
 
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(x, 0), 6): hardtanh(x, 0, 6), whose gradient is 0 at 0 and 6 (as PyTorch's)."""
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6, with PyTorch's gradient: 0 up to -3 included, x/3 + 1/2 below 3, 1 from 3 on."""
+    # x * 0 rather than 0 below -3: -0.0 for negative x and NaN for -inf, as PyTorch's x * 0 / 6 gives.
+    return where(input <= -3, input * 0, where(input < 3, input * (input + 3) / 6, input))
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    return input * softplus(input).tanh()
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)), as x - log(1 + exp(x)) below 0 and -log(1 + exp(-x)) from 0 on, so that
+    neither exp overflows and large negative x give x itself."""
+    # Each side sees only inputs where its exp is at most 1: an infinite exp in the unselected side
+    # would make its gradient 0 * inf.
+    negative = input.clamp(max=0.0)
+    positive = input.clamp(min=0.0)
+    return where(input < 0, negative - _log1p(negative.exp()), -_log1p((-positive).exp()))
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a * sigmoid(b), where a and b are the first and second halves of ``input`` along ``dim``."""
+    if input.dim() == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    size = input.shape[dim]
+    if size % 2:
+        raise ShapeError(f"glu: halving dimension must be even, but dimension {dim % input.dim()} is size {size} "
+                         f"(input {input._type})" + error_context())
+    a, b = input.chunk(2, dim)
+    return a * b.sigmoid()
+
+
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """x for x > 0, else weight * x, with one weight shared or one per channel (dim 1)."""
     if weight.numel() != 1:
@@ -168,6 +209,40 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
         dim = _softmax_dim("log_softmax", input.dim())
     shifted = _shifted(input, dim, dtype)
     return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+
+# -- normalizing vectors -----------------------------------------------------------------------
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """x / max(||x||_p, eps) along ``dim`` (the 2-norm).  A zero vector stays zero; its gradient is
+    the incoming one over eps, as PyTorch's, since the norm's gradient at zero is zero."""
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """The sum along ``dim`` of x1 / max(||x1||, eps) times x2 / max(||x2||, eps), after broadcasting.
+
+    This is PyTorch's formula: normalizing first keeps the result within [-1, 1] and nothing overflows.
+    As in PyTorch, eps only bounds the norms' values: their gradients are those of the norms themselves.
+    """
+    dtype = promote([x1, x2])
+    if not dtype.is_float:
+        raise RuntimeError(f"cosine_similarity: expected common dtype to be floating point, yet common dtype is "
+                           f"{dtype.torch_name.capitalize()}")
+    x1, x2 = (t if t.dtype.is_float else t.type_as_dtype(dtype) for t in (x1, x2))
+    try:
+        shape = np.broadcast_shapes(tuple(x1.shape), tuple(x2.shape))
+    except ValueError:
+        raise ShapeError(f"cosine_similarity: x1 {x1._type} and x2 {x2._type} do not broadcast together"
+                         + error_context()) from None
+    x1, x2 = x1.expand(shape), x2.expand(shape)
+    return ((x1 / _norm_at_least(x1, dim, eps)) * (x2 / _norm_at_least(x2, dim, eps))).sum(dim)
+
+
+def _norm_at_least(x: Tensor, dim: int, eps: float) -> Tensor:
+    """||x|| along ``dim``, raised to eps where smaller, with the unclamped norm's gradient everywhere."""
+    norm = x.norm(2, dim, keepdim=True)
+    return where(norm >= eps, norm, eps + (norm - norm.detach()))
 
 
 # -- linear and convolution ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ the approximation's own derivative, which matches 2/√π exp(-x²) to the same 
 """
 from __future__ import annotations
 
+from ..elementwise_math import ERFC_EXPONENT
 from ..functions import where
 from ..tensor import Tensor
 
@@ -24,8 +25,6 @@ _SMALL_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.101024020825
                     -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
 _SMALL_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
                       -1.42647390514189e-02)
-_ERFC_EXPONENT = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
-                  0.37409196, 1.00002368, -1.26551223)
 _SMALL = 0.7
 
 
@@ -44,5 +43,5 @@ def erf(x: Tensor) -> Tensor:
     near_zero = near * _polynomial(square, _SMALL_NUMERATOR) / _polynomial(square, _SMALL_DENOMINATOR)
     z = x.abs()
     t = (z * 0.5 + 1).reciprocal()
-    erfc = t * (_polynomial(t, _ERFC_EXPONENT) - z * z).exp()
+    erfc = t * (_polynomial(t, ERFC_EXPONENT) - z * z).exp()
     return where(z < _SMALL, near_zero, x.sign() * (1 - erfc))

@@ -13,13 +13,13 @@ torch = require_torch()
 TORCH_FUNCTIONS = """
     abs acos add addmm addmv all allclose amax amin any arange argmax argmin argsort argwhere as_tensor asin
     atan atan2 baddbmm bmm broadcast_to cat ceil chunk clamp clamp_max clamp_min clip clone compile concat
-    concatenate cos cosh count_nonzero cumprod cumsum det detach device diag diagonal div dot einsum empty
-    empty_like enable_grad eq equal erf exp exp2 expm1 eye fix flatten flip fliplr flipud floor floor_divide
+    concatenate cos cosh count_nonzero cumprod cumsum det detach device diag diagonal diff div dot einsum empty
+    empty_like enable_grad eq equal erf erfc exp exp2 expm1 eye fix flatten flip fliplr flipud floor floor_divide
     frac from_numpy full full_like gather ge get_default_dtype gt hstack index_fill index_select
     inference_mode inverse is_floating_point is_grad_enabled is_tensor isclose isfinite isinf isnan le lerp
     linspace load log log10 log1p log2 log_softmax logical_and logical_not logical_or logical_xor logspace
     logsumexp lt manual_seed masked_fill masked_select matmul max maximum mean meshgrid min minimum mm
-    moveaxis movedim mul mv narrow ne neg negative no_grad nonzero norm normal numel ones ones_like outer
+    moveaxis movedim mul mv nan_to_num narrow ne neg negative no_grad nonzero norm normal numel ones ones_like outer
     permute pow prod rand rand_like randint randn randn_like randperm ravel reciprocal relu remainder
     repeat_interleave reshape roll round rsqrt save scatter scatter_add seed select set_default_dtype
     set_grad_enabled sigmoid sign sin sinh softmax sort split sqrt square squeeze stack std std_mean sub sum
@@ -32,12 +32,12 @@ TENSOR_METHODS = """
     argwhere asin asin_ atan atan2 atan2_ atan_ backward baddbmm bernoulli_ bmm bool broadcast_to byte ceil
     ceil_ chunk clamp clamp_ clamp_max clamp_max_ clamp_min clamp_min_ clip clip_ clone contiguous copy_ cos
     cos_ cosh cosh_ count_nonzero cpu cuda cumprod cumprod_ cumsum cumsum_ data detach detach_ device diag
-    diagonal dim div div_ dot double dtype element_size eq erf erf_ exp exp2 exp2_ exp_ expand expand_as
+    diagonal diff dim div div_ dot double dtype element_size eq erf erf_ erfc exp exp2 exp2_ exp_ expand expand_as
     expm1 expm1_ fill_ fix fix_ flatten flip fliplr flipud float floor floor_ floor_divide floor_divide_
-    frac frac_ gather ge grad grad_fn gt half index_fill index_fill_ index_select int is_leaf isclose
+    frac frac_ gather ge grad grad_fn gt half index_fill index_fill_ index_select int is_floating_point is_leaf isclose
     isfinite isinf isnan item le lerp lerp_ log log10 log10_ log1p log1p_ log2 log2_ log_ log_softmax
     logical_and logical_not logical_or logical_xor logsumexp long lt mT masked_fill masked_fill_
-    masked_select matmul max mean min mm moveaxis movedim mul mul_ mv narrow ndim ne neg neg_ new_empty
+    masked_select matmul max mean min mm moveaxis movedim mul mul_ mv nan_to_num narrow ndim ne neg neg_ new_empty
     new_full new_ones new_tensor new_zeros nonzero norm normal_ numel numpy outer permute pow pow_ prod
     ravel reciprocal reciprocal_ register_hook relu relu_ remainder remainder_ repeat repeat_interleave
     requires_grad_ reshape reshape_as retain_grad roll round round_ rsqrt rsqrt_ scatter scatter_

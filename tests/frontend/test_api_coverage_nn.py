@@ -16,16 +16,17 @@ torch = require_torch()
 NAMESPACES = {
     "nn": ("nn", """
         AdaptiveAvgPool2d AdaptiveMaxPool2d AvgPool1d AvgPool2d BCELoss BCEWithLogitsLoss BatchNorm1d BatchNorm2d
-        Conv1d Conv2d ConvTranspose2d CrossEntropyLoss Dropout Dropout2d ELU Embedding Flatten GELU GRU GRUCell
-        GroupNorm Hardtanh HuberLoss Identity InstanceNorm1d InstanceNorm2d KLDivLoss L1Loss LSTM LSTMCell
-        LayerNorm LeakyReLU Linear LogSoftmax MSELoss MaxPool1d MaxPool2d Module ModuleDict ModuleList NLLLoss
-        PReLU Parameter ParameterDict ParameterList RNN RNNCell ReLU Sequential SiLU Sigmoid SmoothL1Loss Softmax
+        Conv1d Conv2d ConvTranspose2d CrossEntropyLoss Dropout Dropout2d ELU Embedding Flatten GELU GLU GRU GRUCell
+        GroupNorm Hardswish Hardtanh HuberLoss Identity InstanceNorm1d InstanceNorm2d KLDivLoss L1Loss LSTM LSTMCell
+        LayerNorm LeakyReLU Linear LogSigmoid LogSoftmax MSELoss MaxPool1d MaxPool2d Mish Module ModuleDict ModuleList NLLLoss
+        PReLU Parameter ParameterDict ParameterList RNN RNNCell ReLU ReLU6 Sequential SiLU Sigmoid SmoothL1Loss Softmax
         Softplus Tanh Unflatten Upsample UpsamplingBilinear2d UpsamplingNearest2d"""),
     "nn.functional": ("nn.functional", """
         adaptive_avg_pool2d adaptive_max_pool2d avg_pool1d avg_pool2d batch_norm binary_cross_entropy
-        binary_cross_entropy_with_logits conv1d conv2d conv_transpose2d cross_entropy dropout dropout2d elu
-        embedding gelu group_norm hardtanh huber_loss instance_norm interpolate kl_div l1_loss layer_norm
-        leaky_relu linear log_softmax max_pool1d max_pool2d mse_loss nll_loss one_hot pad prelu relu sigmoid silu
+        binary_cross_entropy_with_logits conv1d conv2d conv_transpose2d cosine_similarity cross_entropy dropout dropout2d elu
+        embedding gelu glu group_norm hardswish hardtanh huber_loss instance_norm interpolate kl_div l1_loss layer_norm
+        leaky_relu linear log_softmax logsigmoid max_pool1d max_pool2d mish mse_loss nll_loss normalize one_hot pad prelu
+        relu relu6 sigmoid silu
         smooth_l1_loss softmax softplus tanh upsample"""),
     "nn.utils": ("nn.utils", "clip_grad_norm_ clip_grad_value_ parameters_to_vector vector_to_parameters"),
     "optim": ("optim", "Adagrad Adam AdamW Optimizer RMSprop SGD"),

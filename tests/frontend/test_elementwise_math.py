@@ -155,3 +155,71 @@ def test_in_place_forms():
         u = t.clone().abs_().exp_().clamp_min_(3.0)
         return t, u, t.clone().atan_(), t.clone().clamp_max_(0.5), t.clone().round_(), t.clone().sigmoid_()
     check(fn, x, grad=False)
+
+
+def test_erfc_keeps_its_relative_precision_in_the_tail():
+    x = np.concatenate([np.linspace(-10, 10, 20001), np.linspace(9, 10.5, 1001), SPECIALS]).astype(np.float32)
+    ours, theirs = graphc.erfc(graphc.tensor(x)).numpy(), torch.erfc(torch.tensor(x)).numpy()
+    assert_special_values_match(ours, theirs)
+    normal = theirs >= np.finfo(np.float32).tiny          # below it the spacing is fixed: compared absolutely
+    assert units_in_last_place(ours[normal], theirs[normal]) <= 6
+    np.testing.assert_allclose(ours[~normal], theirs[~normal], rtol=0, atol=4e-45)
+    x = np.linspace(-6, 26, 3201)
+    np.testing.assert_allclose(graphc.erfc(graphc.tensor(x)).numpy(), torch.erfc(torch.tensor(x)).numpy(), rtol=5e-7)
+    check(lambda m, t: m.erfc(t), np.array([-3.0, -0.5, 0.0, 0.49, 0.5, 1.0, 4.0, 9.0, 40.0], np.float32), rtol=2e-6,
+          atol=1e-30)
+    check(lambda m, t: t.erfc(), np.array([-1, 0, 2]))
+
+
+def test_nan_to_num():
+    x = np.array([1.5, np.nan, np.inf, -np.inf, -0.0, -3e38], np.float32)
+    check(lambda m, t: m.nan_to_num(t), x)
+    check(lambda m, t: t.nan_to_num(nan=-1.0, posinf=7.0, neginf=-7.0), x)
+    check(lambda m, t: m.nan_to_num(t, posinf=1e300), x.astype(np.float64), rtol=0, atol=0)
+    check(lambda m, t: m.nan_to_num(t), np.array([3, -2], np.int32))
+    check(lambda m, t: m.nan_to_num(t), np.array([True, False]))
+
+
+def test_diff():
+    x = np.random.default_rng(2).standard_normal((3, 5)).astype(np.float32)
+    check(lambda m, t: m.diff(t), x)
+    check(lambda m, t: (t.diff(n=2, dim=0), m.diff(t, n=3), m.diff(t, n=7), m.diff(t, n=0)), x)
+    check(lambda m, t, p, a: m.diff(t, dim=0, prepend=p, append=a), x, x[:2] * 3, x[:1])
+    check(lambda m, t, p: m.diff(t, n=2, append=p), x, np.array([[1], [2], [3]]))
+    check(lambda m, t: (m.diff(t), m.diff(t, append=t[:1] * 0)), np.array([[4, -7, 2, 2]], np.int64))
+    check(lambda m, t: m.diff(t, n=2), np.array([True, False, False, True, True]))
+    check(lambda m, t: m.diff(t), np.array([1.0, np.inf, np.inf, np.nan, 2.0], np.float32), grad=False)
+    with pytest.raises(RuntimeError, match="at least one-dimensional"):
+        graphc.diff(graphc.tensor(1.0))
+
+
+def test_div_rounding_modes():
+    a = np.array([7.0, -7.0, 7.5, -7.5, 0.0, 1e30, -3.0, 5.0, np.inf, np.nan], np.float32)
+    b = np.array([2.0, 2.0, -2.0, -2.0, 3.0, 7.0, 0.0, 0.0, 2.0, 1.0], np.float32)
+    for mode in (None, "trunc", "floor"):
+        # inf // 2 is NaN in PyTorch and inf in graphc's floor_divide (floor(a / b)); the other modes agree on it.
+        x, y = (a, b) if mode != "floor" else (np.delete(a, 8), np.delete(b, 8))
+        check(lambda m, x, y, mode=mode: (m.div(x, y, rounding_mode=mode), x.div(2.5, rounding_mode=mode),
+                                          m.div(-9.0, y[:4], rounding_mode=mode)), x, y, grad=False)
+        check(lambda m, x, y, mode=mode: m.div(x, y, rounding_mode=mode) * x, a[:6], b[:6])
+    i, j = np.array([7, -7, 7, -7, 0, 9], np.int64), np.array([2, 2, -2, -2, 3, -10], np.int64)
+    for mode in (None, "trunc", "floor"):
+        check(lambda m, x, y, mode=mode: (m.div(x, y, rounding_mode=mode), x.div(-2, rounding_mode=mode),
+                                          m.div(x, 2.5, rounding_mode=mode)), i, j)
+        check(lambda m, x, y, mode=mode: x.div(y, rounding_mode=mode), i.astype(np.int32), j.astype(np.int32))
+
+    def in_place(m, x, y):
+        x = x.clone()
+        x.div_(y, rounding_mode="trunc")
+        return x
+    check(in_place, i, j)
+    check(in_place, a[:6], b[:6], grad=False)
+    with pytest.raises(ValueError, match="rounding_mode"):
+        graphc.div(graphc.tensor([1.0]), 2, rounding_mode="round")
+
+
+def test_is_floating_point():
+    for dtype in (graphc.float32, graphc.float64, graphc.int64, graphc.int32, graphc.bool):
+        t = graphc.zeros(2, dtype=dtype)
+        expected = torch.zeros(2, dtype=getattr(torch, dtype.torch_name)).is_floating_point()
+        assert t.is_floating_point() is expected and graphc.is_floating_point(t) is expected

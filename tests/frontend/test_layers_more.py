@@ -9,6 +9,7 @@ import graphc
 import graphc.nn as nn
 import graphc.nn.functional as F
 from graphc.errors import ShapeError
+from api_check import check
 from layer_checks import assert_close, check_layer, randn, torch
 
 
@@ -18,6 +19,7 @@ from layer_checks import assert_close, check_layer, randn, torch
     lambda m: m.ELU(), lambda m: m.ELU(alpha=0.5), lambda m: m.GELU(), lambda m: m.GELU(approximate="tanh"),
     lambda m: m.SiLU(), lambda m: m.Softplus(), lambda m: m.Softplus(beta=2.0, threshold=3.0),
     lambda m: m.Hardtanh(), lambda m: m.Hardtanh(-0.5, 2.0), lambda m: m.PReLU(), lambda m: m.PReLU(3, init=0.1),
+    lambda m: m.ReLU6(), lambda m: m.Hardswish(), lambda m: m.Mish(), lambda m: m.LogSigmoid(), lambda m: m.GLU(0),
 ])
 def test_activations(make):
     x = randn(2, 3, 5) * 4
@@ -39,6 +41,61 @@ def test_erf_and_gelu_are_accurate_to_float32_rounding_over_a_wide_range():
     expected = torch.nn.functional.gelu(torch.tensor(x), approximate="tanh").numpy()
     np.testing.assert_allclose(F.gelu(graphc.tensor(x), approximate="tanh").numpy(), expected, rtol=1e-6,
                                atol=5e-7)
+
+
+# Inputs on and beside the kinks of relu6 and hardswish, and far into the tails.
+AWKWARD = np.array([0.0, -0.0, 3.0, -3.0, 6.0, 2.9999998, -2.9999998, -3.0000002, 6.0000005, 1e-30, -1e-30, 0.5, -0.5,
+                    20.0, -20.0, 30.0, -30.0, 100.0, -100.0, 1e4, -1e4, 1e30, -1e30], np.float32)
+NONFINITE = np.array([np.inf, -np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("name", ["relu6", "hardswish", "mish", "logsigmoid"])
+def test_new_activation_functions_at_awkward_inputs(name):
+    check(lambda m, x: getattr(m.nn.functional, name)(x), AWKWARD, rtol=2e-6, atol=1e-7)
+    check(lambda m, x: getattr(m.nn.functional, name)(x), np.concatenate([AWKWARD, NONFINITE]), grad=False,
+          rtol=2e-6, atol=1e-7)
+    check(lambda m, x: getattr(m.nn.functional, name)(x), np.linspace(-8, 8, 161), rtol=1e-12, atol=1e-15)
+
+
+def test_logsigmoid_keeps_large_negative_inputs_and_small_tails():
+    x = np.array([-1e30, -200.0, -90.0, -20.0, 15.0, 30.0, 90.0], np.float32)
+    expected = torch.nn.functional.logsigmoid(torch.tensor(x)).numpy()
+    got = F.logsigmoid(graphc.tensor(x)).numpy()
+    np.testing.assert_array_equal(got[:3], x[:3])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)         # -exp(-90) keeps its digits
+
+
+def test_glu():
+    x = randn(4, 6, 3)
+    check(lambda m, t: m.nn.functional.glu(t, 1), x)
+    check(lambda m, t: m.nn.functional.glu(t), randn(3, 8))
+    with pytest.raises(ShapeError, match="halving dimension must be even"):
+        F.glu(graphc.tensor(randn(4, 5)))
+
+
+def test_normalize():
+    x = randn(3, 4, 2)
+    x[1, :, 0] = 0.0                            # a zero vector: stays zero, gradient 1/eps
+    x[2, :, 1] = [1e15, -1e15, 3e15, 0.0]       # large and small magnitudes
+    x[0, :, 1] = [1e-20, 0.0, -2e-20, 0.0]
+    check(lambda m, t: m.nn.functional.normalize(t), x, rtol=1e-5)
+    check(lambda m, t: m.nn.functional.normalize(t, dim=-1, eps=1e-3), x, rtol=1e-5)
+    check(lambda m, t: m.nn.functional.normalize(t, p=2.0, dim=0), x.astype(np.float64), rtol=1e-12)
+
+
+def test_cosine_similarity():
+    a, b = randn(4, 1, 3), randn(5, 3, seed=1)
+    a[0, 0] = 0.0                                # a zero vector: similarity 0, gradient through the clamp
+    a[1, 0] = [1e-10, -2e-10, 0.0]               # a norm below eps: value bounded, gradient the norm's own
+    b[2] = [1e18, -1e18, 2e18]                   # would overflow ||a|| * ||b|| in float32
+    check(lambda m, x, y: m.nn.functional.cosine_similarity(x, y, dim=-1), a, b, rtol=1e-5, atol=1e-6)
+    check(lambda m, x, y: m.nn.functional.cosine_similarity(x, y), randn(1, 3), randn(4, 3, seed=2), rtol=1e-5)
+    check(lambda m, x, y: m.nn.functional.cosine_similarity(x, y, dim=0, eps=0.5), randn(1, 3), randn(4, 3, seed=2),
+          rtol=1e-5)
+    check(lambda m, x, y: m.nn.functional.cosine_similarity(x, y, dim=0), np.array([[1], [2], [0]]), randn(3, 2),
+          rtol=1e-5)
+    with pytest.raises(RuntimeError, match="floating point"):
+        F.cosine_similarity(graphc.tensor([1, 2]), graphc.tensor([3, 4]), dim=0)
 
 
 def test_softplus_keeps_small_tails():
