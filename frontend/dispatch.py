@@ -28,11 +28,12 @@ def apply(op: str, inputs: Sequence, **attrs):
         if ctx is not None:
             nodes = [ctx.node_of(t) for t in inputs]
             ctx.builder.loc = user_location()
-            if not is_grad_enabled() and get_op(op).differentiable:
-                # Autodiff differentiates the whole trace, so under no_grad the inputs that require grad
-                # enter as constants, as eager mode leaves the op off the tape.
-                nodes = [ctx.builder.op("stop_gradient", n) if t.requires_grad else n for t, n in zip(inputs, nodes)]
             node = ctx.builder.op(op, *nodes, **attrs)
+            if not is_grad_enabled():
+                # Autodiff differentiates the whole trace: an op traced under no_grad is a constant to
+                # it, as eager mode leaves the op off the tape (an optimizer's update, which a GAN's
+                # second backward must not differentiate through).
+                ctx.made_without_grad.add(node)
             return Tensor._symbolic(node, ctx, needs_grad and node.dtype.is_float)
         for t in inputs:
             if t._value is None:

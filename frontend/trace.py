@@ -72,6 +72,7 @@ class TraceContext:
         # Gradients live only inside the traced step; the real tensors' .grad is untouched.
         self.grads: dict[int, object] = {}
         self.symbolic_leaves: list = []      # traced inputs created with requires_grad=True
+        self.made_without_grad: set[Node] = set()   # ops traced under no_grad: constants to backward()
         self.side_effects: list[SideEffect] = []
         self.input_checks: list[InputCheck] = []
         self._anonymous = 0

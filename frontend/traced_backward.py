@@ -30,7 +30,8 @@ def traced_backward(ctx, tensor, gradient=None) -> None:
     leaves = [rec.tensor for rec in ctx.lifted.values() if rec.tensor.requires_grad]
     leaves += ctx.symbolic_leaves
     wrt = [ctx.node_of(t) for t in leaves]
-    grads = gradients(b, list(b.nodes), [loss], [seed], wrt)
+    differentiable = [node for node in b.nodes if node not in ctx.made_without_grad]
+    grads = gradients(b, differentiable, [loss], [seed], wrt)
     with no_grad():
         for leaf, g in zip(leaves, grads):
             if g is None:
