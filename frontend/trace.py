@@ -17,6 +17,7 @@ fails, or a compiled step whose first run fails, leaves the world as it was.
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -145,18 +146,19 @@ class TraceContext:
         return self.builder.unique_name(name)
 
     def dropped_gradients(self, graph: Graph) -> list[str]:
-        """Where the traced step computed gradients of real tensors (``backward()``) and no output
-        or write-back reads any of them, their names: a compiled call does not update ``.grad``,
-        so a function that calls backward() and leaves the optimizer's step outside loses them.
+        """Where the traced step computed gradients of real tensors (``backward()``) and nothing in
+        the graph reads any of them, their names: a compiled call does not update ``.grad``, so a
+        function that calls backward() and leaves the optimizer's step outside loses them.
         (Where some are read, an optimizer stepped; the others are a GAN's discriminator's from
         the generator's loss, or a frozen layer's, which eager mode's next zero_grad() clears.)"""
-        from graphc.passes.simplify import live_nodes
-        computed = {key: grad for key, grad in self.grads.items()
+        computed = {grad._node: key for key, grad in self.grads.items()
                     if grad is not None and grad._trace is self and key in self.lifted}
-        read = live_nodes([*graph.outputs, *(value for _, value in graph.writes)])
-        if any(grad._node in read for grad in computed.values()):
+        # A scan of the edges, not a set of the live nodes: this runs at every trace, at the
+        # process's peak of memory (a set of ResNet's step's nodes raised it by 0.5 MiB).
+        readers = (value for node in graph.nodes for value in node.inputs)
+        if any(value in computed for value in itertools.chain(readers, graph.outputs, (v for _, v in graph.writes))):
             return []
-        return [self.lifted[key].input.name for key in computed]
+        return [self.lifted[key].input.name for key in computed.values()]
 
     # -- finishing ------------------------------------------------------------------
     def data_input(self, name: str, type) -> Node:
