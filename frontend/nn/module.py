@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import dtypes as _dt
+from ..autograd import RemovableHandle
 from ..context import calling_module, current_trace, no_grad
 from ..creation import zeros
 from ..device import check_device
@@ -64,6 +65,14 @@ def _check_member_name(kind: str, name) -> None:
         raise KeyError(f'{kind} name can\'t be empty string ""')
 
 
+def _add_hook(module, kind: str, entry: tuple, prepend: bool) -> RemovableHandle:
+    # Kept in the instance's __dict__, made on first use: a module whose __init__ skipped
+    # Module's still takes hooks, and a module without any pays one dict lookup a call.
+    hooks = module.__dict__.setdefault(kind, [])
+    hooks.insert(0, entry) if prepend else hooks.append(entry)
+    return RemovableHandle(hooks, entry)
+
+
 class Module:
     """Base class of every layer and model, as torch.nn.Module."""
 
@@ -85,7 +94,33 @@ class Module:
         if ctx is not None:
             ctx.add_guard(lambda: self.training)
         with calling_module(self):
-            return self.forward(*args, **kwargs)
+            for hook, with_kwargs in tuple(self.__dict__.get("_forward_pre_hooks", ())):
+                result = hook(self, args, kwargs) if with_kwargs else hook(self, args)
+                if result is not None and with_kwargs:
+                    args, kwargs = result
+                elif result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+            output = self.forward(*args, **kwargs)
+            for hook, with_kwargs in tuple(self.__dict__.get("_forward_hooks", ())):
+                result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+                if result is not None:
+                    output = result
+            return output
+
+    # -- hooks ------------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args)`` before each forward (``hook(module, args, kwargs)`` with
+        ``with_kwargs``); what it returns, if not None, replaces the arguments: a tuple, or one
+        value (with ``with_kwargs``, an (args, kwargs) pair).  In a compiled function hooks run
+        while it is traced, so what they compute is part of the graph."""
+        return _add_hook(self, "_forward_pre_hooks", (hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False,
+                              with_kwargs: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after each forward (``hook(module, args, kwargs,
+        output)`` with ``with_kwargs``); what it returns, if not None, replaces the output."""
+        return _add_hook(self, "_forward_hooks", (hook, with_kwargs), prepend)
 
     # -- registration -------------------------------------------------------------------
     def _require_init(self) -> None:

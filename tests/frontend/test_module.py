@@ -303,3 +303,49 @@ def test_call_under_a_trace_guards_on_the_training_flag():
     assert ctx.guards and all(read() == value for read, value in ctx.guards)
     model.eval()
     assert any(read() != value for read, value in ctx.guards)
+
+
+def _hooked(lib, calls: list):
+    """Linear -> ReLU -> Linear with the same weights in graphc and torch, and hooks on it: a pre-hook
+    doubling the last layer's input, a forward hook adding 1 to its output, two recording ones (the
+    second prepended, so it runs first), and a kwargs pre-hook, each noting its call in ``calls``."""
+    rng = np.random.default_rng(0)
+    model = lib.nn.Sequential(lib.nn.Linear(3, 4), lib.nn.ReLU(), lib.nn.Linear(4, 2))
+    with lib.no_grad():
+        for p in model.parameters():
+            p.copy_(lib.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32)))
+    model[2].register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    model[2].register_forward_hook(lambda m, args, out: out + 1)
+    model[0].register_forward_hook(lambda m, args, out: calls.append(("after", tuple(out.shape))))
+    model[0].register_forward_hook(lambda m, args, out: calls.append(("first", tuple(args[0].shape))), prepend=True)
+    model[0].register_forward_pre_hook(lambda m, args, kwargs: calls.append(("kwargs", sorted(kwargs))), with_kwargs=True)
+    return model
+
+
+def test_forward_hooks_run_change_and_come_off_as_torch_s():
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)
+    results = {}
+    for lib in (torch, graphc):
+        calls = []
+        model = _hooked(lib, calls)
+        first = model(lib.tensor(x)).detach().numpy()
+        handle = model[2].register_forward_hook(lambda m, args, out: out * 0)
+        zeroed = model(lib.tensor(x)).detach().numpy()
+        handle.remove()
+        results[lib.__name__] = first, zeroed, model(lib.tensor(x)).detach().numpy(), calls
+    (first, zeroed, again, calls), (t_first, t_zeroed, t_again, t_calls) = results["graphc"], results["torch"]
+    np.testing.assert_allclose(first, t_first, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(again, t_first, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(zeroed, t_zeroed)
+    assert calls == t_calls == [("kwargs", []), ("first", (5, 3)), ("after", (5, 4))] * 3
+
+
+def test_forward_hooks_are_traced_into_a_compiled_function():
+    x = graphc.tensor(np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3))
+    calls = []
+    model = _hooked(graphc, calls)
+    compiled = graphc.compile(lambda x: model(x))
+    np.testing.assert_allclose(compiled(x).numpy(), model(x).detach().numpy(), rtol=1e-6)
+    assert len(calls) == 6                   # once while tracing, once eagerly: a cached call runs none
+    compiled(x)
+    assert len(calls) == 6
