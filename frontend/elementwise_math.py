@@ -362,24 +362,25 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
     if rounding_mode != "trunc":
         raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
                          f"{rounding_mode!r}")
-    a, b = _operands(input, other)
-    if a.dtype.is_float:
-        return trunc(a / b)
-    if a.dtype == bool_:
-        raise RuntimeError("div(rounding_mode='trunc'): bool tensors cannot be divided")
-    return trunc(a.type_as_dtype(f64) / b.type_as_dtype(f64)).type_as_dtype(a.dtype)
+    return _rounded_quotient(input, other, trunc, "div(rounding_mode='trunc')")
 
 
 def floor_divide(input, other) -> Tensor:
     """a // b, rounding the quotient toward -inf.  Integers are divided in float64, exact while
     |a| < 2**53; float quotients are floor(a / b), which can differ from PyTorch's fmod-based
     result in the last place (1 // 0.1 is 10 here, 9 in PyTorch)."""
+    return _rounded_quotient(input, other, floor, "floor_divide")
+
+
+def _rounded_quotient(input, other, rounding, op: str) -> Tensor:
+    """a / b rounded by ``rounding`` (floor or trunc): floats as rounding(a / b); integers divided
+    in float64 (exact while |a| < 2**53) and kept integers; bools refused, naming ``op``."""
     a, b = _operands(input, other)
     if a.dtype.is_float:
-        return floor(a / b)
+        return rounding(a / b)
     if a.dtype == bool_:
-        raise RuntimeError("floor_divide: bool tensors cannot be divided")
-    return floor(a.type_as_dtype(f64) / b.type_as_dtype(f64)).type_as_dtype(a.dtype)
+        raise RuntimeError(f"{op}: bool tensors cannot be divided")
+    return rounding(a.type_as_dtype(f64) / b.type_as_dtype(f64)).type_as_dtype(a.dtype)
 
 
 def remainder(input, other) -> Tensor:

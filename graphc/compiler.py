@@ -175,11 +175,13 @@ class CompiledStep:
         product's call is about 2 us of Python."""
         if self.pending_effects:
             return self.run(args)
+        # input_arrays' shortcut inline (a step returning only has no prepare hooks): a call fewer is
+        # 0.15 of this path's 1.9 us, and measured 0.92-1.03x -> 1.00-1.13x OpenBLAS on 32x6272x1.
         arrays = list(map(_TENSOR_VALUE, args)) if len(args) == self._arguments_read else self.input_arrays(args)
         try:
             return Tensor._wrap(self.executable.output_of(arrays, self.result_structure.index))
         except IndexError as error:      # an index out of range in the graph
-            raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
+            raise _out_of_range(error) from None
 
     def run(self, args: Sequence) -> Any:
         for check in self.input_checks:
@@ -190,7 +192,7 @@ class CompiledStep:
             else:
                 result = self.executable.run(self.input_arrays(args), in_place=True)
         except IndexError as error:      # an index the checks could not see, out of range in the graph
-            raise error if isinstance(error, GraphcError) else OutOfRangeError(str(error)) from None
+            raise _out_of_range(error) from None
         # Every output is computed before any state changes: a failed step leaves the model as it was.
         for name, tensor in self.writes:
             if name in result.writes and result.writes[name] is not tensor._value:   # not updated in place
@@ -454,6 +456,11 @@ def _outputs_to_copy(graph: Graph) -> list[bool]:
         flags.append(node.is_input or node in seen)
         seen.add(node)
     return flags
+
+
+def _out_of_range(error: IndexError) -> IndexError:
+    """An index out of range in a compiled graph as graphc's error (the backend's, where it made one)."""
+    return error if isinstance(error, GraphcError) else OutOfRangeError(str(error))
 
 
 def _warn_of_dropped_gradients(function: str, dropped: list[str]) -> None:
